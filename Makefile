@@ -1,0 +1,33 @@
+# The two commands of the README, and the benchmarks.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench bench-quick clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+## run: set up and serve on SQLite at http://127.0.0.1:8000
+run: $(STAMP)
+	$(BIN)/authz db upgrade
+	$(BIN)/authz serve --host 127.0.0.1 --port 8000
+
+## test: set up and run the whole test suite (PostgreSQL tests too when reachable, always when CI=true)
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench.run --quick
+
+clean:
+	rm -rf $(VENV) authz.db authz.db-* .pytest_cache

@@ -1,0 +1,1 @@
+"""The HTTP layer: parses, authenticates, calls one service function, maps errors."""

@@ -1,0 +1,107 @@
+"""Who is calling: a user JWT or a service key, from `Authorization: Bearer ...`."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jwt
+from fastapi import Request
+
+from api.problems import Unauthenticated
+from authz.domain import ids
+from authz.domain.errors import Invalid
+from authz.domain.principal import Principal
+from authz.services.runtime import Runtime
+from authz.services.service_keys import PREFIX as SERVICE_KEY_PREFIX
+from authz.services.service_keys import verify_service_key
+from authz.settings import Settings
+
+ASYMMETRIC = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512"]
+
+
+@dataclass(frozen=True)
+class TokenVerifier:
+    """User-token verification, configured once from settings (the key is read at start-up)."""
+
+    key: str | None
+    algorithms: list[str]
+    audience: str | None
+    issuer: str | None
+    leeway: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "TokenVerifier":
+        if settings.jwt_public_key is not None:
+            key = Path(settings.jwt_public_key).read_text(encoding="utf-8")
+            algorithms = ASYMMETRIC
+        elif settings.jwt_secret is not None:
+            key = settings.jwt_secret.get_secret_value()
+            algorithms = ["HS256"]
+        else:
+            key, algorithms = None, []
+        return cls(key, algorithms, settings.jwt_audience, settings.jwt_issuer, settings.jwt_leeway_seconds)
+
+    def verify(self, token: str, request_id: str | None) -> Principal:
+        if self.key is None:
+            raise Unauthenticated("user tokens are not accepted: no JWT key is configured")
+        required = ["exp", "sub"] + (["aud"] if self.audience else []) + (["iss"] if self.issuer else [])
+        try:
+            claims = jwt.decode(
+                token,
+                self.key,
+                algorithms=self.algorithms,
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway,
+                options={"require": required, "verify_aud": self.audience is not None},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("the token has expired") from None
+        except jwt.InvalidTokenError as exc:
+            raise Unauthenticated(f"invalid token: {_reason(exc)}") from None
+        try:
+            user = ids.user_id(claims.get("sub"), "sub")
+        except Invalid:
+            raise Unauthenticated("invalid token: the sub claim is not a valid user id") from None
+        email = claims.get("email")
+        return Principal(
+            kind="user",
+            id=user,
+            email=email if isinstance(email, str) and len(email) <= 320 else None,
+            email_verified=claims.get("email_verified") is True,
+            request_id=request_id,
+        )
+
+
+def _reason(exc: jwt.InvalidTokenError) -> str:
+    """A short, safe reason (never the token itself)."""
+    if isinstance(exc, jwt.InvalidAudienceError):
+        return "wrong audience"
+    if isinstance(exc, jwt.InvalidIssuerError):
+        return "wrong issuer"
+    if isinstance(exc, jwt.InvalidSignatureError):
+        return "bad signature"
+    if isinstance(exc, jwt.InvalidAlgorithmError):
+        return "algorithm not allowed"
+    if isinstance(exc, jwt.MissingRequiredClaimError):
+        return f"missing claim {exc.claim}"
+    return "malformed or unverifiable"
+
+
+def authenticate(request: Request) -> Principal:
+    """The FastAPI dependency of every /v1 route."""
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthenticated("missing Authorization: Bearer credential")
+    scheme, _, credential = header.partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
+        raise Unauthenticated("the Authorization header must be `Bearer <credential>`")
+    request_id = request.scope.get("state", {}).get("request_id")
+    runtime: Runtime = request.app.state.runtime
+    if credential.startswith(SERVICE_KEY_PREFIX):
+        record = verify_service_key(runtime, credential)
+        if record is None:
+            raise Unauthenticated("unknown or revoked service key")
+        return Principal(kind="service", id=record.id, scopes=record.scopes, request_id=request_id)
+    verifier: TokenVerifier = request.app.state.token_verifier
+    return verifier.verify(credential, request_id)

@@ -1,0 +1,110 @@
+"""One pure-ASGI middleware: request id, body size limit, metrics and one log line per request.
+
+Pure ASGI (not BaseHTTPMiddleware) so the body is never read twice and the check path
+pays only for a few dict operations.
+"""
+
+import logging
+import secrets
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.metrics import Metrics
+from api.problems import problem
+
+log = logging.getLogger("authz.access")
+REQUEST_ID_HEADER = b"x-request-id"
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class RequestMiddleware:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id = _request_id(scope)
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+        limit = self.max_body_bytes
+
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            status = 413
+            await problem(413, f"the request body exceeds {limit} bytes")(scope, receive, send)
+            self._finish(scope, status, started, request_id)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _TooLarge
+            return message
+
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_id)
+        except _TooLarge:
+            if response_started:
+                raise
+            status = 413
+            await problem(413, f"the request body exceeds {limit} bytes")(scope, receive, send)
+        finally:
+            self._finish(scope, status, started, request_id)
+
+    def _finish(self, scope: Scope, status: int, started: float, request_id: str) -> None:
+        duration = time.perf_counter() - started
+        route = scope.get("route")
+        template = getattr(route, "path", None) or "unmatched"
+        method = scope["method"]
+        self.metrics.requests.labels(method, template, str(status)).inc()
+        self.metrics.latency.labels(method, template).observe(duration)
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "request",
+                extra={"method": method, "route": template, "status": status,
+                       "duration_ms": round(duration * 1000, 3), "request_id": request_id},
+            )
+
+
+def _request_id(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == REQUEST_ID_HEADER:
+            candidate = value.decode("latin-1")
+            if 0 < len(candidate) <= 64 and candidate.replace("-", "").isalnum():
+                return candidate
+            break
+    return secrets.token_hex(8)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None

@@ -1,0 +1,25 @@
+"""An organization's audit log, newest first."""
+
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from api.deps import RuntimeDep, UserDep, problems
+from api.schemas import AuditOut, AuditPage
+from authz.services import audit
+
+router = APIRouter(prefix="/v1/organizations", tags=["audit"])
+
+
+@router.get("/{org_id}/audit", response_model=AuditPage, responses=problems(401, 403, 404, 422))
+def list_audit(
+    org_id: str,
+    runtime: RuntimeDep,
+    principal: UserDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    before: Annotated[int | None, Query(ge=1, description="entries older than this id")] = None,
+) -> AuditPage:
+    entries = audit.list_audit(runtime, principal, org_id, limit=limit, before=before)
+    next_before = entries[-1].id if len(entries) == limit else None
+    return AuditPage(entries=[AuditOut.model_validate(asdict(e)) for e in entries], next_before=next_before)

@@ -1,0 +1,84 @@
+"""Organizations and their members."""
+
+from dataclasses import asdict
+
+from fastapi import APIRouter, Response, status
+
+from api.deps import RuntimeDep, UserDep, problems, set_revision
+from api.schemas import MemberOut, OrganizationCreate, OrganizationOut, OrganizationPatch, RoleBody
+from authz.services import members, organizations
+from authz.services.views import MemberView, OrganizationView
+
+router = APIRouter(prefix="/v1/organizations", tags=["organizations"])
+
+
+def _out(view: OrganizationView) -> OrganizationOut:
+    data = asdict(view)
+    return OrganizationOut.model_validate(data)
+
+
+def _member(view: MemberView) -> MemberOut:
+    return MemberOut.model_validate(asdict(view))
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=OrganizationOut,
+             responses=problems(400, 401, 403, 413, 422, 503))
+def create_organization(body: OrganizationCreate, runtime: RuntimeDep, principal: UserDep, response: Response) -> OrganizationOut:
+    written = organizations.create_organization(
+        runtime, principal, body.name, body.billing_address.model_dump(exclude_none=True)
+    )
+    set_revision(response, runtime, written.revision)
+    response.headers["Location"] = f"/v1/organizations/{written.value.id}"
+    return _out(written.value)
+
+
+@router.get("", response_model=list[OrganizationOut], responses=problems(401, 403))
+def list_organizations(runtime: RuntimeDep, principal: UserDep) -> list[OrganizationOut]:
+    return [_out(org) for org in organizations.list_organizations(runtime, principal)]
+
+
+@router.get("/{org_id}", response_model=OrganizationOut, responses=problems(401, 403, 404, 422))
+def get_organization(org_id: str, runtime: RuntimeDep, principal: UserDep) -> OrganizationOut:
+    return _out(organizations.get_organization(runtime, principal, org_id))
+
+
+@router.patch("/{org_id}", response_model=OrganizationOut, responses=problems(400, 401, 403, 404, 422, 503))
+def update_organization(
+    org_id: str, body: OrganizationPatch, runtime: RuntimeDep, principal: UserDep, response: Response
+) -> OrganizationOut:
+    address = body.billing_address.model_dump(exclude_none=True) if body.billing_address else None
+    written = organizations.update_organization(runtime, principal, org_id, name=body.name, address=address)
+    set_revision(response, runtime, written.revision)
+    return _out(written.value)
+
+
+@router.delete("/{org_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401, 403, 404, 422, 503))
+def delete_organization(org_id: str, runtime: RuntimeDep, principal: UserDep) -> Response:
+    written = organizations.delete_organization(runtime, principal, org_id)
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    set_revision(response, runtime, written.revision)
+    return response
+
+
+@router.get("/{org_id}/members", response_model=list[MemberOut], responses=problems(401, 403, 404, 422))
+def list_members(org_id: str, runtime: RuntimeDep, principal: UserDep) -> list[MemberOut]:
+    return [_member(m) for m in members.list_members(runtime, principal, org_id)]
+
+
+@router.patch("/{org_id}/members/{user_id}", response_model=MemberOut,
+              responses=problems(400, 401, 403, 404, 409, 422, 503))
+def change_role(
+    org_id: str, user_id: str, body: RoleBody, runtime: RuntimeDep, principal: UserDep, response: Response
+) -> MemberOut:
+    written = members.change_role(runtime, principal, org_id, user_id, body.role)
+    set_revision(response, runtime, written.revision)
+    return _member(written.value)
+
+
+@router.delete("/{org_id}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT,
+               responses=problems(401, 403, 404, 409, 422, 503))
+def remove_member(org_id: str, user_id: str, runtime: RuntimeDep, principal: UserDep) -> Response:
+    written = members.remove_member(runtime, principal, org_id, user_id)
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    set_revision(response, runtime, written.revision)
+    return response

@@ -1,0 +1,203 @@
+"""Request and response bodies of the HTTP contract (API.md). Deep validation is the core's."""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ---- organizations ---------------------------------------------------------------------
+
+class BillingAddressBody(Strict):
+    line1: str = Field(max_length=1000)
+    line2: str | None = Field(default=None, max_length=1000)
+    postal_code: str = Field(max_length=1000)
+    city: str = Field(max_length=1000)
+    country: str = Field(max_length=100, description="ISO 3166-1 alpha-2")
+
+
+class OrganizationCreate(Strict):
+    name: str = Field(max_length=1000, description="1-100 characters after trimming")
+    billing_address: BillingAddressBody
+
+
+class OrganizationPatch(Strict):
+    name: str | None = Field(default=None, max_length=1000)
+    billing_address: BillingAddressBody | None = None
+
+
+class BillingAddressOut(BaseModel):
+    line1: str
+    line2: str | None
+    postal_code: str
+    city: str
+    country: str
+
+
+class OrganizationOut(BaseModel):
+    id: str
+    name: str
+    billing_address: BillingAddressOut | None = Field(
+        default=None, description="only for callers allowed to read billing"
+    )
+    created_at: datetime
+    role: str | None = Field(default=None, description="the caller's role")
+
+
+class ContextOut(BaseModel):
+    type: Literal["personal", "organization"]
+    id: str
+    name: str | None = None
+    role: str | None = None
+
+
+class MeOut(BaseModel):
+    user_id: str
+    email: str | None
+    contexts: list[ContextOut]
+
+
+# ---- members ---------------------------------------------------------------------------
+
+class RoleBody(Strict):
+    role: str = Field(max_length=64)
+
+
+class MemberOut(BaseModel):
+    user_id: str
+    email: str | None
+    role: str
+    joined_at: datetime
+
+
+# ---- resources -------------------------------------------------------------------------
+
+class ResourceCreate(Strict):
+    type: str = Field(max_length=1000)
+    id: str = Field(max_length=1000)
+
+
+class ResourceOut(BaseModel):
+    type: str
+    id: str
+    context: str
+    created_by: str
+    created_at: datetime
+
+
+class ResourceMemberOut(BaseModel):
+    user_id: str
+    role: str
+
+
+# ---- decisions -------------------------------------------------------------------------
+
+class ResourceRef(Strict):
+    type: str = Field(max_length=1000)
+    id: str | None = Field(default=None, max_length=1000)
+
+
+class CheckBody(Strict):
+    subject: str | None = Field(default=None, max_length=1000, description="user id; omit to ask about yourself")
+    action: str = Field(max_length=1000)
+    resource: ResourceRef
+    context: str | None = Field(default=None, max_length=1000, description="personal or an org id")
+    min_revision: int | None = Field(default=None, ge=0)
+
+
+class CheckOut(BaseModel):
+    allowed: bool
+    revision: int
+    explanation: dict[str, Any] | None = None
+
+
+class BatchItem(Strict):
+    subject: str | None = Field(default=None, max_length=1000)
+    action: str = Field(max_length=1000)
+    resource: ResourceRef
+    context: str | None = Field(default=None, max_length=1000)
+
+
+class BatchBody(Strict):
+    checks: list[BatchItem] = Field(max_length=1000)
+    min_revision: int | None = Field(default=None, ge=0)
+
+
+class BatchResult(BaseModel):
+    allowed: bool
+
+
+class BatchOut(BaseModel):
+    results: list[BatchResult]
+    revision: int
+
+
+class ListResourcesBody(Strict):
+    subject: str | None = Field(default=None, max_length=1000)
+    action: str = Field(max_length=1000)
+    type: str = Field(max_length=1000)
+    context: str | None = Field(default=None, max_length=1000)
+    min_revision: int | None = Field(default=None, ge=0)
+
+
+class ListResourcesOut(BaseModel):
+    resources: list[str]
+    revision: int
+
+
+class ListSubjectsBody(Strict):
+    action: str = Field(max_length=1000)
+    resource: ResourceRef
+    min_revision: int | None = Field(default=None, ge=0)
+
+
+class ListSubjectsOut(BaseModel):
+    subjects: list[str]
+    revision: int
+
+
+# ---- policy, audit ---------------------------------------------------------------------
+
+class PolicyOut(BaseModel):
+    revision: int
+    roles: dict[str, Any]
+    permissions: list[list[str]]
+    hierarchy: list[list[str]]
+    types: dict[str, Any]
+
+
+class PolicyReloadOut(BaseModel):
+    revision: int
+    added: list[list[str]]
+    removed: list[list[str]]
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    context: str | None
+    target: str | None
+    detail: dict[str, Any]
+    request_id: str | None
+    revision: int | None
+
+
+class AuditPage(BaseModel):
+    entries: list[AuditOut]
+    next_before: int | None = Field(description="pass as `before` for the next (older) page")
+
+
+class Problem(BaseModel):
+    """application/problem+json (RFC 9457)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[dict[str, Any]] | None = None

@@ -1,0 +1,1 @@
+"""authz: organizations, memberships and authorization decisions for the platform."""

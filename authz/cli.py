@@ -1,0 +1,246 @@
+"""The admin's command line: `authz serve`, `authz policy ...`, `authz check`, keys and tokens."""
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from authz.domain.errors import AuthzError
+from authz.domain.principal import cli_principal
+from authz.policy.loader import load_policy_dir
+from authz.policy.suites import run_suites
+from authz.policy.yaml_nodes import PolicyInvalid
+from authz.settings import Settings
+
+app = typer.Typer(help="authz: organizations and authorization decisions.", no_args_is_help=True, add_completion=False)
+policy_app = typer.Typer(help="Validate, test and apply the policy files.", no_args_is_help=True)
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+keys_app = typer.Typer(help="Service keys for other platform components.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="service-key")
+
+DirArg = Annotated[Path | None, typer.Argument(help="policy directory (default: AUTHZ_POLICY_DIR)")]
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(1)
+
+
+def _print_policy_errors(exc: PolicyInvalid) -> None:
+    for error in exc.errors:
+        typer.echo(str(error), err=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(help="processes, each following the changelog")] = 1,
+) -> None:
+    """Run the HTTP service (upgrades the schema and loads policies/ if the database has none)."""
+    import uvicorn
+
+    from authz.logging_setup import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    if workers > 1:
+        uvicorn.run("api.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                    access_log=False, log_config=None)
+        return
+    from api.app import create_app
+
+    uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_config=None)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database schema up to date."""
+    from authz.store.migrate import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url)
+    typer.echo("schema is up to date")
+
+
+@policy_app.command("validate")
+def policy_validate(directory: DirArg = None) -> None:
+    """Validate the policy files: each error with file, line and reason; exit 1 on any."""
+    path = directory or _settings().policy_dir
+    try:
+        document = load_policy_dir(path)
+    except PolicyInvalid as exc:
+        _print_policy_errors(exc)
+        raise typer.Exit(1) from None
+    typer.echo(f"{path}: valid ({len(document.roles)} roles, {len(document.types)} types, "
+               f"{len(document.permission_rules())} permission rules)")
+
+
+@policy_app.command("test")
+def policy_test(directory: DirArg = None) -> None:
+    """Run the policy test suites (tests/*_test.yaml) offline against the real model."""
+    settings = _settings()
+    path = directory or settings.policy_dir
+    try:
+        document = load_policy_dir(path)
+        results = run_suites(path, document, settings.policy_model)
+    except PolicyInvalid as exc:
+        _print_policy_errors(exc)
+        raise typer.Exit(1) from None
+    failed = [r for r in results if not r.passed]
+    for result in failed:
+        typer.echo(f"FAIL {result}")
+    typer.echo(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    if failed or not results:
+        raise typer.Exit(1)
+
+
+@policy_app.command("apply")
+def policy_apply(
+    directory: DirArg = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="print the diff only")] = False,
+) -> None:
+    """Validate, then replace the permission rules in the database as one revision."""
+    from authz.bootstrap import open_runtime
+    from authz.services.policy_admin import apply_policy
+
+    settings = _settings()
+    path = directory or settings.policy_dir
+    try:
+        document = load_policy_dir(path)
+    except PolicyInvalid as exc:
+        _print_policy_errors(exc)
+        raise typer.Exit(1) from None
+    runtime = open_runtime(settings)
+    written = apply_policy(runtime, cli_principal(), document, dry_run=dry_run)
+    for rule in written.value.added:
+        typer.echo("+ " + ", ".join(rule))
+    for rule in written.value.removed:
+        typer.echo("- " + ", ".join(rule))
+    if written.value.empty:
+        typer.echo("no rule changes")
+    if dry_run:
+        typer.echo("dry run: nothing applied")
+    elif written.revision is not None:
+        typer.echo(f"applied as revision {written.revision}")
+
+
+@app.command()
+def check(
+    subject: Annotated[str, typer.Option(help="user id")],
+    action: Annotated[str, typer.Option(help="action, e.g. read")],
+    resource: Annotated[str, typer.Option(help="TYPE or TYPE:ID")],
+    context: Annotated[str | None, typer.Option(help="org id or personal (type-level actions)")] = None,
+    explain: Annotated[bool, typer.Option("--explain", help="say which role and rule decided")] = False,
+) -> None:
+    """Ask the configured database whether SUBJECT may do ACTION on RESOURCE."""
+    import json
+
+    from authz.bootstrap import open_runtime
+    from authz.domain.principal import Principal
+    from authz.services import decisions
+
+    settings = _settings()
+    resource_type, _, resource_id = resource.partition(":")
+    runtime = open_runtime(settings)
+    asker = Principal(kind="service", id="cli", scopes=frozenset({"check"}))
+    try:
+        request = decisions.check_request(
+            asker, subject=subject, action=action, resource_type=resource_type,
+            resource_id=resource_id or None, context=context, default_context=None,
+        )
+    except AuthzError as exc:
+        raise _fail(f"invalid {exc.field}: {exc.detail}") from None
+    if explain:
+        result = decisions.explain(runtime, request)
+        result["revision"] = runtime.replica.revision
+        typer.echo(json.dumps(result, indent=2))
+        allowed = result["allowed"]
+    else:
+        allowed = decisions.check(runtime, request)
+        typer.echo(f"{'allowed' if allowed else 'denied'} (revision {runtime.replica.revision})")
+    raise typer.Exit(0 if allowed else 2)
+
+
+@app.command("dev-token")
+def dev_token(
+    sub: Annotated[str, typer.Option(help="the user id (sub claim)")],
+    email: Annotated[str | None, typer.Option(help="email claim")] = None,
+    email_verified: Annotated[bool, typer.Option(help="email_verified claim")] = True,
+    ttl: Annotated[int, typer.Option(help="lifetime in seconds")] = 3600,
+) -> None:
+    """Print a user token signed with AUTHZ_JWT_SECRET, for development and tests."""
+    import jwt
+
+    settings = _settings()
+    if settings.jwt_secret is None:
+        raise _fail("AUTHZ_JWT_SECRET is not set; dev tokens are signed with it")
+    if settings.is_production:
+        raise _fail("dev-token is disabled when AUTHZ_ENV=production")
+    claims: dict[str, object] = {"sub": sub, "exp": int(time.time()) + ttl, "iat": int(time.time())}
+    if email is not None:
+        claims["email"] = email
+        claims["email_verified"] = email_verified
+    if settings.jwt_audience:
+        claims["aud"] = settings.jwt_audience
+    if settings.jwt_issuer:
+        claims["iss"] = settings.jwt_issuer
+    typer.echo(jwt.encode(claims, settings.jwt_secret.get_secret_value(), algorithm="HS256"))
+
+
+@keys_app.command("create")
+def service_key_create(
+    name: Annotated[str, typer.Argument(help="who will use the key")],
+    scope: Annotated[list[str], typer.Option("--scope", help="check, tokens:resolve or admin; repeatable")],
+) -> None:
+    """Create a service key and print it once (only its hash is stored)."""
+    from authz.bootstrap import open_runtime
+    from authz.services.service_keys import create_service_key
+
+    runtime = open_runtime(_settings())
+    try:
+        written = create_service_key(runtime, cli_principal(), name, scope)
+    except AuthzError as exc:
+        raise _fail(f"invalid {exc.field}: {exc.detail}") from None
+    typer.echo(written.value)
+    typer.echo("store this key now: it is not shown again", err=True)
+
+
+@keys_app.command("list")
+def service_key_list() -> None:
+    """List service keys (never the keys themselves)."""
+    from authz.bootstrap import open_runtime
+    from authz.services.service_keys import list_service_keys
+
+    for key in list_service_keys(open_runtime(_settings())):
+        state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
+        typer.echo(f"{key.id}  {key.name}  {' '.join(key.scopes)}  {key.created_at:%Y-%m-%d}  {state}")
+
+
+@keys_app.command("revoke")
+def service_key_revoke(key_id: Annotated[str, typer.Argument(help="the key id (from list)")]) -> None:
+    """Revoke a service key; every replica stops accepting it."""
+    from authz.bootstrap import open_runtime
+    from authz.services.service_keys import revoke_service_key
+
+    try:
+        revoke_service_key(open_runtime(_settings()), cli_principal(), key_id)
+    except AuthzError as exc:
+        raise _fail(exc.detail) from None
+    typer.echo(f"revoked {key_id}")
+
+
+def main() -> None:  # pragma: no cover - console entry
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(app())

@@ -1,0 +1,34 @@
+"""Named domain errors, raised by the core and translated to HTTP statuses at the edge."""
+
+
+class AuthzError(Exception):
+    """Base of every error the core raises on purpose."""
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+
+
+class Invalid(AuthzError):
+    """An input failed validation; `field` names it."""
+
+
+class NotFound(AuthzError):
+    """The thing does not exist or is not visible to the caller."""
+
+
+class Forbidden(AuthzError):
+    """The caller is known but not allowed to do this."""
+
+
+class Conflict(AuthzError):
+    """The request conflicts with the current state (last owner, duplicate, context change)."""
+
+
+class Gone(AuthzError):
+    """The thing existed but can no longer be used (an expired invitation)."""
+
+
+class Unavailable(AuthzError):
+    """A dependency (the database) is unavailable, or the replica is not fresh enough."""

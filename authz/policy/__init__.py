@@ -1,0 +1,1 @@
+"""Policy as data: policies/*.yaml → validated roles and permissions → Casbin rules."""

@@ -1,0 +1,1 @@
+"""Use cases: one plain function each; every write is one unit of work."""

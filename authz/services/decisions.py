@@ -1,0 +1,142 @@
+"""Decision queries: check, batch, explain, and the reverse queries.
+
+Checks are answered from this replica's memory at its revision (DESIGN.md invariant 4);
+`explain` re-evaluates the request with pycasbin over the rules that can affect it.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from authz.domain import ids
+from authz.domain.errors import Forbidden, Invalid, Unavailable
+from authz.domain.principal import SCOPE_CHECK, Principal
+from authz.policy.model import build_enforcer, casbin_request
+from authz.services.runtime import Runtime
+
+MAX_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class CheckRequest:
+    """A validated question: may `user` do `action` on `resource_type[:resource_id]` (in `context`)?"""
+
+    user: str
+    action: str
+    resource_type: str
+    resource_id: str | None
+    context: str | None
+
+
+def subject_for(principal: Principal, subject: object | None) -> str:
+    """Users ask about themselves; service keys with `check` ask about anyone."""
+    if principal.is_user:
+        if subject is not None and subject != principal.id:
+            raise Forbidden("a user token may only ask about its own subject; omit `subject`")
+        return principal.id
+    if not principal.has_scope(SCOPE_CHECK):
+        raise Forbidden("this service key lacks the `check` scope")
+    if subject is None:
+        raise Invalid("subject is required when a service key asks", field="subject")
+    return ids.user_id(subject, "subject")
+
+
+def resolve_context(user: str, context: object | None, default: str | None, field: str = "context") -> str | None:
+    """`personal`, `user:<id>` or an org id; `personal` means the subject's own account."""
+    value = default if context is None else context
+    if value is None:
+        return None
+    if value == ids.PERSONAL:
+        return ids.personal_context(user)
+    return ids.context(value, field)
+
+
+def check_request(
+    principal: Principal,
+    *,
+    subject: object | None,
+    action: object,
+    resource_type: object,
+    resource_id: object | None,
+    context: object | None,
+    default_context: str | None,
+    field_prefix: str = "",
+) -> CheckRequest:
+    """Validate a decision question; unknown names are not errors (they are simply denied)."""
+    user = subject_for(principal, subject)
+    clean_action = ids.name(action, field_prefix + "action")
+    clean_type = ids.name(resource_type, field_prefix + "resource.type")
+    clean_id = ids.resource_id(resource_id, field_prefix + "resource.id") if resource_id is not None else None
+    clean_context = resolve_context(user, context, default_context, field_prefix + "context")
+    return CheckRequest(user, clean_action, clean_type, clean_id, clean_context)
+
+
+def require_revision(rt: Runtime, min_revision: int | None) -> None:
+    """Wait (briefly, bounded by settings) until this replica has applied `min_revision`."""
+    if min_revision is None or rt.replica.revision >= min_revision:
+        return
+    if not rt.replica.wait_for(min_revision, rt.settings.min_revision_wait):
+        raise Unavailable(
+            f"this replica is at revision {rt.replica.revision}, behind the requested {min_revision}; retry shortly"
+        )
+
+
+def check(rt: Runtime, request: CheckRequest) -> bool:
+    return rt.replica.index.check(
+        request.user, request.action, request.resource_type, request.resource_id, request.context
+    )
+
+
+def check_batch(rt: Runtime, requests: list[CheckRequest]) -> list[bool]:
+    index = rt.replica.index
+    return [index.check(r.user, r.action, r.resource_type, r.resource_id, r.context) for r in requests]
+
+
+def explain(rt: Runtime, request: CheckRequest) -> dict[str, Any]:
+    """The decision with its reason: the role and policy rule that allowed it, or why not.
+
+    pycasbin evaluates the request over the policy rules and the subject's own role rules
+    in that context and on that resource (no other rule can change this decision).
+    """
+    index = rt.replica.index
+    decision = index.decide(request.user, request.action, request.resource_type, request.resource_id, request.context)
+    explanation: dict[str, Any] = {"context": decision.context, "role": decision.role, "via": decision.via}
+    if decision.via == "unknown_resource":
+        explanation["reason"] = f"{request.resource_type}:{request.resource_id} is not a registered resource"
+        return {"allowed": False, "explanation": explanation}
+    if decision.context is None:
+        explanation["reason"] = "no context: give `context` for a type-level action"
+        return {"allowed": False, "explanation": explanation}
+    subject = ids.subject_of(request.user)
+    scope = ids.resource_scope(request.resource_type, request.resource_id) if request.resource_id else ""
+    rules = list(rt.policy.rules())
+    context_role = index.role_in(request.user, decision.context)
+    if context_role is not None and decision.context != subject:
+        rules.append(("g", subject, context_role, decision.context))
+    scoped_role = index.resource_role(request.user, request.resource_type, request.resource_id) if scope else None
+    if scoped_role is not None:
+        rules.append(("g", subject, scoped_role, scope))
+    enforcer = build_enforcer(rt.settings.policy_model, rules)
+    allowed, rule = enforcer.enforce_ex(
+        *casbin_request(subject, decision.context, request.resource_type, scope, request.action)
+    )
+    if allowed != decision.allowed:  # the compiled index and Casbin must agree
+        raise RuntimeError(f"decision mismatch for {request}: index={decision.allowed} casbin={allowed}")
+    if allowed:
+        explanation["rule"] = ["p", *rule]
+        how = {"personal": "owns this personal account", "resource": "has this role on the resource"}.get(
+            decision.via, "is a member with this role"
+        )
+        explanation["reason"] = f"{request.user} {how}: {decision.role!r}, which may {request.action} {request.resource_type}"
+    elif decision.role is None:
+        explanation["reason"] = f"{request.user} has no role in this context"
+    else:
+        explanation["reason"] = f"role {decision.role!r} does not grant {request.action} on {request.resource_type}"
+    return {"allowed": allowed, "explanation": explanation}
+
+
+def list_resources(rt: Runtime, user: str, action: str, resource_type: str, context: str | None) -> list[str]:
+    return rt.replica.index.list_resources(user, action, resource_type, context)
+
+
+def list_subjects(rt: Runtime, action: str, resource_type: str, resource_id: str) -> list[str]:
+    return rt.replica.index.list_subjects(action, resource_type, resource_id)

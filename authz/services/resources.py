@@ -1,0 +1,143 @@
+"""Content registered in a context: algorithms, services, jobs, ... and their own roles.
+
+A resource's context is written once, at registration, and never updated (invariant 6).
+"""
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from authz.domain import ids
+from authz.domain.errors import Conflict, Invalid, NotFound
+from authz.domain.principal import Principal
+from authz.services.access import require_in_context, require_on_resource
+from authz.services.members import valid_role
+from authz.services.runtime import Runtime, Written
+from authz.services.views import ResourceView
+from authz.store.tables import CasbinRule, Resource
+
+
+def _view(row: Resource) -> ResourceView:
+    return ResourceView(row.type, row.id, row.context, row.created_by, row.created_at)
+
+
+def content_type(rt: Runtime, value: object, field: str = "type") -> str:
+    name = ids.name(value, field)
+    if name not in rt.policy.content_types():
+        raise Invalid(f"{field} must be a content type: {', '.join(sorted(rt.policy.content_types()))}", field=field)
+    return name
+
+
+def _load(session: Session, resource_type: str, resource_id: str) -> Resource:
+    row = session.get(Resource, (resource_type, resource_id))
+    if row is None:
+        raise NotFound("resource not found")
+    return row
+
+
+def register_resource(
+    rt: Runtime, principal: Principal, context: str, resource_type: object, resource_id: object
+) -> Written[ResourceView]:
+    """Register content in `context` (needs `create` on its type there)."""
+    clean_type = content_type(rt, resource_type)
+    clean_id = ids.resource_id(resource_id)
+    with rt.unit_of_work(principal) as uow:
+        require_in_context(uow.session, rt.policy, principal, "create", clean_type, context)
+        existing = uow.session.get(Resource, (clean_type, clean_id))
+        if existing is not None:
+            if existing.context == context:
+                raise Conflict(f"{clean_type}:{clean_id} is already registered in this context")
+            raise Conflict(f"{clean_type}:{clean_id} is already registered; a resource's context never changes")
+        row = Resource(type=clean_type, id=clean_id, context=context, created_by=principal.id, created_at=uow.now)
+        uow.session.add(row)
+        uow.record({"op": "add_resource", "type": clean_type, "id": clean_id, "context": context})
+        uow.audit("resource.create", context=context, target=f"{clean_type}:{clean_id}")
+        try:
+            revision = uow.commit()
+        except IntegrityError as exc:  # registered concurrently by someone else
+            raise Conflict(f"{clean_type}:{clean_id} is already registered") from exc
+    rt.after_commit(revision)
+    return Written(_view(row), revision)
+
+
+def get_resource(rt: Runtime, principal: Principal, resource_type: object, resource_id: object) -> ResourceView:
+    clean_type = content_type(rt, resource_type)
+    clean_id = ids.resource_id(resource_id)
+    with rt.database.session() as session:
+        row = _load(session, clean_type, clean_id)
+        require_on_resource(session, rt.policy, principal, "read", row)
+        return _view(row)
+
+
+def delete_resource(rt: Runtime, principal: Principal, resource_type: object, resource_id: object) -> Written[None]:
+    clean_type = content_type(rt, resource_type)
+    clean_id = ids.resource_id(resource_id)
+    with rt.unit_of_work(principal) as uow:
+        row = _load(uow.session, clean_type, clean_id)
+        require_on_resource(uow.session, rt.policy, principal, "delete", row)
+        for rule in uow.rules_where("g", v2=ids.resource_scope(clean_type, clean_id)):
+            uow.remove_rule(rule)
+        uow.session.delete(row)
+        uow.record({"op": "remove_resource", "type": clean_type, "id": clean_id})
+        uow.audit("resource.delete", context=row.context, target=f"{clean_type}:{clean_id}")
+        revision = uow.commit()
+    rt.after_commit(revision)
+    return Written(None, revision)
+
+
+def list_resource_members(rt: Runtime, principal: Principal, resource_type: object, resource_id: object) -> dict[str, str]:
+    """The resource's own roles: user id → role (needs `share`)."""
+    clean_type = content_type(rt, resource_type)
+    clean_id = ids.resource_id(resource_id)
+    with rt.database.session() as session:
+        row = _load(session, clean_type, clean_id)
+        require_on_resource(session, rt.policy, principal, "share", row)
+        scope = ids.resource_scope(clean_type, clean_id)
+        rules = session.execute(select(CasbinRule.v0, CasbinRule.v1).where(CasbinRule.ptype == "g", CasbinRule.v2 == scope))
+        return {ids.user_of(subject): role for subject, role in rules}
+
+
+def set_resource_role(
+    rt: Runtime, principal: Principal, resource_type: object, resource_id: object, user_id: object, role: object
+) -> Written[dict[str, str]]:
+    """Give a user a role on one resource; it adds to the role it has in the context, never takes away."""
+    clean_type = content_type(rt, resource_type)
+    clean_id = ids.resource_id(resource_id)
+    user = ids.user_id(user_id)
+    new_role = valid_role(rt, role)
+    scope = ids.resource_scope(clean_type, clean_id)
+    with rt.unit_of_work(principal) as uow:
+        row = _load(uow.session, clean_type, clean_id)
+        require_on_resource(uow.session, rt.policy, principal, "share", row)
+        current = uow.rules_where("g", v0=ids.subject_of(user), v2=scope)
+        if current and current[0][2] == new_role:
+            return Written({"user_id": user, "role": new_role}, None)
+        for rule in current:
+            uow.remove_rule(rule)
+        uow.add_rule(("g", ids.subject_of(user), new_role, scope))
+        uow.audit("resource.share", context=row.context, target=scope, detail={"user_id": user, "role": new_role})
+        revision = uow.commit()
+    rt.after_commit(revision)
+    return Written({"user_id": user, "role": new_role}, revision)
+
+
+def remove_resource_role(
+    rt: Runtime, principal: Principal, resource_type: object, resource_id: object, user_id: object
+) -> Written[None]:
+    clean_type = content_type(rt, resource_type)
+    clean_id = ids.resource_id(resource_id)
+    user = ids.user_id(user_id)
+    scope = ids.resource_scope(clean_type, clean_id)
+    with rt.unit_of_work(principal) as uow:
+        row = _load(uow.session, clean_type, clean_id)
+        require_on_resource(uow.session, rt.policy, principal, "share", row)
+        current = uow.rules_where("g", v0=ids.subject_of(user), v2=scope)
+        if not current:
+            raise NotFound("that user has no role on this resource")
+        for rule in current:
+            uow.remove_rule(rule)
+        uow.audit("resource.unshare", context=row.context, target=scope, detail={"user_id": user})
+        revision = uow.commit()
+    rt.after_commit(revision)
+    return Written(None, revision)
+

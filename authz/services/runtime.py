@@ -1,0 +1,57 @@
+"""What every service function needs: settings, the database, this replica, and a clock."""
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Generic, TypeVar
+
+from authz.domain.principal import Principal
+from authz.engine.replica import Replica
+from authz.policy.document import PolicyDocument
+from authz.settings import Settings
+from authz.store.database import Database
+from authz.store.unit_of_work import UnitOfWork
+
+log = logging.getLogger("authz.services")
+T = TypeVar("T")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Written(Generic[T]):
+    """The result of a write and the revision it committed (None when no policy data changed)."""
+
+    value: T
+    revision: int | None
+
+
+@dataclass
+class Runtime:
+    """Built once per process (by the app's lifespan or the CLI) and passed to services."""
+
+    settings: Settings
+    database: Database
+    replica: Replica = field(default_factory=Replica)
+    clock: Callable[[], datetime] = utc_now
+
+    def unit_of_work(self, principal: Principal) -> UnitOfWork:
+        return UnitOfWork(self.database, self.clock, principal.audit_name, principal.request_id)
+
+    def after_commit(self, revision: int | None) -> None:
+        """Bring this replica up to the revision just committed (from the changelog, in order)."""
+        if revision is None:
+            return
+        try:
+            self.replica.catch_up(self.database)
+        except Exception:  # noqa: BLE001 - the write is committed; the follower retries later
+            log.warning("catch-up after commit failed; the sync loop will retry", exc_info=True)
+
+    @property
+    def policy(self) -> PolicyDocument:
+        if self.replica.policy is None:
+            raise RuntimeError("no policy is loaded")
+        return self.replica.policy

@@ -1,0 +1,58 @@
+"""All configuration: one pydantic-settings object, from the environment (AUTHZ_*) and `.env`."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Built once at start-up and passed down; nothing reads the environment elsewhere."""
+
+    model_config = SettingsConfigDict(env_prefix="AUTHZ_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "production", "test"] = "development"
+    database_url: str = "sqlite:///./authz.db"
+    policy_dir: Path = Path("policies")
+    policy_model: Path = Path("policy_model.conf")
+
+    # Authentication of user tokens (API.md "Authentication").
+    jwt_secret: SecretStr | None = None
+    jwt_public_key: Path | None = None
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+
+    # HTTP.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    min_revision_wait: float = Field(default=2.0, ge=0, le=30)
+    log_level: str = "INFO"
+
+    # Following the changelog (several replicas on one PostgreSQL).
+    sync_poll_interval: float = Field(default=1.0, gt=0, le=60)
+    max_staleness: float = Field(default=60.0, gt=0)
+
+    # Invitations and mail.
+    invitation_ttl: int = Field(default=7 * 24 * 3600, ge=60, le=30 * 24 * 3600, description="seconds")
+    public_url: str = "http://127.0.0.1:8000"
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_from: str = "authz@localhost"
+    smtp_starttls: bool = False
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    mail_log_tokens: bool = False  # local development only: print unmasked links in the log
+
+    # Backend token encryption: comma-separated Fernet keys, newest first.
+    secret_keys: SecretStr | None = None
+    secret_key_file: Path | None = None
+
+    @field_validator("public_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"

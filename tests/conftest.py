@@ -1,0 +1,171 @@
+"""Shared fixtures: a fresh database per test on SQLite and on PostgreSQL, the runtime, the app.
+
+PostgreSQL tests use a database of their own per test session (created on the server of
+AUTHZ_TEST_DATABASE_URL and dropped at the end), so parallel runs never collide. They skip
+with a reason when no server answers, unless CI=true or AUTHZ_REQUIRE_POSTGRES=1.
+"""
+
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jwt
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from api.app import create_app
+from authz.bootstrap import open_runtime
+from authz.domain.principal import cli_principal
+from authz.services.runtime import Runtime
+from authz.services.service_keys import create_service_key
+from authz.settings import Settings
+from authz.store.migrate import upgrade
+from authz.store.tables import Base
+
+ROOT = Path(__file__).resolve().parent.parent
+POLICY_DIR = ROOT / "policies"
+POLICY_MODEL = ROOT / "policy_model.conf"
+JWT_SECRET = "test-secret-" + "x" * 32
+DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def postgres_required() -> bool:
+    return os.environ.get("CI", "").lower() == "true" or os.environ.get("AUTHZ_REQUIRE_POSTGRES") == "1"
+
+
+def _admin_conninfo(url: str) -> str:
+    parsed = make_url(url)
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """A new, migrated PostgreSQL database for this test session."""
+    base = os.environ.get("AUTHZ_TEST_DATABASE_URL", DEFAULT_PG)
+    try:
+        with psycopg.connect(_admin_conninfo(base), autocommit=True, connect_timeout=3) as conn:
+            name = f"authz_test_{os.getpid()}_{secrets.token_hex(3)}"
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.OperationalError as exc:
+        if postgres_required():
+            pytest.fail(f"PostgreSQL is required (CI) but unreachable at {base}: {exc}")
+        pytest.skip(f"PostgreSQL unreachable at {base}; set AUTHZ_TEST_DATABASE_URL to run these tests")
+    url = make_url(base).set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    yield url
+    with psycopg.connect(_admin_conninfo(base), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test (migrating once is the slow part)."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+def _reset_postgres(url: str) -> None:
+    from sqlalchemy import create_engine
+
+    engine = create_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        conn.execute(text("INSERT INTO revision_counter (id, value) VALUES (1, 0)"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+    """Each test that asks for a database runs once on SQLite and once on PostgreSQL."""
+    if request.param == "sqlite":
+        path = tmp_path / "authz.db"
+        shutil.copy(sqlite_template, path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_server_url")
+    _reset_postgres(url)
+    return url
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "env": "test",
+        "database_url": database_url,
+        "policy_dir": POLICY_DIR,
+        "policy_model": POLICY_MODEL,
+        "jwt_secret": JWT_SECRET,
+        "sync_poll_interval": 0.2,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    rt = open_runtime(settings, migrate=False)
+    yield rt
+    rt.database.dispose()
+
+
+@pytest.fixture
+def client(settings: Settings, runtime: Runtime) -> Iterator[TestClient]:
+    app = create_app(settings, runtime)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def user_token(sub: str, *, email: str | None = None, email_verified: bool = True, ttl: int = 600,
+               secret: str = JWT_SECRET, **claims: Any) -> str:
+    payload: dict[str, Any] = {"sub": sub, "exp": int(time.time()) + ttl}
+    if email is not None:
+        payload["email"] = email
+        payload["email_verified"] = email_verified
+    payload.update(claims)
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+def auth(sub: str, *, context: str | None = None, **kwargs: Any) -> dict[str, str]:
+    """Headers of a request by user `sub` (email `<sub>@example.com`), optionally in a context."""
+    kwargs.setdefault("email", f"{sub}@example.com")
+    headers = {"Authorization": f"Bearer {user_token(sub, **kwargs)}"}
+    if context is not None:
+        headers["X-Account-Context"] = context
+    return headers
+
+
+def service_key(runtime: Runtime, *scopes: str) -> dict[str, str]:
+    key = create_service_key(runtime, cli_principal(), "tests", list(scopes)).value
+    return {"Authorization": f"Bearer {key}"}
+
+
+BILLING = {"line1": "1 Qubit Way", "postal_code": "10115", "city": "Berlin", "country": "DE"}
+
+
+def create_org(client: TestClient, owner: str, name: str = "Quantum Lab") -> str:
+    response = client.post("/v1/organizations", json={"name": name, "billing_address": BILLING}, headers=auth(owner))
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def add_member(runtime: Runtime, org_id: str, user: str, role: str) -> None:
+    """Make `user` an accepted member directly through the core (invitations have their own tests)."""
+    from authz.services.members import add_member as add_member_rows
+
+    with runtime.unit_of_work(cli_principal()) as uow:
+        add_member_rows(uow, org_id, user, f"{user}@example.com", role)
+        uow.audit("member.add", context=org_id, target=user, detail={"role": role})
+        revision = uow.commit()
+    runtime.after_commit(revision)
