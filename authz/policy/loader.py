@@ -139,11 +139,15 @@ def load_policy_dir(directory: Path) -> PolicyDocument:
         raise PolicyInvalid([PolicyError(str(directory), 1, "no *.yaml policy files")])
     collector = _Collector()
     readers: list[NodeReader] = []
+    unreadable = False
     for path in files:
         reader = NodeReader(path, str(path))
         readers.append(reader)
-        collector.read_file(reader, reader.compose())
-    collector.check_references()
+        root = reader.compose()
+        unreadable = unreadable or root is None
+        collector.read_file(reader, root)
+    if not unreadable:  # references into a file that failed to parse would only add noise
+        collector.check_references()
     errors = [error for reader in readers for error in reader.errors]
     if not collector.roles and not errors:
         errors.append(PolicyError(str(directory), 1, "no roles are defined"))
