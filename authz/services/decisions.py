@@ -27,7 +27,7 @@ class CheckRequest:
     context: str | None
 
 
-def subject_for(principal: Principal, subject: object | None) -> str:
+def subject_for(principal: Principal, subject: object | None, field: str = "subject") -> str:
     """Users ask about themselves; service keys with `check` ask about anyone."""
     if principal.is_user:
         if subject is not None and subject != principal.id:
@@ -36,8 +36,8 @@ def subject_for(principal: Principal, subject: object | None) -> str:
     if not principal.has_scope(SCOPE_CHECK):
         raise Forbidden("this service key lacks the `check` scope")
     if subject is None:
-        raise Invalid("subject is required when a service key asks", field="subject")
-    return ids.user_id(subject, "subject")
+        raise Invalid("subject is required when a service key asks", field=field)
+    return ids.user_id(subject, field)
 
 
 def resolve_context(user: str, context: object | None, default: str | None, field: str = "context") -> str | None:
@@ -62,7 +62,7 @@ def check_request(
     field_prefix: str = "",
 ) -> CheckRequest:
     """Validate a decision question; unknown names are not errors (they are simply denied)."""
-    user = subject_for(principal, subject)
+    user = subject_for(principal, subject, field_prefix + "subject")
     clean_action = ids.name(action, field_prefix + "action")
     clean_type = ids.name(resource_type, field_prefix + "resource.type")
     clean_id = ids.resource_id(resource_id, field_prefix + "resource.id") if resource_id is not None else None
