@@ -14,8 +14,13 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+# A development JWT secret, created once, so `authz dev-token` and `authz serve` agree.
+.env:
+	@echo "AUTHZ_JWT_SECRET=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))')" > .env
+	@echo "created .env with a development JWT secret"
+
 ## run: set up and serve on SQLite at http://127.0.0.1:8000
-run: $(STAMP)
+run: $(STAMP) .env
 	$(BIN)/authz db upgrade
 	$(BIN)/authz serve --host 127.0.0.1 --port 8000
 

@@ -80,11 +80,15 @@ async def _policy_invalid(_: Request, exc: Exception) -> Response:
     return problem(422, "the policy files are invalid; nothing was changed: " + str(exc.errors[0]), errors=errors)
 
 
-async def _validation_error(_: Request, exc: Exception) -> Response:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     raw = exc.errors()
     if any(error.get("type") == "json_invalid" for error in raw):
         return problem(400, "the request body is not valid JSON")
+    content_type = request.headers.get("content-type", "")
+    body_errors = any(tuple(error.get("loc", ())) == ("body",) for error in raw)
+    if body_errors and content_type and "json" not in content_type:
+        return problem(415, f"send the body as JSON with Content-Type: application/json (got {content_type[:60]})")
     errors = [{"field": _field_of(tuple(e.get("loc", ()))), "message": e.get("msg", "invalid")} for e in raw]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
     return problem(422, detail, errors=errors)

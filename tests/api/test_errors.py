@@ -26,6 +26,11 @@ def test_unknown_route_405_and_malformed_json(client: TestClient) -> None:
     assert_problem(malformed, 400)
 
 
+def test_a_body_that_is_not_declared_json_is_415(client: TestClient) -> None:
+    form = client.post("/v1/check", content=b"action=read", headers={**auth("a"), "Content-Type": "application/x-www-form-urlencoded"})
+    assert "Content-Type: application/json" in assert_problem(form, 415)["detail"]
+
+
 def test_body_over_the_limit_is_413_and_changes_nothing(client: TestClient) -> None:
     huge = {"name": "x" * (1024 * 1024 + 10), "billing_address": BILLING}
     assert_problem(client.post("/v1/organizations", json=huge, headers=auth("alice")), 413)
