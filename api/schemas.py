@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 
 class Strict(BaseModel):
@@ -160,6 +160,33 @@ class ListSubjectsOut(BaseModel):
     revision: int
 
 
+# ---- backend tokens --------------------------------------------------------------------
+
+class BackendTokenBody(Strict):
+    """The secret is write-only: SecretStr keeps it out of reprs, OpenAPI marks it writeOnly."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"token": "<the provider's API token>"}]})
+    token: SecretStr = Field(description="1-4096 printable characters; stored encrypted, never returned")
+
+
+class BackendTokenOut(BaseModel):
+    provider: str
+    hint: str = Field(description="the last 4 characters (fewer for tokens shorter than 16)")
+    updated_at: datetime
+    updated_by: str
+
+
+class ResolveBody(Strict):
+    user_id: str = Field(max_length=1000, description="the user whose job needs the token")
+    context: str = Field(max_length=1000, description="an org id, or user:<user_id> for a personal context")
+    provider: str = Field(max_length=1000)
+
+
+class ResolvedTokenOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"token": "<the provider's API token>"}]})
+    token: str
+
+
 # ---- policy, audit ---------------------------------------------------------------------
 
 class PolicyOut(BaseModel):
@@ -191,6 +218,45 @@ class AuditOut(BaseModel):
 class AuditPage(BaseModel):
     entries: list[AuditOut]
     next_before: int | None = Field(description="pass as `before` for the next (older) page")
+
+
+# ---- invitations -----------------------------------------------------------------------
+
+class InvitationCreate(Strict):
+    email: str = Field(max_length=1000)
+    role: str = Field(max_length=64)
+
+
+class InvitationOut(BaseModel):
+    """Never the token: it goes only into the email."""
+
+    id: str
+    email: str
+    role: str
+    status: Literal["pending", "accepted", "declined", "revoked", "expired"]
+    delivery: Literal["pending", "sent", "failed"] = Field(description="state of the latest invitation email")
+    invited_by: str
+    created_at: datetime
+    expires_at: datetime
+
+
+class InvitationTokenBody(Strict):
+    token: str = Field(max_length=1000, description="the token from the acceptance link in the email")
+
+
+class InvitationAcceptedOut(BaseModel):
+    organization_id: str
+    role: str
+
+
+class MyInvitationOut(BaseModel):
+    id: str
+    organization_id: str
+    organization_name: str
+    email: str
+    role: str
+    invited_by: str
+    expires_at: datetime
 
 
 class Problem(BaseModel):

@@ -3,24 +3,35 @@
 import logging
 
 from authz.domain.principal import Principal
+from authz.secrets import load_key_ring
 from authz.services.policy_admin import ensure_policy
 from authz.services.runtime import Runtime
 from authz.settings import Settings
 from authz.store.database import Database
 from authz.store.migrate import upgrade
+from authz.store.startup_lock import startup_lock
 
 log = logging.getLogger("authz.bootstrap")
 STARTUP = Principal(kind="cli", id="startup")
 
 
 def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
-    """Upgrade the schema (Alembic), load the replica, and apply `policies/` if the database has none."""
+    """Upgrade the schema (Alembic), load the replica, and apply `policies/` if the database has none.
+
+    The backend-token keys are loaded first: in production, missing keys stop start-up
+    (authz.secrets.SecretKeyError) before the database is touched.
+    """
+    key_ring = load_key_ring(settings)
     if migrate:
-        upgrade(settings.database_url)
+        with startup_lock(settings.database_url):  # replicas started together take turns
+            upgrade(settings.database_url)
     database = Database(settings.database_url)
-    runtime = Runtime(settings=settings, database=database)
+    runtime = Runtime(settings=settings, database=database, key_ring=key_ring)
     runtime.replica.load(database)
-    revision = ensure_policy(runtime, STARTUP)
+    with startup_lock(settings.database_url):
+        revision = ensure_policy(runtime, STARTUP)
+    if runtime.replica.policy is None:  # another replica seeded it after our load
+        runtime.replica.catch_up(database)
     if revision is not None:
         log.info("loaded the policy from %s as revision %s", settings.policy_dir, revision)
     return runtime

@@ -42,7 +42,14 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
+    smtp_ca_file: Path | None = None  # trust this CA for STARTTLS (a relay with a private CA)
+    smtp_timeout: float = Field(default=10.0, gt=0, le=120, description="seconds per SMTP operation")
     mail_log_tokens: bool = False  # local development only: print unmasked links in the log
+    mail_sender: bool = True  # run the outbox sender thread in this process
+    mail_poll_interval: float = Field(default=2.0, gt=0, le=300)
+    mail_max_attempts: int = Field(default=10, ge=1, le=100)
+    mail_retry_base: float = Field(default=5.0, gt=0, le=3600, description="seconds before the 2nd attempt")
+    mail_retry_max: float = Field(default=3600.0, gt=0, le=86400, description="longest wait between attempts")
 
     # Backend token encryption: comma-separated Fernet keys, newest first.
     secret_keys: SecretStr | None = None

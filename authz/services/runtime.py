@@ -9,6 +9,7 @@ from typing import Generic, TypeVar
 from authz.domain.principal import Principal
 from authz.engine.replica import Replica
 from authz.policy.document import PolicyDocument
+from authz.secrets import KeyRing
 from authz.settings import Settings
 from authz.store.database import Database
 from authz.store.unit_of_work import UnitOfWork
@@ -37,6 +38,7 @@ class Runtime:
     database: Database
     replica: Replica = field(default_factory=Replica)
     clock: Callable[[], datetime] = utc_now
+    key_ring: KeyRing | None = None  # backend-token encryption (authz.secrets); set by open_runtime
 
     def unit_of_work(self, principal: Principal) -> UnitOfWork:
         return UnitOfWork(self.database, self.clock, principal.audit_name, principal.request_id)
