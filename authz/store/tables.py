@@ -129,11 +129,19 @@ class Invitation(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     decided_by: Mapped[str | None] = mapped_column(String(128))
 
-    __table_args__ = (Index("ix_invitations_org_id_email", "org_id", "email"),)
+    __table_args__ = (
+        Index("ix_invitations_org_id_email", "org_id", "email"),
+        Index("ix_invitations_email", "email"),  # GET /v1/me/invitations
+    )
 
 
 class OutboxMessage(Base):
-    """A mail to send, written in the same transaction as the change that causes it."""
+    """A mail to send, written in the same transaction as the change that causes it.
+
+    `body_text` holds the acceptance link with a slot, not the token (authz.mail.message);
+    `token` holds the invitation token in clear only while the message is pending and is
+    set to NULL once it is sent, fails for good or is superseded (authz.mail.outbox).
+    """
 
     __tablename__ = "outbox"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -141,6 +149,7 @@ class OutboxMessage(Base):
     recipient: Mapped[str] = mapped_column(String(320))
     subject: Mapped[str] = mapped_column(String(300))
     body_text: Mapped[str] = mapped_column(Text)
+    token: Mapped[str | None] = mapped_column(String(100))
     status: Mapped[str] = mapped_column(String(16))  # pending, sent, failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime())
@@ -148,7 +157,10 @@ class OutboxMessage(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
-    __table_args__ = (Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_outbox_invitation_id", "invitation_id"),
+    )
 
 
 class BackendToken(Base):

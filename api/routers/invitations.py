@@ -1,0 +1,88 @@
+"""Invitations: owners invite, resend and revoke; the invited person accepts or declines."""
+
+from dataclasses import asdict
+
+from fastapi import APIRouter, Request, Response, status
+
+from api.deps import RuntimeDep, UserDep, problems, set_revision
+from api.schemas import (
+    InvitationAcceptedOut,
+    InvitationCreate,
+    InvitationOut,
+    InvitationTokenBody,
+    MyInvitationOut,
+)
+from authz.services import invitations
+from authz.services.invitations import InvitationView
+
+router = APIRouter(tags=["invitations"])
+
+
+def _out(view: InvitationView) -> InvitationOut:
+    return InvitationOut.model_validate(asdict(view))
+
+
+def _wake_mail_sender(request: Request) -> None:
+    """Deliver the new email now rather than at the sender's next poll."""
+    sender = getattr(request.app.state, "mail_sender", None)
+    if sender is not None:
+        sender.wake()
+
+
+@router.post("/v1/organizations/{org_id}/invitations", status_code=status.HTTP_201_CREATED,
+             response_model=InvitationOut, responses=problems(400, 401, 403, 404, 409, 413, 422, 503))
+def create_invitation(org_id: str, body: InvitationCreate, request: Request, runtime: RuntimeDep,
+                      principal: UserDep, response: Response) -> InvitationOut:
+    written = invitations.create_invitation(runtime, principal, org_id, body.email, body.role)
+    _wake_mail_sender(request)
+    set_revision(response, runtime, written.revision)
+    response.headers["Location"] = f"/v1/organizations/{org_id}/invitations/{written.value.id}"
+    return _out(written.value)
+
+
+@router.get("/v1/organizations/{org_id}/invitations", response_model=list[InvitationOut],
+            responses=problems(401, 403, 404, 422))
+def list_invitations(org_id: str, runtime: RuntimeDep, principal: UserDep) -> list[InvitationOut]:
+    return [_out(view) for view in invitations.list_invitations(runtime, principal, org_id)]
+
+
+@router.post("/v1/organizations/{org_id}/invitations/{invitation_id}/resend", response_model=InvitationOut,
+             responses=problems(401, 403, 404, 409, 422, 503))
+def resend_invitation(org_id: str, invitation_id: str, request: Request, runtime: RuntimeDep,
+                      principal: UserDep, response: Response) -> InvitationOut:
+    written = invitations.resend_invitation(runtime, principal, org_id, invitation_id)
+    _wake_mail_sender(request)
+    set_revision(response, runtime, written.revision)
+    return _out(written.value)
+
+
+@router.delete("/v1/organizations/{org_id}/invitations/{invitation_id}", status_code=status.HTTP_204_NO_CONTENT,
+               responses=problems(401, 403, 404, 409, 422, 503))
+def revoke_invitation(org_id: str, invitation_id: str, runtime: RuntimeDep, principal: UserDep) -> Response:
+    written = invitations.revoke_invitation(runtime, principal, org_id, invitation_id)
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    set_revision(response, runtime, written.revision)
+    return response
+
+
+@router.post("/v1/invitations/accept", response_model=InvitationAcceptedOut,
+             responses=problems(400, 401, 403, 404, 409, 410, 422, 503))
+def accept_invitation(body: InvitationTokenBody, runtime: RuntimeDep, principal: UserDep,
+                      response: Response) -> InvitationAcceptedOut:
+    written = invitations.accept_invitation(runtime, principal, body.token)
+    set_revision(response, runtime, written.revision)
+    return InvitationAcceptedOut.model_validate(asdict(written.value))
+
+
+@router.post("/v1/invitations/decline", status_code=status.HTTP_204_NO_CONTENT,
+             responses=problems(400, 401, 403, 404, 409, 410, 422, 503))
+def decline_invitation(body: InvitationTokenBody, runtime: RuntimeDep, principal: UserDep) -> Response:
+    written = invitations.decline_invitation(runtime, principal, body.token)
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    set_revision(response, runtime, written.revision)
+    return response
+
+
+@router.get("/v1/me/invitations", response_model=list[MyInvitationOut], responses=problems(401, 403))
+def my_invitations(runtime: RuntimeDep, principal: UserDep) -> list[MyInvitationOut]:
+    return [MyInvitationOut.model_validate(asdict(view)) for view in invitations.my_invitations(runtime, principal)]

@@ -1,0 +1,1 @@
+"""Mail: invitation messages, the outbox they wait in, and the sender that delivers them over SMTP."""

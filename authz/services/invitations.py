@@ -1,0 +1,314 @@
+"""Invitations: owners invite by email; a person becomes a member only by accepting.
+
+Who may list, create, resend and revoke is the policy's `invitation` type (owners, as
+shipped), never code. Every write locks the org row first, like the member writes, so
+concurrent invitations, acceptances and org deletions queue in one order. Creating and
+resending write the mail into the outbox in the same transaction (authz.mail.outbox);
+the token itself is returned to nobody: it exists in clear only in that outbox row until
+delivery, and as a SHA-256 hash on the invitation.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from authz.domain import ids
+from authz.domain import invitations as inv
+from authz.domain.errors import Conflict, Forbidden, Gone, NotFound
+from authz.domain.principal import Principal
+from authz.mail import outbox
+from authz.mail.message import inviter_name, invitation_message
+from authz.services.access import lock_organization, require_in_context, role_in_context
+from authz.services.members import add_member, valid_role
+from authz.services.runtime import Runtime, Written
+from authz.store.tables import Invitation, Membership, Organization
+from authz.store.unit_of_work import UnitOfWork
+
+UNKNOWN_TOKEN = "no invitation matches this token; if it was resent, use the link in the newest email"
+
+
+@dataclass(frozen=True)
+class InvitationView:
+    """An invitation as owners see it (never the token)."""
+
+    id: str
+    organization_id: str
+    email: str
+    role: str
+    status: inv.Status
+    delivery: str  # pending, sent, failed: the latest email's state
+    invited_by: str
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class MyInvitationView:
+    """A pending invitation as its recipient sees it."""
+
+    id: str
+    organization_id: str
+    organization_name: str
+    email: str
+    role: str
+    invited_by: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class AcceptedView:
+    organization_id: str
+    role: str
+
+
+def _view(row: Invitation, delivery: str, now: datetime) -> InvitationView:
+    return InvitationView(
+        row.id, row.org_id, row.email, row.role, inv.visible_status(row.status, row.expires_at, now),
+        delivery, row.invited_by, row.created_at, row.expires_at,
+    )
+
+
+def _enqueue_mail(rt: Runtime, uow: UnitOfWork, principal: Principal, org: Organization, row: Invitation,
+                  token: str) -> None:
+    content = invitation_message(
+        org_name=org.name,
+        inviter=inviter_name(principal.id, principal.email),
+        role=row.role,
+        recipient=row.email,
+        public_url=rt.settings.public_url,
+        expires_at=row.expires_at,
+    )
+    outbox.enqueue(uow.session, invitation_id=row.id, recipient=row.email, content=content, token=token, now=uow.now)
+
+
+def _member_with_email(uow: UnitOfWork, org_id: str, email: str) -> bool:
+    found = uow.session.scalar(
+        select(Membership.user_id).where(Membership.org_id == org_id, func.lower(Membership.email) == email).limit(1)
+    )
+    return found is not None
+
+
+def _live_invitation(uow: UnitOfWork, org_id: str, email: str, *, other_than: str | None = None) -> str | None:
+    """The id of a pending, unexpired invitation of `email` to the org, if there is one."""
+    query = select(Invitation.id).where(
+        Invitation.org_id == org_id, Invitation.email == email,
+        Invitation.status == inv.PENDING, Invitation.expires_at > uow.now,
+    )
+    if other_than is not None:
+        query = query.where(Invitation.id != other_than)
+    return uow.session.scalar(query.limit(1))
+
+
+def _org_invitation(uow: UnitOfWork, org_id: str, invitation_id: str) -> Invitation:
+    row = uow.session.scalar(
+        select(Invitation).where(Invitation.id == invitation_id, Invitation.org_id == org_id).with_for_update()
+    )
+    if row is None:
+        raise NotFound("invitation not found")
+    return row
+
+
+# ---- owners ------------------------------------------------------------------------------
+
+def create_invitation(rt: Runtime, principal: Principal, org_id: str, email: object, role: object) -> Written[InvitationView]:
+    """A pending invitation and its email in the outbox, in one transaction."""
+    ids.org_id(org_id)
+    address = inv.email(email)
+    clean_role = valid_role(rt, role)
+    with rt.unit_of_work(principal) as uow:
+        org = lock_organization(uow.session, org_id)
+        require_in_context(uow.session, rt.policy, principal, "create", "invitation", org_id)
+        if _member_with_email(uow, org_id, address):
+            raise Conflict(f"{address} is already a member of this organization")
+        pending = _live_invitation(uow, org_id, address)
+        if pending is not None:
+            raise Conflict(f"{address} already has a pending invitation ({pending}); resend or revoke it instead")
+        invitation_id = inv.new_invitation_id()
+        token = inv.new_token(invitation_id)
+        row = Invitation(
+            id=invitation_id, org_id=org_id, email=address, role=clean_role, token_hash=token.digest,
+            status=inv.PENDING, invited_by=principal.id, created_at=uow.now,
+            expires_at=uow.now + timedelta(seconds=rt.settings.invitation_ttl),
+        )
+        uow.session.add(row)
+        uow.session.flush()
+        _enqueue_mail(rt, uow, principal, org, row, token.value)
+        uow.audit("invitation.create", context=org_id, target=invitation_id, detail={"email": address, "role": clean_role})
+        uow.commit()
+    return Written(_view(row, outbox.PENDING, uow.now), None)
+
+
+def list_invitations(rt: Runtime, principal: Principal, org_id: str) -> list[InvitationView]:
+    """Every invitation of the org, newest first, with its status and delivery state."""
+    ids.org_id(org_id)
+    now = rt.clock()
+    with rt.database.session() as session:
+        require_in_context(session, rt.policy, principal, "read", "invitation", org_id)
+        rows = list(session.scalars(
+            select(Invitation).where(Invitation.org_id == org_id).order_by(Invitation.created_at.desc(), Invitation.id)
+        ))
+        delivery = outbox.delivery_states(session, [row.id for row in rows])
+        return [_view(row, delivery.get(row.id, outbox.PENDING), now) for row in rows]
+
+
+def resend_invitation(rt: Runtime, principal: Principal, org_id: str, invitation_id: str) -> Written[InvitationView]:
+    """A new token and expiry for a pending (or expired) invitation; the old token is dead."""
+    ids.org_id(org_id)
+    inv.invitation_id(invitation_id)
+    with rt.unit_of_work(principal) as uow:
+        org = lock_organization(uow.session, org_id)
+        require_in_context(uow.session, rt.policy, principal, "create", "invitation", org_id)
+        row = _org_invitation(uow, org_id, invitation_id)
+        if row.status != inv.PENDING:
+            raise Conflict(f"this invitation is {row.status}; only pending or expired invitations can be resent")
+        if _member_with_email(uow, org_id, row.email):
+            raise Conflict(f"{row.email} is already a member of this organization")
+        newer = _live_invitation(uow, org_id, row.email, other_than=row.id)
+        if newer is not None:
+            raise Conflict(f"{row.email} has a newer pending invitation ({newer}); resend that one")
+        token = inv.new_token(row.id)
+        row.token_hash = token.digest
+        row.expires_at = uow.now + timedelta(seconds=rt.settings.invitation_ttl)
+        outbox.retire_pending(uow.session, row.id, "not sent: superseded by a resend")
+        _enqueue_mail(rt, uow, principal, org, row, token.value)
+        uow.audit("invitation.resend", context=org_id, target=row.id, detail={"email": row.email, "role": row.role})
+        uow.commit()
+    return Written(_view(row, outbox.PENDING, uow.now), None)
+
+
+def revoke_invitation(rt: Runtime, principal: Principal, org_id: str, invitation_id: str) -> Written[None]:
+    """Revoked: its token stops working and an unsent email is never sent. Revoking twice is fine."""
+    ids.org_id(org_id)
+    inv.invitation_id(invitation_id)
+    with rt.unit_of_work(principal) as uow:
+        lock_organization(uow.session, org_id)
+        require_in_context(uow.session, rt.policy, principal, "delete", "invitation", org_id)
+        row = _org_invitation(uow, org_id, invitation_id)
+        if row.status == inv.REVOKED:
+            return Written(None, None)
+        if row.status != inv.PENDING:
+            hint = "; remove the member instead" if row.status == inv.ACCEPTED else ""
+            raise Conflict(f"this invitation was already {row.status}{hint}")
+        row.status, row.decided_at, row.decided_by = inv.REVOKED, uow.now, principal.id
+        outbox.retire_pending(uow.session, row.id, "not sent: the invitation was revoked")
+        uow.audit("invitation.revoke", context=org_id, target=row.id, detail={"email": row.email, "role": row.role})
+        uow.commit()
+    return Written(None, None)
+
+
+# ---- recipients --------------------------------------------------------------------------
+
+def my_invitations(rt: Runtime, principal: Principal) -> list[MyInvitationView]:
+    """Pending, unexpired invitations for the caller's verified email (none without one)."""
+    if not principal.is_user:
+        raise Forbidden("this endpoint needs a user token")
+    if not principal.email or not principal.email_verified:
+        return []
+    now = rt.clock()
+    with rt.database.session() as session:
+        rows = session.execute(
+            select(Invitation, Organization.name)
+            .join(Organization, Organization.id == Invitation.org_id)
+            .where(Invitation.email == principal.email.strip().lower(), Invitation.status == inv.PENDING,
+                   Invitation.expires_at > now)
+            .order_by(Invitation.created_at.desc(), Invitation.id)
+        ).all()
+        return [
+            MyInvitationView(row.id, row.org_id, name, row.email, row.role, row.invited_by, row.expires_at)
+            for row, name in rows
+        ]
+
+
+def _parse(token: object) -> tuple[str, str]:
+    """(invitation id, token) of a well-formed token; checked before any transaction starts."""
+    invitation_id = inv.parse_token(token)
+    if invitation_id is None:
+        raise NotFound(UNKNOWN_TOKEN)
+    return invitation_id, str(token).strip()
+
+
+def _locked_by_token(uow: UnitOfWork, invitation_id: str, token: str) -> Invitation:
+    """The invitation a token belongs to, locked after its org (the order every writer uses)."""
+    found = uow.session.get(Invitation, invitation_id)
+    if found is None or not inv.token_matches(token, found.token_hash):
+        raise NotFound(UNKNOWN_TOKEN)
+    lock_organization(uow.session, found.org_id)
+    row = uow.session.scalar(
+        select(Invitation).where(Invitation.id == invitation_id).with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if row is None or not inv.token_matches(token, row.token_hash):  # deleted or resent meanwhile
+        raise NotFound(UNKNOWN_TOKEN)
+    return row
+
+
+def _check_recipient(principal: Principal, row: Invitation) -> None:
+    """Only the invited person, proven by a verified email claim, may answer an invitation."""
+    if not principal.is_user:
+        raise Forbidden("invitations are answered with a user token")
+    if not principal.email:
+        raise Forbidden("your token carries no email; sign in with the invited email address")
+    if not principal.email_verified:
+        raise Forbidden("your email address is not verified; verify it with your identity provider first")
+    if not inv.same_email(row.email, principal.email):
+        raise Forbidden("this invitation was sent to a different email address")
+
+
+def _check_open(row: Invitation, now: datetime) -> None:
+    if row.status == inv.REVOKED:
+        raise Gone("this invitation was revoked by an owner of the organization")
+    if row.status in (inv.ACCEPTED, inv.DECLINED):
+        raise Conflict(f"this invitation was already {row.status}; an invitation works once")
+    if row.expires_at <= now:
+        raise Gone(f"this invitation expired at {row.expires_at.isoformat()}; ask an owner to resend it")
+
+
+def _decide(uow: UnitOfWork, row: Invitation, status: str, user: str) -> None:
+    """Pending → `status`, only if still pending: the last guard of the single use."""
+    result = uow.session.execute(
+        update(Invitation)
+        .where(Invitation.id == row.id, Invitation.status == inv.PENDING, Invitation.token_hash == row.token_hash)
+        .values(status=status, decided_at=uow.now, decided_by=user)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise Conflict("this invitation was already used; an invitation works once")
+    outbox.retire_pending(uow.session, row.id, f"not sent: the invitation was {status}")
+
+
+def accept_invitation(rt: Runtime, principal: Principal, token: object) -> Written[AcceptedView]:
+    """The caller becomes a member with the invited role: membership, rule, changelog, audit at once."""
+    invitation_id, value = _parse(token)
+    with rt.unit_of_work(principal) as uow:
+        row = _locked_by_token(uow, invitation_id, value)
+        _check_recipient(principal, row)
+        _check_open(row, uow.now)
+        if role_in_context(uow.session, principal.id, row.org_id) is not None:
+            raise Conflict("you are already a member of this organization")
+        if row.role not in rt.policy.roles:
+            raise Conflict(f"the role {row.role!r} no longer exists; ask an owner for a new invitation")
+        _decide(uow, row, inv.ACCEPTED, principal.id)
+        add_member(uow, row.org_id, principal.id, principal.email, row.role)
+        uow.audit("invitation.accept", context=row.org_id, target=principal.id,
+                  detail={"invitation": row.id, "email": row.email, "role": row.role})
+        try:
+            revision = uow.commit()
+        except IntegrityError:
+            raise Conflict("you are already a member of this organization") from None
+    rt.after_commit(revision)
+    return Written(AcceptedView(row.org_id, row.role), revision)
+
+
+def decline_invitation(rt: Runtime, principal: Principal, token: object) -> Written[None]:
+    """The invited person says no; the token stops working."""
+    invitation_id, value = _parse(token)
+    with rt.unit_of_work(principal) as uow:
+        row = _locked_by_token(uow, invitation_id, value)
+        _check_recipient(principal, row)
+        _check_open(row, uow.now)
+        _decide(uow, row, inv.DECLINED, principal.id)
+        uow.audit("invitation.decline", context=row.org_id, target=row.id, detail={"email": row.email, "role": row.role})
+        uow.commit()
+    return Written(None, None)
