@@ -3,7 +3,7 @@
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -14,13 +14,22 @@ from authz.policy.suites import run_suites
 from authz.policy.yaml_nodes import PolicyInvalid
 from authz.settings import Settings
 
-app = typer.Typer(help="authz: organizations and authorization decisions.", no_args_is_help=True, add_completion=False)
+# No locals in crash reports: they may hold keys, tokens or a database password.
+app = typer.Typer(help="authz: organizations and authorization decisions.", no_args_is_help=True, add_completion=False,
+                  pretty_exceptions_show_locals=False)
 policy_app = typer.Typer(help="Validate, test and apply the policy files.", no_args_is_help=True)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 keys_app = typer.Typer(help="Service keys for other platform components.", no_args_is_help=True)
 app.add_typer(policy_app, name="policy")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="service-key")
+secrets_app = typer.Typer(help="Encryption keys of the stored backend tokens.", no_args_is_help=True)
+app.add_typer(secrets_app, name="secrets")
+
+# How `authz serve` runs uvicorn (the bench's no-op baseline uses the same): uvloop and the
+# httptools parser explicitly (both come with uvicorn[standard]; "auto" silently falls back
+# to asyncio and h11, several times slower), and no access log (the app logs each request).
+UVICORN_OPTIONS: dict[str, Any] = {"loop": "uvloop", "http": "httptools", "access_log": False, "log_config": None}
 
 DirArg = Annotated[Path | None, typer.Argument(help="policy directory (default: AUTHZ_POLICY_DIR)")]
 
@@ -52,13 +61,14 @@ def serve(
 
     settings = _settings()
     configure_logging(settings.log_level)
+    _require_secret_keys(settings)
     if workers > 1:
         uvicorn.run("api.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                    access_log=False, log_config=None)
+                    **UVICORN_OPTIONS)
         return
     from api.app import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_config=None)
+    uvicorn.run(create_app(settings), host=host, port=port, **UVICORN_OPTIONS)
 
 
 @db_app.command("upgrade")
@@ -75,13 +85,17 @@ def db_upgrade() -> None:
 def policy_validate(directory: DirArg = None) -> None:
     """Validate the policy files: each error with file, line and reason; exit 1 on any."""
     path = directory or _settings().policy_dir
+    from authz.policy.routes import load_routes
+
     try:
         document = load_policy_dir(path)
+        routes = load_routes(path, document)
     except PolicyInvalid as exc:
         _print_policy_errors(exc)
         raise typer.Exit(1) from None
     typer.echo(f"{path}: valid ({len(document.roles)} roles, {len(document.types)} types, "
-               f"{len(document.permission_rules())} permission rules)")
+               f"{len(document.permission_rules())} permission rules, "
+               f"{len(routes) if routes.source else 'no'} forward-auth routes)")
 
 
 @policy_app.command("test")
@@ -236,6 +250,98 @@ def service_key_revoke(key_id: Annotated[str, typer.Argument(help="the key id (f
     except AuthzError as exc:
         raise _fail(exc.detail) from None
     typer.echo(f"revoked {key_id}")
+
+
+def _require_secret_keys(settings: Settings) -> None:
+    """Stop with a clear message (not a traceback) when the backend-token keys are missing or invalid."""
+    from authz.secrets import SecretKeyError, load_key_ring
+
+    try:
+        load_key_ring(settings)
+    except SecretKeyError as exc:
+        raise _fail(f"cannot start: {exc}") from None
+
+
+@secrets_app.command("new-key")
+def secrets_new_key() -> None:
+    """Print a new random key; put it first in AUTHZ_SECRET_KEYS, then run `authz secrets rotate`."""
+    from authz.secrets import new_key
+
+    typer.echo(new_key())
+
+
+@secrets_app.command("rotate")
+def secrets_rotate() -> None:
+    """Re-encrypt every stored backend token with the newest key (the first of AUTHZ_SECRET_KEYS)."""
+    from contextlib import ExitStack
+    from typing import Any
+
+    from authz.bootstrap import open_runtime
+    from authz.services.backend_tokens import rotate_backend_tokens
+
+    settings = _settings()
+    _require_secret_keys(settings)
+    runtime = open_runtime(settings)
+    with ExitStack() as stack:
+        bars: list[Any] = []
+
+        def show(done: int, total: int) -> None:
+            if not sys.stdout.isatty():
+                return
+            if not bars:
+                bars.append(stack.enter_context(typer.progressbar(length=total, label="re-encrypting backend tokens")))
+            if done:
+                bars[0].update(1)
+
+        try:
+            rotation = rotate_backend_tokens(runtime, cli_principal(), show)
+        except AuthzError as exc:
+            raise _fail(exc.detail) from None
+    typer.echo(f"re-encrypted {rotation.tokens} backend tokens with key {rotation.key_id}")
+    if runtime.key_ring is not None and len(runtime.key_ring.key_ids) > 1:
+        typer.echo("older keys can now be removed from AUTHZ_SECRET_KEYS")
+    runtime.database.dispose()
+
+
+routes_app = typer.Typer(help="The forward-auth route file (policies/routes.yaml).", no_args_is_help=True)
+app.add_typer(routes_app, name="routes")
+
+
+@routes_app.command("test")
+def routes_test(
+    method: Annotated[str, typer.Argument(help="HTTP method of the request, e.g. DELETE")],
+    path: Annotated[str, typer.Argument(help="its path, e.g. /algorithms/grover (a query string is ignored)")],
+    directory: Annotated[Path | None, typer.Option("--dir", help="policy directory (default: AUTHZ_POLICY_DIR)")] = None,
+) -> None:
+    """Show what a request maps to through the route file (offline); exit 1 if forward-auth refuses it outright."""
+    from authz.policy.routes import load_routes, validated_id
+
+    folder = directory or _settings().policy_dir
+    try:
+        routes = load_routes(folder, load_policy_dir(folder))
+    except PolicyInvalid as exc:
+        _print_policy_errors(exc)
+        raise typer.Exit(1) from None
+    request = f"{method.upper()} {path}"
+    try:
+        found = routes.match(method, path)
+        match = validated_id(found) if found is not None else None
+    except AuthzError as exc:
+        raise _fail(f"{request}: refused, {exc.detail}: denied (403)") from None
+    if match is None:
+        raise _fail(f"{request}: no route in {routes.source or folder}: denied (403)")
+    route = match.route
+    if match.resource_id is not None:
+        context = "the resource's own"
+    elif match.context is not None:
+        context = f"path parameter {{{route.context_param}}} = {match.context}"
+    else:
+        context = "X-Account-Context (personal by default)"
+    typer.echo(f"{request}\n"
+               f"  route:    {route.name}  ({route.where})\n"
+               f"  resource: {match.resource_type}{':' + match.resource_id if match.resource_id is not None else ' (type-level)'}\n"
+               f"  action:   {match.action}\n"
+               f"  context:  {context}")
 
 
 def main() -> None:  # pragma: no cover - console entry

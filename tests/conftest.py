@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from api.app import create_app
 from authz.bootstrap import open_runtime
 from authz.domain.principal import cli_principal
+from authz.secrets import new_key
 from authz.services.runtime import Runtime
 from authz.services.service_keys import create_service_key
 from authz.settings import Settings
@@ -34,6 +35,16 @@ POLICY_DIR = ROOT / "policies"
 POLICY_MODEL = ROOT / "policy_model.conf"
 JWT_SECRET = "test-secret-" + "x" * 32
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+TEST_SECRET_KEYS = new_key()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _backend_token_keys() -> Iterator[None]:
+    """One backend-token key for every runtime and CLI run of the session (AUTHZ_SECRET_KEYS), so
+    no test writes a development key file into the working tree; tests of that pass keys explicitly."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AUTHZ_SECRET_KEYS", TEST_SECRET_KEYS)
+        yield
 
 
 def postgres_required() -> bool:
@@ -169,3 +180,18 @@ def add_member(runtime: Runtime, org_id: str, user: str, role: str) -> None:
         uow.audit("member.add", context=org_id, target=user, detail={"role": role})
         revision = uow.commit()
     runtime.after_commit(revision)
+
+
+@pytest.fixture
+def authz_server(tmp_path: Path) -> Iterator[Any]:
+    """A real `authz serve` process on a free port (SQLite in tmp_path), ready; stopped afterwards.
+
+    See tests/processes.py (`start_authz`) for a module-scoped one or other settings.
+    """
+    from tests.processes import start_authz
+
+    server = start_authz(tmp_path / "authz-server")
+    try:
+        yield server
+    finally:
+        server.stop()

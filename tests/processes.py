@@ -1,0 +1,216 @@
+"""Real processes for end-to-end tests: `authz serve` on a free port, and free loopback ports.
+
+    server = start_authz(tmp_path)            # SQLite file in tmp_path, JWT secret of conftest
+    try:
+        httpx.get(server.url + "/readyz")
+    finally:
+        server.stop()
+
+or the `authz_server` fixture of tests/conftest.py. The process's output goes to a file
+(`server.log_text()`), never to a pipe that could fill up and stall it.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from tests.conftest import JWT_SECRET, POLICY_DIR, POLICY_MODEL, ROOT
+
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, process: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
+    """Until something accepts connections on host:port; fails early if `process` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening:\n{_tail(log)}")
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listened on {host}:{port} within {timeout}s:\n{_tail(log)}")
+
+
+def _tail(path: Path, limit: int = 4000) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")[-limit:]
+    except OSError:
+        return ""
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM, then SIGKILL if it has not exited after `timeout` seconds."""
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
+@dataclass
+class ServerProcess:
+    """A running `authz serve`: its URL, environment (for `cli`), and its log file."""
+
+    url: str
+    port: int
+    database_url: str
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    workdir: Path
+    _log_file: IO[bytes] | None = field(repr=False, default=None)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """Run `authz ARGS...` with this server's settings (same database, same secret)."""
+        return subprocess.run(
+            [sys.executable, "-m", "authz.cli", *args], env=self.env, cwd=self.workdir,
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+    def __enter__(self) -> "ServerProcess":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def authz_env(tmp_path: Path, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of an authz process: the tests' settings; of the caller's AUTHZ_* only the secret keys."""
+    values = {k: v for k, v in os.environ.items() if not k.startswith("AUTHZ_")}
+    if os.environ.get("AUTHZ_SECRET_KEYS"):  # the session's backend-token key (tests/conftest.py)
+        values["AUTHZ_SECRET_KEYS"] = os.environ["AUTHZ_SECRET_KEYS"]
+    values.update({
+        "AUTHZ_ENV": "test",
+        "AUTHZ_DATABASE_URL": f"sqlite:///{tmp_path / 'authz.db'}",
+        "AUTHZ_POLICY_DIR": str(POLICY_DIR),
+        "AUTHZ_POLICY_MODEL": str(POLICY_MODEL),
+        "AUTHZ_JWT_SECRET": JWT_SECRET,
+        "AUTHZ_SYNC_POLL_INTERVAL": "0.2",
+        "AUTHZ_LOG_LEVEL": "INFO",
+        "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
+        "PYTHONUNBUFFERED": "1",
+    })
+    values.update(env or {})
+    return values
+
+
+def start_authz(tmp_path: Path, env: Mapping[str, str] | None = None, *, timeout: float = START_TIMEOUT,
+                attempts: int = 3) -> ServerProcess:
+    """Start `authz serve` on a free loopback port and wait until /readyz answers 200.
+
+    `env` overrides the defaults of `authz_env` (e.g. AUTHZ_DATABASE_URL for PostgreSQL).
+    Retries on a fresh port if another process took the chosen one first.
+    """
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    values = authz_env(tmp_path, env)
+    error: Exception | None = None
+    for attempt in range(attempts):
+        port = free_port()
+        log_path = tmp_path / f"authz-{port}.log"
+        log_file = log_path.open("wb")
+        process = subprocess.Popen(
+            [sys.executable, "-m", "authz.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            env=values, cwd=tmp_path, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+        server = ServerProcess(f"http://127.0.0.1:{port}", port, values["AUTHZ_DATABASE_URL"], values, process,
+                               log_path, tmp_path, log_file)
+        try:
+            _wait_ready(server, timeout)
+            return server
+        except RuntimeError as exc:
+            server.stop()
+            error = exc
+            if "address already in use" not in server.log_text().lower() or attempt + 1 == attempts:
+                break
+    raise RuntimeError(f"authz serve did not become ready: {error}")
+
+
+def _wait_ready(server: ServerProcess, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=2.0) as http:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                raise RuntimeError(f"exited with {server.process.returncode}:\n{_tail(server.log_path)}")
+            try:
+                if http.get(server.url + "/readyz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+    raise RuntimeError(f"/readyz did not answer 200 within {timeout}s:\n{_tail(server.log_path)}")
+
+
+def add_member(server: ServerProcess, org_id: str, user: str, role: str) -> int:
+    """Make `user` a member through the core, on the server's database; returns the revision written.
+
+    The server learns of it from the changelog (pass the revision as `min_revision`, or
+    `wait_for_revision`).
+    """
+    from authz.bootstrap import open_runtime
+    from tests.conftest import add_member as add_member_rows
+    from tests.conftest import make_settings
+
+    runtime = open_runtime(make_settings(server.database_url), migrate=False)
+    try:
+        add_member_rows(runtime, org_id, user, role)
+        return runtime.replica.revision
+    finally:
+        runtime.database.dispose()
+
+
+def wait_for_revision(server: ServerProcess, revision: int, timeout: float = 30.0) -> None:
+    """Until the server's /readyz reports at least `revision`."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=2.0) as http:
+        while time.monotonic() < deadline:
+            if http.get(server.url + "/readyz").json().get("revision", -1) >= revision:
+                return
+            time.sleep(0.05)
+    raise RuntimeError(f"the server did not reach revision {revision} within {timeout}s")
+
+
+def create_service_key(server: ServerProcess, *scopes: str) -> tuple[str, int]:
+    """A new service key on the server's database: (the key, the revision that created it)."""
+    from authz.bootstrap import open_runtime
+    from authz.domain.principal import cli_principal
+    from authz.services.service_keys import create_service_key as create_key
+    from tests.conftest import make_settings
+
+    runtime = open_runtime(make_settings(server.database_url), migrate=False)
+    try:
+        written = create_key(runtime, cli_principal(), "tests", list(scopes))
+        assert written.revision is not None
+        return written.value, written.revision
+    finally:
+        runtime.database.dispose()
