@@ -4,7 +4,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 
 from api.deps import RuntimeDep
 
@@ -18,24 +17,38 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {"description": "not ready: see `reason`"}})
-def readyz(runtime: RuntimeDep, response: Response) -> dict[str, Any]:
-    """Ready when the database answers, the policy is loaded and the replica is fresh enough."""
+def readyz(request: Request, runtime: RuntimeDep, response: Response) -> dict[str, Any]:
+    """Ready while this replica may answer checks: policy loaded and staleness within the bound.
+
+    It never queries the database itself (a probe must not hang on a dead link): the
+    follower reads the changelog every poll interval and records whether that worked. A
+    replica that has lost the database but is still fresh reports `degraded` with the
+    reason and stays in the load balancer, since its checks still answer; it turns 503 at
+    the same bound at which checks fail closed.
+    """
     replica = runtime.replica
     staleness = replica.staleness()
-    body: dict[str, Any] = {"revision": replica.revision, "staleness_seconds": round(staleness, 3)}
-    reasons = []
-    try:
-        with runtime.database.session() as session:
-            session.execute(text("SELECT 1"))
-    except Exception:  # noqa: BLE001 - any failure means the database is not reachable
-        reasons.append("database unreachable")
+    limit = runtime.settings.max_staleness
+    follower = getattr(request.app.state, "follower", None)
+    body: dict[str, Any] = {
+        "revision": replica.revision,
+        "staleness_seconds": round(staleness, 3),
+        "max_staleness_seconds": limit,
+        "notifications": "listening" if follower is not None and follower.listening else "polling",
+    }
+    reasons, fatal = [], False
+    if replica.last_sync_error is not None:
+        reasons.append(replica.last_sync_error)
     if replica.policy is None:
         reasons.append("no policy loaded")
-    if staleness > runtime.settings.max_staleness:
-        reasons.append(f"changelog not read for {staleness:.0f}s")
-    body["status"] = "ready" if not reasons else "not ready"
+        fatal = True
+    if staleness > limit:
+        reasons.append(f"changelog not read for {staleness:.0f}s (limit {limit:g}s)")
+        fatal = True
+    body["status"] = "not ready" if fatal else "degraded" if reasons else "ready"
     if reasons:
         body["reason"] = "; ".join(reasons)
+    if fatal:
         response.status_code = 503
     return body
 
@@ -46,4 +59,5 @@ def metrics(request: Request, runtime: RuntimeDep) -> Response:
     collected = request.app.state.metrics
     collected.revision.set(runtime.replica.revision)
     collected.staleness.set(runtime.replica.staleness())
+    collected.database_up.set(0 if runtime.replica.last_sync_error is not None else 1)
     return Response(generate_latest(collected.registry), media_type=CONTENT_TYPE_LATEST)

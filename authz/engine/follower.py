@@ -1,40 +1,56 @@
 """A background thread that keeps this replica following the changelog.
 
-It polls every `interval` seconds; `wake()` (called after a local write, or by a
-notification listener) makes it read at once. A failed read is recorded on the replica,
-whose staleness then grows until checks fail closed.
+It reads the changelog when woken (`wake()`: after a local write, by a PostgreSQL
+notification, or by a check waiting for `min_revision`) and at least every `interval`
+seconds, the safety net for a lost notification. A failed read is recorded on the
+replica, whose staleness then grows until checks fail closed (DESIGN.md invariant 4);
+the next successful read catches up on its own.
 """
 
 import logging
 import threading
 
+from authz.domain.errors import Unavailable
 from authz.engine.replica import Replica
-from authz.store.database import Database
+from authz.store.database import UNREACHABLE, Database
+from authz.store.notifications import ChangelogListener
 
 log = logging.getLogger("authz.follower")
 
 
 class Follower:
-    def __init__(self, replica: Replica, database: Database, interval: float) -> None:
+    def __init__(self, replica: Replica, database: Database, interval: float, *, listen: bool = True) -> None:
         self.replica = replica
         self.database = database
         self.interval = interval
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.listener: ChangelogListener | None = None
+        if listen and database.is_postgres:
+            self.listener = ChangelogListener(database.url, self.wake)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="authz-follower", daemon=True)
         self._thread.start()
+        if self.listener is not None:
+            self.listener.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        if self.listener is not None:
+            self.listener.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
     def wake(self) -> None:
         self._wake.set()
+
+    @property
+    def listening(self) -> bool:
+        """True while a notification connection is open (else polling alone keeps up)."""
+        return self.listener is not None and self.listener.connected.is_set()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -45,12 +61,26 @@ class Follower:
             self.poll_once()
 
     def poll_once(self) -> None:
+        was_failing = self.replica.last_sync_error is not None
         try:
             applied = self.replica.catch_up(self.database)
-        except Exception as exc:  # noqa: BLE001 - any failure to read the database is staleness
-            if self.replica.last_sync_error is None:
-                log.warning("cannot read the changelog: %s", type(exc).__name__)
-            self.replica.last_sync_error = f"{type(exc).__name__}: database unreachable"
+        except (Unavailable, *UNREACHABLE) as exc:
+            if not was_failing:
+                log.warning("cannot read the changelog: the database is unreachable (%s)", _cause(exc))
+            self.replica.last_sync_error = "database unreachable"
             return
-        if applied:
+        except Exception:  # noqa: BLE001 - a bad row must not kill the thread; staleness will show it
+            if not was_failing:
+                log.exception("cannot apply the changelog after revision %d", self.replica.revision)
+            self.replica.last_sync_error = "changelog apply failed"
+            return
+        if was_failing:
+            log.info("reading the changelog again; now at revision %d", self.replica.revision,
+                     extra={"applied": applied})
+        elif applied:
             log.debug("applied %d changelog rows, now at revision %d", applied, self.replica.revision)
+
+
+def _cause(exc: BaseException) -> str:
+    root = exc.__cause__ or exc
+    return type(root).__name__

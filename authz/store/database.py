@@ -5,7 +5,15 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
+
+from authz.domain.errors import Unavailable
+from authz.store.notifications import TCP_OPTIONS
+
+# The database cannot be reached (or its pool is exhausted): a 503 for the caller, not a 500.
+UNREACHABLE = (OperationalError, InterfaceError, PoolTimeout)
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -42,8 +50,10 @@ class Database:
         if self.is_sqlite:
             kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
         elif self.is_postgres:
-            kwargs["connect_args"] = {"connect_timeout": max(1, int(connect_timeout))}
+            # connect_timeout and TCP keepalives: a write fails fast instead of hanging on a dead link.
+            kwargs["connect_args"] = {"connect_timeout": max(1, int(connect_timeout)), **TCP_OPTIONS}
             kwargs["pool_pre_ping"] = True
+            kwargs["pool_timeout"] = 10
             kwargs["pool_size"] = 10
             kwargs["max_overflow"] = 10
         self.engine: Engine = create_engine(url, **kwargs)
@@ -53,13 +63,20 @@ class Database:
 
     @contextmanager
     def session(self) -> Iterator[Session]:
-        """A session whose transaction rolls back unless the caller commits."""
-        with self._sessions() as session:
-            try:
-                yield session
-            finally:
-                if session.in_transaction():
-                    session.rollback()
+        """A session whose transaction rolls back unless the caller commits.
+
+        Losing the database anywhere inside (connecting, a query, the rollback) raises
+        `Unavailable`, so every caller answers 503 with nothing half-written.
+        """
+        try:
+            with self._sessions() as session:
+                try:
+                    yield session
+                finally:
+                    if session.in_transaction():
+                        session.rollback()
+        except UNREACHABLE as exc:
+            raise Unavailable("the database is unavailable; nothing was changed, retry shortly") from exc
 
     def dispose(self) -> None:
         self.engine.dispose()

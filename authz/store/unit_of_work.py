@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from authz.domain.errors import Unavailable
 from authz.store.database import Database
+from authz.store.notifications import notify_revision
 from authz.store.tables import AuditEntry, CasbinRule, ChangelogEntry, RevisionCounter
 
 Rule = tuple[str, ...]
@@ -102,6 +103,8 @@ class UnitOfWork:
                 self.session.execute(update(RevisionCounter).where(RevisionCounter.id == 1).values(value=RevisionCounter.value + 1))
                 self.revision = self.session.scalar(select(RevisionCounter.value).where(RevisionCounter.id == 1))
                 self.session.add(ChangelogEntry(revision=self.revision, created_at=self.now, delta=self.ops))
+                if self._database.is_postgres:
+                    notify_revision(self.session, self.revision)  # delivered to replicas at commit
             for entry in self._audits:
                 entry.revision = self.revision
                 self.session.add(entry)
