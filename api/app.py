@@ -10,9 +10,13 @@ from api.auth import TokenVerifier
 from api.metrics import Metrics
 from api.middleware import RequestMiddleware
 from api.problems import install_problem_handlers
-from api.routers import audit, decisions, me, operations, organizations, policy, resources
+from api.routers import audit, backend_tokens, decisions, me, operations, organizations, policy, resources
+from api.routers import forward_auth
+from api.routers import invitations
 from authz.bootstrap import open_runtime
 from authz.engine.follower import Follower
+from authz.mail.sender import OutboxSender
+from authz.services import forward_auth as forward_auth_service
 from authz.services.runtime import Runtime
 from authz.settings import Settings
 
@@ -27,15 +31,22 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         current = runtime or open_runtime(settings)
         follower = Follower(current.replica, current.database, settings.sync_poll_interval)
+        # Delivers the outbox (invitation emails); its state is the outbox table only.
+        mail_sender = OutboxSender.from_settings(settings, current.database, clock=lambda: current.clock())
+        app.state.mail_sender = mail_sender
         app.state.runtime = current
         app.state.follower = follower
         app.state.token_verifier = TokenVerifier.from_settings(settings)
+        app.state.routes = forward_auth_service.load_route_table(current)  # policies/routes.yaml
         follower.start()
+        if settings.mail_sender:
+            mail_sender.start()
         log.info("authz ready", extra={"revision": current.replica.revision, "database": current.database.engine.url.render_as_string(hide_password=True)})
         try:
             yield
         finally:
             follower.stop()
+            mail_sender.stop()
             if runtime is None:
                 current.database.dispose()
 
@@ -48,8 +59,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.settings = settings
     install_problem_handlers(app)
-    for module in (operations, me, organizations, resources, decisions, policy, audit):
+    # decisions first: routes are matched in order, and /v1/check is the hot path.
+    for module in (decisions, operations, me, organizations, resources, policy, audit, backend_tokens):
         app.include_router(module.router)
+    app.include_router(forward_auth.router)
+    app.include_router(invitations.router)
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app
 

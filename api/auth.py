@@ -10,6 +10,7 @@ from api.problems import Unauthenticated
 from authz.domain import ids
 from authz.domain.errors import Invalid
 from authz.domain.principal import Principal
+from authz.services.service_keys import ServiceKeyRecord
 from authz.services.runtime import Runtime
 from authz.services.service_keys import PREFIX as SERVICE_KEY_PREFIX
 from authz.services.service_keys import verify_service_key
@@ -87,8 +88,53 @@ def _reason(exc: jwt.InvalidTokenError) -> str:
     return "malformed or unverifiable"
 
 
-def authenticate(request: Request) -> Principal:
-    """The FastAPI dependency of every /v1 route."""
+class ServiceKeyCache:
+    """Verified service keys by credential string, so a sidecar's repeated key costs one dict lookup.
+
+    Only successful verifications are kept, at most MAX entries. The cache belongs to one
+    `Replica.service_keys` dict: a create or revoke replaces that dict (from the
+    changelog), and the next lookup then starts from an empty cache, so a revoked key
+    stops working as soon as this replica has applied the revocation.
+    """
+
+    MAX = 1024
+
+    def __init__(self) -> None:
+        self._source: object = None
+        self._records: dict[str, ServiceKeyRecord] = {}
+
+    def verify(self, runtime: Runtime, credential: str) -> ServiceKeyRecord | None:
+        source = runtime.replica.service_keys
+        if source is not self._source:
+            self._source, self._records = source, {}
+        record = self._records.get(credential)
+        if record is None:
+            record = verify_service_key(runtime, credential)
+            if record is not None:
+                if len(self._records) >= self.MAX:
+                    self._records.clear()
+                self._records[credential] = record
+        return record
+
+
+def service_key_cache(request: Request) -> ServiceKeyCache:
+    cache: ServiceKeyCache | None = getattr(request.app.state, "service_key_cache", None)
+    if cache is None:
+        cache = request.app.state.service_key_cache = ServiceKeyCache()
+    return cache
+
+
+async def authenticate(request: Request) -> Principal:
+    """The FastAPI dependency of every /v1 route.
+
+    `async` on purpose: it never blocks (keys are in memory, JWTs are verified in-process),
+    and a sync dependency would cost a thread-pool round trip on every request.
+    """
+    return authenticate_request(request)
+
+
+def authenticate_request(request: Request) -> Principal:
+    """The caller of `request`, from its Authorization header (raises Unauthenticated)."""
     header = request.headers.get("authorization")
     if not header:
         raise Unauthenticated("missing Authorization: Bearer credential")
@@ -99,7 +145,7 @@ def authenticate(request: Request) -> Principal:
     request_id = request.scope.get("state", {}).get("request_id")
     runtime: Runtime = request.app.state.runtime
     if credential.startswith(SERVICE_KEY_PREFIX):
-        record = verify_service_key(runtime, credential)
+        record = service_key_cache(request).verify(runtime, credential)
         if record is None:
             raise Unauthenticated("unknown or revoked service key")
         return Principal(kind="service", id=record.id, scopes=record.scopes, request_id=request_id)

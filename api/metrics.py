@@ -1,6 +1,7 @@
 """Prometheus metrics, in a registry owned by one app (no process-global state)."""
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -23,3 +24,26 @@ class Metrics:
         self.staleness = Gauge(
             "authz_staleness_seconds", "Seconds since this replica last read the changelog", registry=r
         )
+        self.database_up = Gauge(
+            "authz_database_up", "1 if the last read of the changelog succeeded, else 0", registry=r
+        )
+        # Children resolved once: `labels()` takes a lock and a dict lookup on every call.
+        self._allowed = self.decisions.labels("allowed")
+        self._denied = self.decisions.labels("denied")
+        self._request_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+    def count_decisions(self, *, allowed: int, denied: int) -> None:
+        if allowed:
+            self._allowed.inc(allowed)
+        if denied:
+            self._denied.inc(denied)
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """One HTTP request: its count by method, route template and status, and its latency."""
+        key = (method, route, str(status))
+        children = self._request_children.get(key)
+        if children is None:
+            children = (self.requests.labels(*key), self.latency.labels(method, route))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)

@@ -12,13 +12,14 @@ Rule shapes (all written by authz itself):
 """
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from authz.domain import ids
 from authz.policy.document import ALL_DOMAINS, Rule
 
 Permission = tuple[str, str]  # (object type, action)
-ResourceKey = tuple[str, str]  # (type, id)
+GROUP_SEPARATOR = "\x1f"  # joins the values of one bulk-loaded group; no id, role or name may contain it
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,13 @@ class Decision:
 
 
 class DecisionIndex:
-    """Memberships, resources and role permissions as dicts; every update is O(1) but policy changes."""
+    """Memberships, resources and role permissions as dicts; every update is O(1) but policy changes.
+
+    Compact on purpose (1M memberships and 1M resources must fit in a few hundred MB):
+    a resource is keyed by its scope string "type:id" (the same string names its own
+    roles), contexts of a resource are one dict used as an ordered set, and the bulk
+    loader shares one string object per subject, role and context.
+    """
 
     def __init__(self) -> None:
         self._grants: dict[str, set[Permission]] = defaultdict(set)  # role → direct permissions
@@ -40,8 +47,8 @@ class DecisionIndex:
         self._effective: dict[str, frozenset[Permission]] = {}
         self._members: dict[str, dict[str, str]] = {}  # context → subject → role
         self._contexts_of: dict[str, dict[str, str]] = {}  # subject → context → role
-        self._resources: dict[ResourceKey, str] = {}  # (type, id) → context
-        self._resources_in: dict[str, dict[str, set[str]]] = {}  # context → type → ids
+        self._resources: dict[str, str] = {}  # "type:id" → context
+        self._resources_in: dict[str, dict[str, None]] = {}  # context → {"type:id"} (insertion-ordered set)
         self._resource_roles: dict[str, dict[str, str]] = {}  # "type:id" → subject → role
         self._resource_roles_of: dict[str, dict[str, str]] = {}  # subject → "type:id" → role
 
@@ -86,21 +93,76 @@ class DecisionIndex:
                 _discard(self._contexts_of, member, domain, role)
 
     def add_resource(self, resource_type: str, resource_id: str, context: str) -> None:
-        self._resources[(resource_type, resource_id)] = context
-        self._resources_in.setdefault(context, {}).setdefault(resource_type, set()).add(resource_id)
+        scope = resource_type + ":" + resource_id
+        self._resources[scope] = context
+        self._resources_in.setdefault(context, {})[scope] = None
 
     def remove_resource(self, resource_type: str, resource_id: str) -> None:
-        context = self._resources.pop((resource_type, resource_id), None)
+        scope = resource_type + ":" + resource_id
+        context = self._resources.pop(scope, None)
         if context is None:
             return
-        by_type = self._resources_in.get(context, {})
-        ids_of_type = by_type.get(resource_type)
-        if ids_of_type is not None:
-            ids_of_type.discard(resource_id)
-            if not ids_of_type:
-                del by_type[resource_type]
-        if not by_type:
-            self._resources_in.pop(context, None)
+        scopes = self._resources_in.get(context)
+        if scopes is not None:
+            scopes.pop(scope, None)
+            if not scopes:
+                del self._resources_in[context]
+
+    # ---- bulk loading (start-up) ----------------------------------------------------------
+
+    def load_grouped_rules(self, groups: Iterable[tuple[str, str]]) -> int:
+        """Add the `g` rules of whole domains, as `add_rule` would; returns how many rules.
+
+        Each group is (domain, "subject␟role␟subject␟role…") with ␟ = GROUP_SEPARATOR,
+        the form `authz.engine.snapshot` reads (a million rules arrive as ~100k strings,
+        split in C). One string object per subject, role and domain is shared by every
+        dict that holds it.
+        """
+        members, contexts_of = self._members, self._contexts_of
+        scoped_roles, scoped_of = self._resource_roles, self._resource_roles_of
+        pool: dict[str, str] = {}
+        share = pool.setdefault
+        count = 0
+        for domain, packed in groups:
+            parts = packed.split(GROUP_SEPARATOR)
+            if len(parts) % 2:
+                raise ValueError(f"malformed rule group for domain {domain!r}")
+            subjects, roles = parts[0::2], parts[1::2]
+            domain = share(domain, domain)
+            pairs = dict(zip(map(share, subjects, subjects), map(share, roles, roles)))
+            count += len(subjects)
+            if _is_resource_scope(domain):
+                target, reverse = scoped_roles, scoped_of
+            else:
+                target, reverse = members, contexts_of
+            existing = target.get(domain)
+            if existing is None:
+                target[domain] = pairs
+            else:
+                existing.update(pairs)
+            for member, role in pairs.items():
+                of = reverse.get(member)
+                if of is None:
+                    reverse[member] = {domain: role}
+                else:
+                    of[domain] = role
+        return count
+
+    def load_grouped_resources(self, groups: Iterable[tuple[str, str]]) -> int:
+        """Add resources as `add_resource` would, from (context, "type:id␟type:id…") groups; returns how many."""
+        resources, resources_in = self._resources, self._resources_in
+        count = 0
+        for context, packed in groups:
+            scopes = dict.fromkeys(packed.split(GROUP_SEPARATOR))
+            count += len(scopes)
+            existing = resources_in.get(context)
+            if existing is None:
+                resources_in[context] = scopes
+            else:
+                context = resources[next(iter(existing))]
+                existing.update(scopes)
+            resources.update(dict.fromkeys(scopes, context))
+        return count
 
     def _recompile(self) -> None:
         """Each role's effective permissions after inheritance (a few dozen rules: cheap)."""
@@ -125,18 +187,17 @@ class DecisionIndex:
     def check(self, user: str, action: str, resource_type: str, resource_id: str | None, context: str | None) -> bool:
         """The hot path: may `user` do `action` on the resource (or on its type in `context`)?"""
         subject = "user:" + user
-        permission = (resource_type, action)
-        effective = self._effective
         if resource_id is not None:
-            context = self._resources.get((resource_type, resource_id))
+            scope = resource_type + ":" + resource_id
+            context = self._resources.get(scope)
             if context is None:
                 return False
-            scoped = self._resource_roles.get(resource_type + ":" + resource_id)
+            scoped = self._resource_roles.get(scope)
             if scoped is not None:
                 role = scoped.get(subject)
-                if role is not None and permission in effective.get(role, ()):
+                if role is not None and (resource_type, action) in self._effective.get(role, ()):
                     return True
-        if context is None:
+        elif context is None:
             return False
         if context == subject:
             role = "owner"
@@ -147,7 +208,7 @@ class DecisionIndex:
             role = members.get(subject)
             if role is None:
                 return False
-        return permission in effective.get(role, ())
+        return (resource_type, action) in self._effective.get(role, ())
 
     def decide(self, user: str, action: str, resource_type: str, resource_id: str | None, context: str | None) -> Decision:
         """The same decision as `check`, with the role and path that led to it."""
@@ -155,7 +216,7 @@ class DecisionIndex:
         permission = (resource_type, action)
         scoped_role: str | None = None
         if resource_id is not None:
-            context = self._resources.get((resource_type, resource_id))
+            context = self._resources.get(ids.resource_scope(resource_type, resource_id))
             if context is None:
                 return Decision(False, None, None, "unknown_resource")
             scoped_role = self._resource_roles.get(ids.resource_scope(resource_type, resource_id), {}).get(subject)
@@ -183,7 +244,7 @@ class DecisionIndex:
         return (resource_type, action) in self._effective.get(role, ())
 
     def context_of(self, resource_type: str, resource_id: str) -> str | None:
-        return self._resources.get((resource_type, resource_id))
+        return self._resources.get(ids.resource_scope(resource_type, resource_id))
 
     def contexts_of(self, user: str) -> dict[str, str]:
         """The org contexts a user is a member of, with the role (personal not included)."""
@@ -192,6 +253,7 @@ class DecisionIndex:
     def list_resources(self, user: str, action: str, resource_type: str, context: str | None) -> list[str]:
         subject = ids.subject_of(user)
         permission = (resource_type, action)
+        prefix = resource_type + ":"
         found: set[str] = set()
         contexts = dict(self._contexts_of.get(subject, {}))
         contexts[subject] = "owner"
@@ -199,17 +261,16 @@ class DecisionIndex:
             if context is not None and ctx != context:
                 continue
             if permission in self._effective.get(role, ()):
-                found |= self._resources_in.get(ctx, {}).get(resource_type, set())
+                found.update(s for s in self._resources_in.get(ctx, ()) if s.startswith(prefix))
         for scope, role in self._resource_roles_of.get(subject, {}).items():
-            scope_type, _, scope_id = scope.partition(":")
-            if scope_type != resource_type or not self.role_allows(role, resource_type, action):
+            if not scope.startswith(prefix) or not self.role_allows(role, resource_type, action):
                 continue
-            if context is None or self._resources.get((scope_type, scope_id)) == context:
-                found.add(scope_id)
-        return sorted(r for r in found if (resource_type, r) in self._resources)
+            if context is None or self._resources.get(scope) == context:
+                found.add(scope)
+        return sorted(s[len(prefix):] for s in found if s in self._resources)
 
     def list_subjects(self, action: str, resource_type: str, resource_id: str) -> list[str]:
-        context = self._resources.get((resource_type, resource_id))
+        context = self._resources.get(ids.resource_scope(resource_type, resource_id))
         if context is None:
             return []
         permission = (resource_type, action)

@@ -5,6 +5,7 @@ afterwards `catch_up` applies each newer changelog row in order (DESIGN.md invar
 Decisions read `index` without locks; updates are serialized by `_apply_lock`.
 """
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -14,11 +15,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from authz.engine.index import DecisionIndex
+from authz.engine.snapshot import bulk_allocation, load_index
 from authz.policy.document import PolicyDocument
 from authz.store.database import Database
-from authz.store.tables import CasbinRule, ChangelogEntry, PolicyState, Resource, RevisionCounter, ServiceKey
+from authz.store.tables import ChangelogEntry, PolicyState, RevisionCounter, ServiceKey
+
+log = logging.getLogger("authz.replica")
 
 CATCH_UP_BATCH = 1000
+GAP_RELOAD_AFTER = 10.0  # seconds a missing revision may stay missing before a full reload
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,9 @@ class Replica:
         self.last_sync = 0.0  # time.monotonic() of the last successful read of the database
         self.last_sync_error: str | None = None
         self._apply_lock = threading.Lock()
+        self._reloading = threading.Lock()
+        self._gap: tuple[int, float] | None = None  # (missing revision, monotonic time first seen)
+        self.gap_reload_after = GAP_RELOAD_AFTER
         self._advanced = threading.Condition()
 
     @property
@@ -53,34 +61,37 @@ class Replica:
     # ---- reading the database -----------------------------------------------------------
 
     def load(self, database: Database) -> None:
-        """Read everything at one snapshot; replaces the current state."""
+        """Read everything at one snapshot; replaces the current state.
+
+        Rules and resources come grouped per domain straight from the driver into the
+        index's bulk loaders (1M memberships load in seconds; see authz.engine.snapshot).
+        """
         index = DecisionIndex()
-        with database.session() as session:
+        with database.session() as session, bulk_allocation():
             if database.is_postgres:
                 session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             revision = session.scalar(select(RevisionCounter.value).where(RevisionCounter.id == 1)) or 0
             policy = _read_policy(session)
-            rows = session.execute(
-                select(CasbinRule.ptype, CasbinRule.v0, CasbinRule.v1, CasbinRule.v2, CasbinRule.v3)
-            )
-            for ptype, v0, v1, v2, v3 in rows:
-                rule = (ptype, v0, v1, v2, v3) if ptype == "p" else (ptype, v0, v1, v2)
-                index.add_rule(rule)
-            for resource_type, resource_id, context in session.execute(
-                select(Resource.type, Resource.id, Resource.context)
-            ):
-                index.add_resource(resource_type, resource_id, context)
+            load_index(session, index, is_postgres=database.is_postgres)
             keys = _read_service_keys(session)
         with self._apply_lock:
             self.index, self.policy, self.service_keys = index, policy, keys
             self._advance(revision)
 
     def catch_up(self, database: Database) -> int:
-        """Apply every changelog row newer than `revision`, in order; returns how many."""
+        """Apply every changelog row newer than `revision`, in order; returns how many.
+
+        A missing revision (a gap) stops the catch-up just before it: the next call reads
+        the missing rows again. Revisions commit in order (the counter row serializes
+        writers), so a gap can only be a row still becoming visible; one that stays
+        missing for `gap_reload_after` seconds is logged and the state reloaded at a
+        consistent snapshot, since a change that never appears cannot be applied.
+        """
         applied = 0
+        reload = False
         with self._apply_lock:
             while True:
-                gap = False
+                missing: tuple[int, int] | None = None  # (expected revision, next one found)
                 with database.session() as session:
                     rows = session.execute(
                         select(ChangelogEntry.revision, ChangelogEntry.delta)
@@ -90,18 +101,51 @@ class Replica:
                     ).all()
                     for revision, delta in rows:
                         if revision != self.revision + 1:
-                            # A gap: revisions commit in order (the counter row serializes
-                            # writers), so a missing row is still in flight. Stop before it;
-                            # the next catch-up reads it.
-                            gap = True
+                            missing = (self.revision + 1, revision)
                             break
                         self._apply(session, delta)
                         self._advance(revision)
                         applied += 1
-                self.last_sync = time.monotonic()
                 self.last_sync_error = None
-                if gap or len(rows) < CATCH_UP_BATCH:
+                if missing is not None:
+                    reload = self._gap_seen(*missing)
+                    break
+                self._gap_closed()
+                self.last_sync = time.monotonic()  # at the head of the changelog as of this read
+                if len(rows) < CATCH_UP_BATCH:
                     return applied
+        if reload:
+            self._reload_after_gap(database)
+        return applied
+
+    def _gap_seen(self, expected: int, found: int) -> bool:
+        """Remember when `expected` went missing; True once it has been missing too long."""
+        now = time.monotonic()
+        if self._gap is None or self._gap[0] != expected:
+            self._gap = (expected, now)
+            log.warning("changelog gap: revision %d not visible yet (next is %d); reading it again", expected, found)
+            return False
+        missing_for = now - self._gap[1]
+        if missing_for < self.gap_reload_after:
+            return False
+        log.error("changelog gap: revision %d still missing after %.1fs; reloading the whole state",
+                  expected, missing_for)
+        return True
+
+    def _gap_closed(self) -> None:
+        if self._gap is not None:
+            log.info("changelog gap at revision %d filled; now at revision %d", self._gap[0], self.revision)
+            self._gap = None
+
+    def _reload_after_gap(self, database: Database) -> None:
+        """The last resort for a revision that never appears: a full load at one snapshot."""
+        if not self._reloading.acquire(blocking=False):
+            return  # another thread is already reloading
+        try:
+            self.load(database)
+            self._gap = None
+        finally:
+            self._reloading.release()
 
     def _apply(self, session: Session, delta: list[dict[str, Any]]) -> None:
         for op in delta:

@@ -1,0 +1,30 @@
+"""Run as a process of its own: RSS before and after loading the rules, then the resources, of a database.
+
+A fresh process gives clean numbers for "memory per 100k memberships"; it prints JSON.
+"""
+
+import json
+import sys
+
+from authz.engine.index import DecisionIndex
+from authz.engine.snapshot import bulk_allocation, load_index
+from authz.store.database import Database
+from bench.server import rss_mb
+
+
+def main() -> None:
+    import os
+
+    database = Database(sys.argv[1])
+    index = DecisionIndex()
+    before = rss_mb(os.getpid())
+    with database.session() as session, bulk_allocation():
+        counts = load_index(session, index, is_postgres=database.is_postgres)
+    after = rss_mb(os.getpid())
+    memberships = index.counts()["memberships"]
+    print(json.dumps({"before_mb": before, "after_mb": after, "counts": counts, "memberships": memberships,
+                      "resources": index.counts()["resources"]}))
+
+
+if __name__ == "__main__":
+    main()
