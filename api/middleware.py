@@ -28,13 +28,14 @@ class RequestMiddleware:
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.access_log = AccessLog()
+        self._new_request_id = _request_ids().__next__  # per app: no process-global state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        request_id = _request_id(scope)
+        request_id = _request_id(scope) or self._new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
         limit = self.max_body_bytes
@@ -89,14 +90,15 @@ class RequestMiddleware:
         )
 
 
-def _request_id(scope: Scope) -> str:
+def _request_id(scope: Scope) -> str | None:
+    """The caller's X-Request-ID when it is a sane token (1-64 of letters, digits and -)."""
     for name, value in scope["headers"]:
         if name == REQUEST_ID_HEADER:
             candidate = value.decode("latin-1")
             if 0 < len(candidate) <= 64 and candidate.replace("-", "").isalnum():
                 return candidate
             break
-    return _new_request_id()
+    return None
 
 
 def _request_ids() -> Iterator[str]:
@@ -104,9 +106,6 @@ def _request_ids() -> Iterator[str]:
     prefix = secrets.token_hex(4)
     for n in itertools.count():
         yield f"{prefix}{n & 0xFFFFFFFF:08x}"
-
-
-_new_request_id = _request_ids().__next__
 
 
 def _content_length(scope: Scope) -> int | None:
