@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.auth import TokenVerifier
+from api.fast_path import DecisionFastPath
 from api.metrics import Metrics
 from api.middleware import RequestMiddleware
 from api.problems import install_problem_handlers
@@ -64,6 +65,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(forward_auth.router)
     app.include_router(invitations.router)
+    # Added first, so it runs inside RequestMiddleware (which counts and logs every request).
+    app.add_middleware(DecisionFastPath)
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     return app
 

@@ -23,7 +23,7 @@ async def json_body(request: Request, model: type[M]) -> M:
     if not raw:
         raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
     content_type = request.headers.get("content-type")
-    if content_type is not None and not _is_json(content_type):
+    if content_type is not None and not is_json(content_type):
         raise RequestValidationError([{
             "type": "model_attributes_type", "loc": ("body",),
             "msg": "Input should be a valid dictionary or object to extract fields from", "input": None,
@@ -97,7 +97,7 @@ def _located(prefix: str, exc: ValidationError, *names: str) -> list[dict[str, A
     return [{**error, "loc": (prefix, *names, *error["loc"])} for error in exc.errors(include_url=False)]
 
 
-def _is_json(content_type: str) -> bool:
+def is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     maintype, _, subtype = media.partition("/")
     return maintype == "application" and (subtype == "json" or subtype.endswith("+json"))

@@ -1,6 +1,6 @@
 """Decision queries for sidecars and services: answered from memory, at this replica's revision."""
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio.to_thread
 import orjson
@@ -54,56 +54,37 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
-def _json(payload: dict[str, Any]) -> Response:
+def _json(payload: bytes) -> Response:
     """A pre-serialized body: FastAPI passes a Response through without re-validating it."""
-    return Response(orjson.dumps(payload), media_type="application/json")
+    return Response(payload, media_type="application/json")
 
 
 _CONTEXT_HEADER = {"X-Account-Context": "personal (default) or an org id"}
 
 
-@router.post("/check", response_model=CheckOut, response_model_exclude_none=True,
-             responses=problems(400, 401, 403, 413, 422, 503),
-             openapi_extra=lean.openapi(CheckBody, headers=_CONTEXT_HEADER,
-                                        queries={"explain": "add the role and rule behind the decision"}))
-async def check(request: Request) -> Response:
-    """May the subject do the action on the resource? `{allowed, revision}`.
-
-    The hot path: the body, header and query are read by `api.lean` (not FastAPI's
-    dependency solver) and the answer is serialized once, with orjson.
-    """
-    body = await lean.json_body(request, CheckBody)
-    principal = authenticate_request(request)
-    x_account_context = lean.header(request, "x-account-context", max_length=2000)
-    explain = lean.bool_query(request, "explain")
+def answer_check(request: Request, principal: Principal, body: CheckBody, *, explain: bool) -> bytes:
+    """The JSON answer of /v1/check to a parsed body (shared by the route and `api.fast_path`)."""
     runtime = _runtime(request)
-    await _ready(request, runtime, body.min_revision)
     question = decisions.check_request(
         principal, subject=body.subject, action=body.action, resource_type=body.resource.type,
         resource_id=body.resource.id, context=body.context,
-        default_context=_default_context(principal, x_account_context),
+        default_context=_default_context(principal, lean.header(request, "x-account-context", max_length=2000)),
     )
     metrics: Metrics = request.app.state.metrics
     if explain:
         result = decisions.explain(runtime, question)
         metrics.count_decisions(allowed=int(result["allowed"]), denied=int(not result["allowed"]))
-        return _json({"allowed": result["allowed"], "revision": runtime.replica.revision,
-                      "explanation": result["explanation"]})
+        return orjson.dumps({"allowed": result["allowed"], "revision": runtime.replica.revision,
+                             "explanation": result["explanation"]})
     allowed = decisions.check(runtime, question)
     metrics.count_decisions(allowed=int(allowed), denied=int(not allowed))
-    return _json({"allowed": allowed, "revision": runtime.replica.revision})
+    return orjson.dumps({"allowed": allowed, "revision": runtime.replica.revision})
 
 
-@router.post("/check/batch", response_model=BatchOut, responses=problems(400, 401, 403, 413, 422, 503),
-             openapi_extra=lean.openapi(BatchBody, headers=_CONTEXT_HEADER))
-async def check_batch(request: Request) -> Response:
-    """Up to 1000 checks in one request: `{results: [{allowed}], revision}`, in order."""
-    body = await lean.json_body(request, BatchBody)
-    principal = authenticate_request(request)
-    x_account_context = lean.header(request, "x-account-context", max_length=2000)
+def answer_batch(request: Request, principal: Principal, body: BatchBody) -> bytes:
+    """The JSON answer of /v1/check/batch to a parsed body (shared by the route and `api.fast_path`)."""
     runtime = _runtime(request)
-    await _ready(request, runtime, body.min_revision)
-    default = _default_context(principal, x_account_context)
+    default = _default_context(principal, lean.header(request, "x-account-context", max_length=2000))
     questions = [
         decisions.check_request(
             principal, subject=item.subject, action=item.action, resource_type=item.resource.type,
@@ -116,7 +97,34 @@ async def check_batch(request: Request) -> Response:
     allowed = sum(results)
     metrics: Metrics = request.app.state.metrics
     metrics.count_decisions(allowed=allowed, denied=len(results) - allowed)
-    return _json({"results": [_ALLOWED if a else _DENIED for a in results], "revision": runtime.replica.revision})
+    return orjson.dumps({"results": [_ALLOWED if a else _DENIED for a in results], "revision": runtime.replica.revision})
+
+
+@router.post("/check", response_model=CheckOut, response_model_exclude_none=True,
+             responses=problems(400, 401, 403, 413, 422, 503),
+             openapi_extra=lean.openapi(CheckBody, headers=_CONTEXT_HEADER,
+                                        queries={"explain": "add the role and rule behind the decision"}))
+async def check(request: Request) -> Response:
+    """May the subject do the action on the resource? `{allowed, revision}`.
+
+    The plain, valid request is usually answered by `api.fast_path` before it gets here;
+    this route answers the rest (explain, min_revision waits, and every error).
+    """
+    body = await lean.json_body(request, CheckBody)
+    principal = authenticate_request(request)
+    explain = lean.bool_query(request, "explain")
+    await _ready(request, _runtime(request), body.min_revision)
+    return _json(answer_check(request, principal, body, explain=explain))
+
+
+@router.post("/check/batch", response_model=BatchOut, responses=problems(400, 401, 403, 413, 422, 503),
+             openapi_extra=lean.openapi(BatchBody, headers=_CONTEXT_HEADER))
+async def check_batch(request: Request) -> Response:
+    """Up to 1000 checks in one request: `{results: [{allowed}], revision}`, in order."""
+    body = await lean.json_body(request, BatchBody)
+    principal = authenticate_request(request)
+    await _ready(request, _runtime(request), body.min_revision)
+    return _json(answer_batch(request, principal, body))
 
 
 _ALLOWED = {"allowed": True}
