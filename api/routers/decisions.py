@@ -85,14 +85,11 @@ def answer_batch(request: Request, principal: Principal, body: BatchBody) -> byt
     """The JSON answer of /v1/check/batch to a parsed body (shared by the route and `api.fast_path`)."""
     runtime = _runtime(request)
     default = _default_context(principal, lean.header(request, "x-account-context", max_length=2000))
-    questions = [
-        decisions.check_request(
-            principal, subject=item.subject, action=item.action, resource_type=item.resource.type,
-            resource_id=item.resource.id, context=item.context, default_context=default,
-            field_prefix=f"checks.{n}.",
-        )
-        for n, item in enumerate(body.checks)
-    ]
+    questions = decisions.check_requests(
+        principal,
+        ((item.subject, item.action, item.resource.type, item.resource.id, item.context) for item in body.checks),
+        default,
+    )
     results = decisions.check_batch(runtime, questions)
     allowed = sum(results)
     metrics: Metrics = request.app.state.metrics

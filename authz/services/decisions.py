@@ -4,8 +4,8 @@ Checks are answered from this replica's memory at its revision (DESIGN.md invari
 `explain` re-evaluates the request with pycasbin over the rules that can affect it.
 """
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 from authz.domain import ids
 from authz.domain.errors import Forbidden, Invalid, Unavailable
@@ -16,9 +16,12 @@ from authz.services.runtime import Runtime
 MAX_BATCH = 1000
 
 
-@dataclass(frozen=True)
-class CheckRequest:
-    """A validated question: may `user` do `action` on `resource_type[:resource_id]` (in `context`)?"""
+class CheckRequest(NamedTuple):
+    """A validated question: may `user` do `action` on `resource_type[:resource_id]` (in `context`)?
+
+    A NamedTuple rather than a frozen dataclass: batches build up to 1000 per request, and
+    a tuple is several times cheaper to create.
+    """
 
     user: str
     action: str
@@ -59,15 +62,37 @@ def check_request(
     resource_id: object | None,
     context: object | None,
     default_context: str | None,
-    field_prefix: str = "",
 ) -> CheckRequest:
     """Validate a decision question; unknown names are not errors (they are simply denied)."""
-    user = subject_for(principal, subject, field_prefix + "subject")
-    clean_action = ids.name(action, field_prefix + "action")
-    clean_type = ids.name(resource_type, field_prefix + "resource.type")
-    clean_id = ids.resource_id(resource_id, field_prefix + "resource.id") if resource_id is not None else None
-    clean_context = resolve_context(user, context, default_context, field_prefix + "context")
+    user = subject_for(principal, subject)
+    clean_action = ids.name(action, "action")
+    clean_type = ids.name(resource_type, "resource.type")
+    clean_id = ids.resource_id(resource_id, "resource.id") if resource_id is not None else None
+    clean_context = resolve_context(user, context, default_context)
     return CheckRequest(user, clean_action, clean_type, clean_id, clean_context)
+
+
+BatchItem = tuple[object | None, object, object, object | None, object | None]
+"""(subject, action, resource type, resource id, context) of one question in a batch."""
+
+
+def check_requests(principal: Principal, items: Iterable[BatchItem], default_context: str | None) -> list[CheckRequest]:
+    """Validate a batch; an invalid question is named by its position (`checks.<n>.<field>`).
+
+    The position is only formatted when a question is invalid: a batch of 1000 valid
+    questions pays for validation alone.
+    """
+    requests: list[CheckRequest] = []
+    for subject, action, resource_type, resource_id, context in items:
+        try:
+            requests.append(check_request(
+                principal, subject=subject, action=action, resource_type=resource_type,
+                resource_id=resource_id, context=context, default_context=default_context,
+            ))
+        except Invalid as exc:
+            prefix = f"checks.{len(requests)}."
+            raise Invalid(prefix + exc.detail, field=prefix + (exc.field or "")) from None
+    return requests
 
 
 def require_revision(rt: Runtime, min_revision: int | None) -> None:
