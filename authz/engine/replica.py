@@ -147,7 +147,24 @@ class Replica:
         finally:
             self._reloading.release()
 
-    def _apply(self, session: Session, delta: list[dict[str, Any]]) -> None:
+    def apply_committed(self, revision: int, delta: list[dict[str, Any]]) -> bool:
+        """Apply a change this process has just committed, without reading it back.
+
+        Only when it is the very next revision (otherwise rows of other writers come
+        first, in order: the caller then catches up from the changelog), and only when
+        the delta carries all it needs (a service-key change is re-read from its table).
+        Returns whether it was applied.
+        """
+        if any(op["op"] == "service_keys" for op in delta):
+            return False
+        with self._apply_lock:
+            if self.revision != revision - 1:
+                return False
+            self._apply(None, delta)
+            self._advance(revision)
+        return True
+
+    def _apply(self, session: Session | None, delta: list[dict[str, Any]]) -> None:
         for op in delta:
             kind = op["op"]
             if kind == "add_rule":
@@ -161,6 +178,7 @@ class Replica:
             elif kind == "policy":
                 self.policy = PolicyDocument.from_json(op["document"])
             elif kind == "service_keys":
+                assert session is not None, "service-key changes are read from their table"
                 self.service_keys = _read_service_keys(session)
 
     def _advance(self, revision: int) -> None:

@@ -4,7 +4,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from authz.domain.principal import Principal
 from authz.engine.replica import Replica
@@ -41,11 +41,24 @@ class Runtime:
     key_ring: KeyRing | None = None  # backend-token encryption (authz.secrets); set by open_runtime
 
     def unit_of_work(self, principal: Principal) -> UnitOfWork:
-        return UnitOfWork(self.database, self.clock, principal.audit_name, principal.request_id)
+        return UnitOfWork(
+            self.database, self.clock, principal.audit_name, principal.request_id, on_commit=self._apply_committed
+        )
+
+    def _apply_committed(self, revision: int, delta: list[dict[str, Any]]) -> None:
+        """A write of this process reaches its own replica at once, without reading it back.
+
+        The write is committed whatever happens here: a failure only leaves the replica to
+        catch up from the changelog (`after_commit`, or the follower).
+        """
+        try:
+            self.replica.apply_committed(revision, delta)
+        except Exception:  # noqa: BLE001
+            log.warning("applying a committed change failed; catching up from the changelog", exc_info=True)
 
     def after_commit(self, revision: int | None) -> None:
         """Bring this replica up to the revision just committed (from the changelog, in order)."""
-        if revision is None:
+        if revision is None or self.replica.revision >= revision:
             return
         try:
             self.replica.catch_up(self.database)

@@ -37,8 +37,17 @@ def rule_of(row: CasbinRule) -> Rule:
 class UnitOfWork:
     """A write transaction that records its own delta for the changelog."""
 
-    def __init__(self, database: Database, clock: Callable[[], datetime], actor: str, request_id: str | None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        clock: Callable[[], datetime],
+        actor: str,
+        request_id: str | None,
+        on_commit: Callable[[int, list[Op]], None] | None = None,
+    ) -> None:
+        """`on_commit(revision, delta)` runs after a commit that wrote a changelog row."""
         self._database = database
+        self._on_commit = on_commit
         self._clock = clock
         self.actor = actor
         self.request_id = request_id
@@ -100,8 +109,12 @@ class UnitOfWork:
         """Commit everything; returns the new revision, or None when no policy data changed."""
         try:
             if self.ops:
-                self.session.execute(update(RevisionCounter).where(RevisionCounter.id == 1).values(value=RevisionCounter.value + 1))
-                self.revision = self.session.scalar(select(RevisionCounter.value).where(RevisionCounter.id == 1))
+                self.revision = self.session.scalar(
+                    update(RevisionCounter)
+                    .where(RevisionCounter.id == 1)
+                    .values(value=RevisionCounter.value + 1)
+                    .returning(RevisionCounter.value)
+                )
                 self.session.add(ChangelogEntry(revision=self.revision, created_at=self.now, delta=self.ops))
                 if self._database.is_postgres:
                     notify_revision(self.session, self.revision)  # delivered to replicas at commit
@@ -112,4 +125,6 @@ class UnitOfWork:
         except OperationalError as exc:
             self.session.rollback()
             raise Unavailable("the database is unavailable; nothing was changed") from exc
+        if self.revision is not None and self._on_commit is not None:
+            self._on_commit(self.revision, self.ops)
         return self.revision
