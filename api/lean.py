@@ -1,7 +1,7 @@
 """What FastAPI's parameter machinery does for a route, done directly, for the check routes.
 
 Resolving a pydantic body, a header and a query parameter through FastAPI's dependency
-solver costs several times the decision itself (profile in docs/performance.md). The
+solver costs several times the decision itself (profile in the README, "Performance"). The
 check routes take only the `Request` and use these helpers, which raise the same
 `RequestValidationError` (same `loc`, so the same problem+json with field names) as
 FastAPI would; the routes' `openapi_extra` documents what FastAPI can no longer see.
