@@ -129,7 +129,7 @@ class DecisionIndex:
                 raise ValueError(f"malformed rule group for domain {domain!r}")
             subjects, roles = parts[0::2], parts[1::2]
             domain = share(domain, domain)
-            pairs = dict(zip(map(share, subjects, subjects), map(share, roles, roles)))
+            pairs = dict(zip(map(share, subjects, subjects), map(share, roles, roles), strict=True))
             count += len(subjects)
             if _is_resource_scope(domain):
                 target, reverse = scoped_roles, scoped_of

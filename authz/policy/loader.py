@@ -106,28 +106,25 @@ class _Collector:
         self._check_cycles()
 
     def _check_cycles(self) -> None:
+        """Report each inheritance cycle once, at the role where the search meets it again."""
         done: set[str] = set()
         for start in self.roles:
-            path: list[str] = []
-            on_path: set[str] = set()
+            self._visit(start, [], done)
 
-            def visit(role: str) -> bool:
-                if role in on_path:
-                    cycle = " → ".join(path[path.index(role) :] + [role])
-                    reader, node = self.role_nodes[role]
-                    reader.error(node, f"inheritance cycle: {cycle}")
-                    return True
-                if role in done or role not in self.roles:
-                    return False
-                path.append(role)
-                on_path.add(role)
-                found = any(visit(parent) for parent in self.roles[role].inherits)
-                path.pop()
-                on_path.discard(role)
-                done.add(role)
-                return found
-
-            visit(start)
+    def _visit(self, role: str, path: list[str], done: set[str]) -> None:
+        """Depth-first through `inherits`; `path` is the chain of roles that led to `role`."""
+        if role in path:
+            cycle = " → ".join(path[path.index(role) :] + [role])
+            reader, node = self.role_nodes[role]
+            reader.error(node, f"inheritance cycle: {cycle}")
+            return
+        if role in done or role not in self.roles:
+            return
+        path.append(role)
+        for parent in self.roles[role].inherits:
+            self._visit(parent, path, done)
+        path.pop()
+        done.add(role)
 
 
 def load_policy_dir(directory: Path) -> PolicyDocument:

@@ -86,7 +86,7 @@ def _read_suite(path: Path, document: PolicyDocument) -> tuple[_Suite | None, li
         if key == "suite":
             reader.string(value, "suite")
         elif key == "principals":
-            for name, name_node, role_node in reader.mapping(value, "principals"):
+            for name, _, role_node in reader.mapping(value, "principals"):
                 role = None if isinstance(role_node, yaml.ScalarNode) and role_node.tag.endswith("null") else reader.string(role_node, "role")
                 if role is not None and role not in document.roles:
                     reader.error(role_node, f"unknown role {role!r} for principal {name!r}")
@@ -97,7 +97,7 @@ def _read_suite(path: Path, document: PolicyDocument) -> tuple[_Suite | None, li
                 if type_name not in document.types or not resource:
                     reader.error(scope_node, f"resource {scope!r} must be <type>:<id> with a known type")
                 roles: dict[str, str] = {}
-                for name, name_node, role_node in reader.mapping(roles_node, f"roles on {scope}"):
+                for name, _, role_node in reader.mapping(roles_node, f"roles on {scope}"):
                     role = reader.string(role_node, "role")
                     if role is not None and role not in document.roles:
                         reader.error(role_node, f"unknown role {role!r}")

@@ -15,6 +15,7 @@ from authz.services import invitations, organizations
 from authz.services.runtime import Runtime
 from authz.settings import Settings
 from authz.store.tables import OutboxMessage
+from tests.clock import Clock
 from tests.conftest import BILLING, make_settings
 from tests.smtp_server import SmtpServer, free_port
 
@@ -33,15 +34,6 @@ def smtp() -> Iterator[SmtpServer]:
 def settings(database_url: str, smtp: SmtpServer) -> Settings:
     return make_settings(database_url, smtp_host="127.0.0.1", smtp_port=smtp.port, mail_sender=False,
                          mail_max_attempts=4, mail_retry_base=10, mail_retry_max=25, smtp_timeout=5)
-
-
-class Clock:
-    def __init__(self, runtime: Runtime) -> None:
-        self.now = runtime.clock()
-        runtime.clock = lambda: self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 def sender_for(runtime: Runtime) -> OutboxSender:

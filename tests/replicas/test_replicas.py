@@ -120,7 +120,7 @@ def test_a_late_replica_catches_up_to_the_same_revision_and_answers(
     org, _ = create_org(a, "dave", "Late Lab")
     for n in range(5):
         register(a, "dave", org, f"late-{n}")
-    share = a.http.put(f"/v1/resources/algorithm/late-1/members/erin", json={"role": "viewer"}, headers=auth("dave"))
+    share = a.http.put("/v1/resources/algorithm/late-1/members/erin", json={"role": "viewer"}, headers=auth("dave"))
     assert share.status_code == 200, share.text
     assert a.http.delete("/v1/resources/algorithm/late-4", headers=auth("dave", context=org)).status_code == 204
     add_member(direct, org, "frank", "maintainer")

@@ -92,7 +92,7 @@ def test_a_token_no_key_can_read_stops_rotation_with_nothing_changed(runtime: Ru
 
 def test_cli_rotate_reencrypts_with_the_first_key_of_the_environment(runtime: Runtime, database_url: str) -> None:
     old, new = new_key(), new_key()
-    org_id = store_tokens(runtime, KeyRing([old]))
+    store_tokens(runtime, KeyRing([old]))
     env = {"AUTHZ_DATABASE_URL": database_url, "AUTHZ_POLICY_DIR": str(POLICY_DIR),
            "AUTHZ_POLICY_MODEL": str(POLICY_MODEL), "AUTHZ_JWT_SECRET": JWT_SECRET,
            "AUTHZ_SECRET_KEYS": f"{new},{old}"}

@@ -20,6 +20,7 @@ from authz.services.policy_admin import reload_policy
 from authz.services.runtime import Runtime
 from authz.settings import Settings
 from authz.store.tables import AuditEntry, CasbinRule, ChangelogEntry, Invitation, Membership, OutboxMessage
+from tests.clock import Clock
 from tests.conftest import BILLING, POLICY_DIR, add_member, make_settings
 from tests.smtp_server import SmtpServer
 
@@ -45,17 +46,6 @@ def settings(database_url: str, smtp: SmtpServer) -> Settings:
 @pytest.fixture
 def sender(runtime: Runtime) -> OutboxSender:
     return OutboxSender.from_settings(runtime.settings, runtime.database, clock=lambda: runtime.clock())
-
-
-class Clock:
-    """The runtime's clock, moved by hand (no sleeping)."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.now = runtime.clock()
-        runtime.clock = lambda: self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
 
 
 def new_org(runtime: Runtime, owner: str = "alice") -> str:
