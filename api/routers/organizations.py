@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response, status
 
 from api.deps import RuntimeDep, UserDep, problems, set_revision
 from api.schemas import MemberOut, OrganizationCreate, OrganizationOut, OrganizationPatch, RoleBody
+from api.staleness import require_fresh
 from authz.services import members, organizations
 from authz.services.views import MemberView, OrganizationView
 
@@ -32,8 +33,9 @@ def create_organization(body: OrganizationCreate, runtime: RuntimeDep, principal
     return _out(written.value)
 
 
-@router.get("", response_model=list[OrganizationOut], responses=problems(401, 403))
+@router.get("", response_model=list[OrganizationOut], responses=problems(401, 403, 503))
 def list_organizations(runtime: RuntimeDep, principal: UserDep) -> list[OrganizationOut]:
+    require_fresh(runtime)  # the caller's roles come from this replica's memory
     return [_out(org) for org in organizations.list_organizations(runtime, principal)]
 
 

@@ -54,6 +54,8 @@ def test_every_decision_endpoint_fails_closed_past_the_bound(no_follower: tuple[
         assert response.status_code == 503, path
         assert response.headers["content-type"].startswith("application/problem+json")
         assert response.headers["Retry-After"] == "1"
+    for path in ("/v1/me", "/v1/organizations"):  # memberships listed from memory fail closed too
+        assert client.get(path, headers=auth("bob")).status_code == 503, path
     ready = client.get("/readyz")
     assert ready.status_code == 503
     assert ready.json()["status"] == "not ready" and "changelog not read" in ready.json()["reason"]
