@@ -121,10 +121,19 @@ class UnitOfWork:
             for entry in self._audits:
                 entry.revision = self.revision
                 self.session.add(entry)
-            self.session.commit()
+            self.session.flush()
         except OperationalError as exc:
             self.session.rollback()
             raise Unavailable("the database is unavailable; nothing was changed") from exc
+        try:
+            self.session.commit()
+        except OperationalError as exc:
+            # The connection failed during COMMIT itself: the server may or may not have
+            # committed, and this process cannot know which. Say so rather than "nothing changed".
+            raise Unavailable(
+                "the database connection failed while committing; the change may or may not have been "
+                "applied: read it back before retrying"
+            ) from exc
         if self.revision is not None and self._on_commit is not None:
             self._on_commit(self.revision, self.ops)
         return self.revision
