@@ -343,10 +343,5 @@ def routes_test(
                f"  action:   {match.action}\n"
                f"  context:  {context}")
 
-
-def main() -> None:  # pragma: no cover - console entry
-    app()
-
-
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

@@ -285,13 +285,6 @@ class DecisionIndex:
                 found.add(subject)
         return sorted(ids.user_of(s) for s in found)
 
-    def members_of(self, context: str) -> dict[str, str]:
-        return {ids.user_of(s): role for s, role in self._members.get(context, {}).items()}
-
-    def resource_members(self, resource_type: str, resource_id: str) -> dict[str, str]:
-        scoped = self._resource_roles.get(ids.resource_scope(resource_type, resource_id), {})
-        return {ids.user_of(s): role for s, role in scoped.items()}
-
     def counts(self) -> dict[str, int]:
         return {
             "memberships": sum(len(m) for m in self._members.values()),

@@ -50,10 +50,6 @@ class Replica:
         self.gap_reload_after = GAP_RELOAD_AFTER
         self._advanced = threading.Condition()
 
-    @property
-    def loaded(self) -> bool:
-        return self.revision >= 0
-
     def staleness(self) -> float:
         """Seconds since this replica last read the changelog successfully."""
         return time.monotonic() - self.last_sync

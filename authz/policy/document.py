@@ -1,7 +1,7 @@
 """The policy in force: roles with inheritance and, per object type, the roles granted each action."""
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 ALL_DOMAINS = "*"
@@ -30,7 +30,6 @@ class PolicyDocument:
 
     roles: dict[str, Role]
     types: dict[str, ObjectType]
-    extras: dict[str, Any] = field(default_factory=dict)
 
     def permission_rules(self) -> list[Rule]:
         """`p, <role>, *, <type>, <action>` for every direct grant, in a stable order."""
