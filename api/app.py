@@ -6,7 +6,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.auth import TokenVerifier
+from api.auth import ServiceKeyCache, TokenVerifier
 from api.fast_path import DecisionFastPath
 from api.metrics import Metrics
 from api.middleware import RequestMiddleware
@@ -38,6 +38,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         app.state.runtime = current
         app.state.follower = follower
         app.state.token_verifier = TokenVerifier.from_settings(settings)
+        app.state.service_key_cache = ServiceKeyCache()
         app.state.routes = forward_auth_service.load_route_table(current)  # policies/routes.yaml
         follower.start()
         if settings.mail_sender:

@@ -117,13 +117,6 @@ class ServiceKeyCache:
         return record
 
 
-def service_key_cache(request: Request) -> ServiceKeyCache:
-    cache: ServiceKeyCache | None = getattr(request.app.state, "service_key_cache", None)
-    if cache is None:
-        cache = request.app.state.service_key_cache = ServiceKeyCache()
-    return cache
-
-
 async def authenticate(request: Request) -> Principal:
     """The FastAPI dependency of every /v1 route.
 
@@ -145,7 +138,8 @@ def authenticate_request(request: Request) -> Principal:
     request_id = request.scope.get("state", {}).get("request_id")
     runtime: Runtime = request.app.state.runtime
     if credential.startswith(SERVICE_KEY_PREFIX):
-        record = service_key_cache(request).verify(runtime, credential)
+        cache: ServiceKeyCache = request.app.state.service_key_cache
+        record = cache.verify(runtime, credential)
         if record is None:
             raise Unauthenticated("unknown or revoked service key")
         return Principal(kind="service", id=record.id, scopes=record.scopes, request_id=request_id)

@@ -22,7 +22,6 @@ from api.schemas import (
 )
 from api.staleness import require_fresh
 from authz.domain import ids
-from authz.domain.errors import Forbidden, Invalid
 from authz.domain.principal import Principal
 from authz.services import decisions
 from authz.services.runtime import Runtime
@@ -134,11 +133,10 @@ async def list_resources(
     x_account_context: ContextHeader = None,
 ) -> ListResourcesOut:
     await _ready(request, runtime, body.min_revision)
-    user = decisions.subject_for(principal, body.subject)
-    action = ids.name(body.action, "action")
-    resource_type = ids.name(body.type, "type")
-    context = decisions.resolve_context(user, body.context, x_account_context if principal.is_user else None)
-    found = decisions.list_resources(runtime, user, action, resource_type, context)
+    found = decisions.list_resources(
+        runtime, principal, subject=body.subject, action=body.action, resource_type=body.type,
+        context=body.context, default_context=x_account_context if principal.is_user else None,
+    )
     return ListResourcesOut(resources=found, revision=runtime.replica.revision)
 
 
@@ -147,16 +145,7 @@ async def list_subjects(
     body: ListSubjectsBody, request: Request, runtime: RuntimeDep, principal: PrincipalDep,
 ) -> ListSubjectsOut:
     await _ready(request, runtime, body.min_revision)
-    action = ids.name(body.action, "action")
-    resource_type = ids.name(body.resource.type, "resource.type")
-    if body.resource.id is None:
-        raise Invalid("resource.id is required", field="resource.id")
-    resource_id = ids.resource_id(body.resource.id, "resource.id")
-    if principal.is_user:
-        # A user may list who can act on a resource only if it may read that resource itself.
-        if not runtime.replica.index.check(principal.id, "read", resource_type, resource_id, None):
-            raise Forbidden("you may not read this resource")
-    elif not principal.has_scope("check"):
-        raise Forbidden("this service key lacks the `check` scope")
-    subjects = decisions.list_subjects(runtime, action, resource_type, resource_id)
+    subjects = decisions.list_subjects(
+        runtime, principal, action=body.action, resource_type=body.resource.type, resource_id=body.resource.id
+    )
     return ListSubjectsOut(subjects=subjects, revision=runtime.replica.revision)

@@ -159,9 +159,39 @@ def explain(rt: Runtime, request: CheckRequest) -> dict[str, Any]:
     return {"allowed": allowed, "explanation": explanation}
 
 
-def list_resources(rt: Runtime, user: str, action: str, resource_type: str, context: str | None) -> list[str]:
-    return rt.replica.index.list_resources(user, action, resource_type, context)
+def list_resources(
+    rt: Runtime,
+    principal: Principal,
+    *,
+    subject: object | None,
+    action: object,
+    resource_type: object,
+    context: object | None,
+    default_context: str | None,
+) -> list[str]:
+    """Every resource of `resource_type` the subject may do `action` on (in `context`, if given)."""
+    user = subject_for(principal, subject)
+    clean_action = ids.name(action, "action")
+    clean_type = ids.name(resource_type, "type")
+    clean_context = resolve_context(user, context, default_context)
+    return rt.replica.index.list_resources(user, clean_action, clean_type, clean_context)
 
 
-def list_subjects(rt: Runtime, action: str, resource_type: str, resource_id: str) -> list[str]:
-    return rt.replica.index.list_subjects(action, resource_type, resource_id)
+def list_subjects(
+    rt: Runtime, principal: Principal, *, action: object, resource_type: object, resource_id: object | None
+) -> list[str]:
+    """Every user who may do `action` on the resource.
+
+    A service key needs `check`; a user may ask only about a resource it may read itself.
+    """
+    clean_action = ids.name(action, "action")
+    clean_type = ids.name(resource_type, "resource.type")
+    if resource_id is None:
+        raise Invalid("resource.id is required", field="resource.id")
+    clean_id = ids.resource_id(resource_id, "resource.id")
+    if principal.is_user:
+        if not rt.replica.index.check(principal.id, "read", clean_type, clean_id, None):
+            raise Forbidden("you may not read this resource")
+    elif not principal.has_scope(SCOPE_CHECK):
+        raise Forbidden("this service key lacks the `check` scope")
+    return rt.replica.index.list_subjects(clean_action, clean_type, clean_id)

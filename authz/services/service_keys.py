@@ -17,6 +17,7 @@ from authz.store.tables import ServiceKey
 
 PREFIX = "azk_"
 _KEY = re.compile(r"azk_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
+_KEY_ID = re.compile(r"[0-9a-f]{16}")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}")
 
 
@@ -60,6 +61,8 @@ def list_service_keys(rt: Runtime) -> list[ServiceKeyView]:
 
 
 def revoke_service_key(rt: Runtime, principal: Principal, key_id: str) -> Written[None]:
+    if _KEY_ID.fullmatch(key_id) is None:
+        raise Invalid("a key id is 16 hex digits (see `authz service-key list`)", field="key_id")
     with rt.unit_of_work(principal) as uow:
         row = uow.session.get(ServiceKey, key_id)
         if row is None or row.revoked_at is not None:

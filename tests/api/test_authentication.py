@@ -126,3 +126,13 @@ def test_a_member_of_org_a_cannot_reach_org_b(client: TestClient) -> None:
     type_level = client.post("/v1/check", json={"action": "create", "resource": {"type": "algorithm"}, "context": org_b},
                              headers=auth("alice"))
     assert type_level.json()["allowed"] is False
+
+
+@pytest.mark.parametrize("hostile", ["*", "%", "' OR 1=1 --", "0" * 17, ""])
+def test_revoking_a_malformed_key_id_is_invalid_and_revokes_nothing(runtime: Runtime, hostile: str) -> None:
+    from authz.domain.errors import Invalid
+
+    key = create_service_key(runtime, cli_principal(), "sidecar", ["check"]).value
+    with pytest.raises(Invalid):
+        revoke_service_key(runtime, cli_principal(), hostile)
+    assert key.split("_")[1] in runtime.replica.service_keys
