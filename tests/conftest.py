@@ -29,6 +29,7 @@ from authz.services.service_keys import create_service_key
 from authz.settings import Settings
 from authz.store.migrate import upgrade
 from authz.store.tables import Base
+from tests.smtp_server import SmtpServer
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY_DIR = ROOT / "policies"
@@ -195,3 +196,14 @@ def authz_server(tmp_path: Path) -> Iterator[Any]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server (aiosmtpd) on a free loopback port, started; its `inbox` holds what arrived.
+
+    Tests that start the server themselves (SMTP down, then up) override this fixture.
+    """
+    server = SmtpServer().start()
+    yield server
+    server.stop()

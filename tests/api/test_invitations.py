@@ -1,7 +1,6 @@
 """Invitations over HTTP: the contract of API.md, its status codes, and that no token ever leaks."""
 
 import re
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -13,13 +12,6 @@ from tests.conftest import add_member, auth, create_org, make_settings, service_
 from tests.smtp_server import SmtpServer
 
 LINK = re.compile(r"^https?://\S+/invitations/accept\?token=([A-Za-z0-9_-]+)\r?$", re.MULTILINE)
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ import hashlib
 import re
 import shutil
 import threading
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,13 +28,6 @@ LINK = re.compile(r"^https?://\S+/invitations/accept\?token=([A-Za-z0-9_-]+)\r?$
 
 def user(name: str, *, email: str | None = None, verified: bool = True) -> Principal:
     return Principal(kind="user", id=name, email=email or f"{name}@example.com", email_verified=verified)
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    server = SmtpServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
