@@ -8,10 +8,10 @@ the next successful read catches up on its own.
 """
 
 import logging
-import threading
 
 from authz.domain.errors import Unavailable
 from authz.engine.replica import Replica
+from authz.periodic import PeriodicThread
 from authz.store.database import UNREACHABLE, Database
 from authz.store.notifications import ChangelogListener
 
@@ -22,43 +22,28 @@ class Follower:
     def __init__(self, replica: Replica, database: Database, interval: float, *, listen: bool = True) -> None:
         self.replica = replica
         self.database = database
-        self.interval = interval
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = PeriodicThread("authz-follower", interval, self.poll_once)
         self.listener: ChangelogListener | None = None
         if listen and database.is_postgres:
             self.listener = ChangelogListener(database.url, self.wake)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="authz-follower", daemon=True)
         self._thread.start()
         if self.listener is not None:
             self.listener.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
         if self.listener is not None:
             self.listener.stop()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._thread.stop()
 
     def wake(self) -> None:
-        self._wake.set()
+        self._thread.wake()
 
     @property
     def listening(self) -> bool:
         """True while a notification connection is open (else polling alone keeps up)."""
         return self.listener is not None and self.listener.connected.is_set()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self._wake.wait(self.interval)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            self.poll_once()
 
     def poll_once(self) -> None:
         was_failing = self.replica.last_sync_error is not None

@@ -10,7 +10,6 @@ delivery is at least once.
 """
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,6 +21,7 @@ from authz.domain import invitations as inv
 from authz.mail.message import fill_token
 from authz.mail.outbox import FAILED, PENDING, SENT
 from authz.mail.transport import DeliveryFailed, Mail, Transport, transport_from_settings
+from authz.periodic import PeriodicThread
 from authz.settings import Settings
 from authz.store.database import Database
 from authz.store.tables import Invitation, OutboxMessage
@@ -58,11 +58,8 @@ class OutboxSender:
         self.max_attempts = max_attempts
         self.retry_base = retry_base
         self.retry_max = retry_max
-        self.poll_interval = poll_interval
         self.lease = lease
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread = PeriodicThread("authz-mail-sender", poll_interval, self._pass, run_first=True)
 
     @classmethod
     def from_settings(cls, settings: Settings, database: Database, clock: Callable[[], datetime]) -> "OutboxSender":
@@ -185,26 +182,17 @@ class OutboxSender:
     # ---- the background thread ---------------------------------------------------------
 
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="authz-mail-sender", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        self._thread.stop()
 
     def wake(self) -> None:
         """Deliver now instead of at the next poll (called after a local write)."""
-        self._wake.set()
+        self._thread.wake()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.deliver_due()
-            except Exception as exc:  # noqa: BLE001 - the database may be down; the next pass retries
-                log.warning("outbox pass failed: %s", type(exc).__name__)
-            self._wake.wait(self.poll_interval)
-            self._wake.clear()
+    def _pass(self) -> None:
+        try:
+            self.deliver_due()
+        except Exception as exc:  # noqa: BLE001 - the database may be down; the next pass retries
+            log.warning("outbox pass failed: %s", type(exc).__name__)

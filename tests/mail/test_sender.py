@@ -159,9 +159,9 @@ def test_concurrent_senders_deliver_each_message_once(runtime: Runtime, smtp: Sm
 def test_the_background_thread_delivers_and_survives_an_outage(runtime: Runtime, smtp: SmtpServer,
                                                                caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="authz.mail")
+    runtime.settings.mail_poll_interval = 0.05  # real time here: the thread runs on the real clock
     sender = sender_for(runtime)
-    sender.retry_base = 0.05  # real time here: the thread runs on the real clock
-    sender.poll_interval = 0.05
+    sender.retry_base = 0.05
     sender.start()
     try:
         invite(runtime)
