@@ -5,6 +5,8 @@ memberships, resources, per-resource roles and removals, then compares `Decision
 with `enforce()` for random requests. Any difference is a bug in the compiler.
 """
 
+import itertools
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -12,6 +14,7 @@ from authz.domain import ids
 from authz.engine.index import DecisionIndex
 from authz.policy.document import ObjectType, PolicyDocument, Role
 from authz.policy.model import build_enforcer, casbin_request
+from authz.services.access import allows
 from tests.conftest import POLICY_MODEL
 
 ROLES = ["owner", "maintainer", "viewer", "auditor"]
@@ -75,6 +78,10 @@ def test_compiled_decisions_equal_casbin(world, questions) -> None:  # type: ign
         index.add_resource(resource_type, resource_id, context)
     remaining = [rule for rule in rules if rule not in removed]
     enforcer = build_enforcer(POLICY_MODEL, document.rules() + remaining)
+
+    # Writes authorize from the policy document (authz.services.access.allows): the same answers.
+    for role, object_type, action in itertools.product(ROLES, TYPES, ACTIONS):
+        assert allows(document, role, object_type, action) == index.role_allows(role, object_type, action)
 
     for user, action, resource_type, resource_id, context in questions:
         compiled = index.check(user, action, resource_type, resource_id, context)
