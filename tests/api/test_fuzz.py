@@ -34,6 +34,10 @@ VALID_BODIES: dict[str, dict[str, Any]] = {
     "batch": {"checks": [{"subject": "u", "action": "read", "resource": {"type": "job"}, "context": "personal"}]},
     "list_resources": {"action": "read", "type": "algorithm"},
     "list_subjects": {"action": "read", "resource": {"type": "algorithm", "id": "a1"}},
+    "invitation": {"email": "bob@example.com", "role": "viewer"},
+    "token": {"token": "inv_" + "0" * 24 + "_" + "A" * 43},
+    "backend_token": {"token": "secret-value"},
+    "resolve": {"user_id": "u", "context": "user:u", "provider": "ibm"},
 }
 
 ENDPOINTS = [
@@ -49,6 +53,15 @@ ENDPOINTS = [
     ("POST", "/v1/check/batch", "batch"),
     ("POST", "/v1/list-resources", "list_resources"),
     ("POST", "/v1/list-subjects", "list_subjects"),
+    ("POST", "/v1/organizations/{id}/invitations", "invitation"),
+    ("POST", "/v1/organizations/{id}/invitations/{id}/resend", None),
+    ("DELETE", "/v1/organizations/{id}/invitations/{id}", None),
+    ("POST", "/v1/invitations/accept", "token"),
+    ("POST", "/v1/invitations/decline", "token"),
+    ("PUT", "/v1/organizations/{id}/backend-tokens/{id}", "backend_token"),
+    ("PUT", "/v1/me/backend-tokens/{id}", "backend_token"),
+    ("POST", "/v1/backend-tokens/resolve", "resolve"),
+    ("GET", "/v1/authorize/{id}", None),
 ]
 
 
