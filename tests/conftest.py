@@ -5,8 +5,6 @@ AUTHZ_TEST_DATABASE_URL and dropped at the end), so parallel runs never collide.
 with a reason when no server answers, unless CI=true or AUTHZ_REQUIRE_POSTGRES=1.
 """
 
-import os
-import secrets
 import shutil
 import time
 from collections.abc import Iterator
@@ -14,11 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import jwt
-import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from api.app import create_app
 from authz.bootstrap import open_runtime
@@ -29,13 +25,13 @@ from authz.services.service_keys import create_service_key
 from authz.settings import Settings
 from authz.store.migrate import upgrade
 from authz.store.tables import Base
+from tests.postgres import PostgresUnavailable, create_database, drop_database, postgres_required
 from tests.smtp_server import SmtpServer
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY_DIR = ROOT / "policies"
 POLICY_MODEL = ROOT / "policy_model.conf"
 JWT_SECRET = "test-secret-" + "x" * 32
-DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 TEST_SECRET_KEYS = new_key()
 
 
@@ -48,32 +44,18 @@ def _backend_token_keys() -> Iterator[None]:
         yield
 
 
-def postgres_required() -> bool:
-    return os.environ.get("CI", "").lower() == "true" or os.environ.get("AUTHZ_REQUIRE_POSTGRES") == "1"
-
-
-def _admin_conninfo(url: str) -> str:
-    parsed = make_url(url)
-    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 @pytest.fixture(scope="session")
 def postgres_server_url() -> Iterator[str]:
     """A new, migrated PostgreSQL database for this test session."""
-    base = os.environ.get("AUTHZ_TEST_DATABASE_URL", DEFAULT_PG)
     try:
-        with psycopg.connect(_admin_conninfo(base), autocommit=True, connect_timeout=3) as conn:
-            name = f"authz_test_{os.getpid()}_{secrets.token_hex(3)}"
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
+        url = create_database("authz_test")
+    except PostgresUnavailable as exc:
         if postgres_required():
-            pytest.fail(f"PostgreSQL is required (CI) but unreachable at {base}: {exc}")
-        pytest.skip(f"PostgreSQL unreachable at {base}; set AUTHZ_TEST_DATABASE_URL to run these tests")
-    url = make_url(base).set(database=name).render_as_string(hide_password=False)
+            pytest.fail(f"PostgreSQL is required (CI) but {exc}")
+        pytest.skip(f"{exc}; set AUTHZ_TEST_DATABASE_URL to run these tests")
     upgrade(url)
     yield url
-    with psycopg.connect(_admin_conninfo(base), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    drop_database(url)
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ can never block it. Every wait has a deadline and every process is killed on the
 """
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -18,11 +17,10 @@ from types import TracebackType
 from typing import Any, Self
 
 import httpx
-import psycopg
 from cryptography.fernet import Fernet
 from sqlalchemy.engine import make_url
 
-from tests.conftest import DEFAULT_PG, JWT_SECRET, POLICY_DIR, POLICY_MODEL, auth
+from tests.conftest import JWT_SECRET, POLICY_DIR, POLICY_MODEL, auth
 from tests.processes import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,36 +28,6 @@ AUTHZ_SCRIPT = Path(sys.executable).with_name("authz")
 # The console script when the project is installed, else the same CLI as a module.
 AUTHZ = [str(AUTHZ_SCRIPT)] if AUTHZ_SCRIPT.exists() else [sys.executable, "-m", "authz.cli"]
 HTTP_TIMEOUT = 10.0
-
-
-class PostgresUnavailable(Exception):
-    """No PostgreSQL server answers at the configured address."""
-
-
-def server_url() -> str:
-    return os.environ.get("AUTHZ_TEST_DATABASE_URL", DEFAULT_PG)
-
-
-def _admin(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def create_database(prefix: str = "authz_replicas") -> str:
-    """A new, empty database on the test server; returns its SQLAlchemy URL."""
-    base = server_url()
-    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
-    try:
-        with psycopg.connect(_admin(base), autocommit=True, connect_timeout=3) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-    except psycopg.OperationalError as exc:
-        raise PostgresUnavailable(f"PostgreSQL unreachable at {base}: {exc}") from exc
-    return make_url(base).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(url: str) -> None:
-    name = make_url(url).database
-    with psycopg.connect(_admin(server_url()), autocommit=True, connect_timeout=3) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def via(url: str, host: str, port: int) -> str:

@@ -14,8 +14,9 @@ from sqlalchemy.engine import make_url
 
 from authz.bootstrap import open_runtime
 from authz.services.runtime import Runtime
-from tests.conftest import make_settings, postgres_required
-from tests.replicas.cluster import Cluster, PostgresUnavailable, ReplicaProcess, create_database, drop_database, via
+from tests.conftest import make_settings
+from tests.postgres import PostgresUnavailable, create_database, drop_database, postgres_required
+from tests.replicas.cluster import Cluster, ReplicaProcess, via
 from tests.replicas.tcp_proxy import TcpProxy
 
 TEST_TIME_LIMIT = 45  # seconds; any single test that runs longer fails instead of hanging CI
@@ -54,7 +55,7 @@ def _time_limit(request: pytest.FixtureRequest) -> Iterator[None]:
 def database() -> Iterator[str]:
     """A new, empty PostgreSQL database: the replicas create the schema themselves."""
     try:
-        url = create_database()
+        url = create_database("authz_replicas")
     except PostgresUnavailable as exc:
         if postgres_required():
             pytest.fail(f"PostgreSQL is required (CI) but {exc}")
