@@ -83,13 +83,8 @@ def check_call(
     caller: str, account_context: str | None, action: str, resource: Resource, *,
     subject: str | None, context: str | None, min_revision: int | None, explain: bool, cacheable: bool,
 ) -> Call[CheckResult]:
-    body: dict[str, Any] = {"action": action, "resource": resource.to_json()}
-    if subject is not None:
-        body["subject"] = subject
-    if context is not None:
-        body["context"] = context
-    if min_revision is not None:
-        body["min_revision"] = min_revision
+    body = _with_given({"action": action, "resource": resource.to_json()},
+                       subject=subject, context=context, min_revision=min_revision)
 
     def parse(data: dict[str, Any]) -> CheckResult:
         return CheckResult(bool(data["allowed"]), _revision(data), data.get("explanation"))
@@ -99,9 +94,7 @@ def check_call(
 
 
 def batch_call(checks: Sequence[Check], min_revision: int | None) -> Call[BatchResult]:
-    body: dict[str, Any] = {"checks": [c.to_json() for c in checks]}
-    if min_revision is not None:
-        body["min_revision"] = min_revision
+    body = _with_given({"checks": [c.to_json() for c in checks]}, min_revision=min_revision)
 
     def parse(data: dict[str, Any]) -> BatchResult:
         return BatchResult(tuple(bool(r["allowed"]) for r in data["results"]), _revision(data))
@@ -111,21 +104,14 @@ def batch_call(checks: Sequence[Check], min_revision: int | None) -> Call[BatchR
 
 def list_resources_call(action: str, resource_type: str, *, subject: str | None, context: str | None,
                         min_revision: int | None) -> Call[ResourceList]:
-    body: dict[str, Any] = {"action": action, "type": resource_type}
-    if subject is not None:
-        body["subject"] = subject
-    if context is not None:
-        body["context"] = context
-    if min_revision is not None:
-        body["min_revision"] = min_revision
+    body = _with_given({"action": action, "type": resource_type},
+                       subject=subject, context=context, min_revision=min_revision)
     return Call("/v1/list-resources", body,
                 lambda data: ResourceList(tuple(str(r) for r in data["resources"]), _revision(data)))
 
 
 def list_subjects_call(action: str, resource: Resource, min_revision: int | None) -> Call[SubjectList]:
-    body: dict[str, Any] = {"action": action, "resource": resource.to_json()}
-    if min_revision is not None:
-        body["min_revision"] = min_revision
+    body = _with_given({"action": action, "resource": resource.to_json()}, min_revision=min_revision)
     return Call("/v1/list-subjects", body,
                 lambda data: SubjectList(tuple(str(s) for s in data["subjects"]), _revision(data)))
 
@@ -164,3 +150,8 @@ def unreachable(exc: httpx.TransportError) -> Unavailable:
     error = Unavailable(f"authz is unreachable: {type(exc).__name__}")
     error.status = None
     return error
+
+
+def _with_given(body: dict[str, Any], **optional: Any) -> dict[str, Any]:
+    """`body` plus each optional field the caller gave (absent fields keep the server's default)."""
+    return body | {name: value for name, value in optional.items() if value is not None}
