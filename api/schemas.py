@@ -136,28 +136,39 @@ class BatchOut(BaseModel):
     revision: int
 
 
+PAGE_LIMIT = Field(default=1000, ge=1, le=10000, strict=True, description="ids per page (at most 10000)")
+PAGE_CURSOR = Field(default=None, max_length=1000, description="`next_cursor` of the previous page (opaque)")
+NEXT_CURSOR = Field(description="pass as `cursor` for the next page; null on the last page")
+
+
 class ListResourcesBody(Strict):
     subject: str | None = Field(default=None, max_length=1000)
     action: str = Field(max_length=1000)
     type: str = Field(max_length=1000)
     context: str | None = Field(default=None, max_length=1000)
     min_revision: int | None = Field(default=None, ge=0)
+    limit: int = PAGE_LIMIT
+    cursor: str | None = PAGE_CURSOR
 
 
 class ListResourcesOut(BaseModel):
     resources: list[str]
     revision: int
+    next_cursor: str | None = NEXT_CURSOR
 
 
 class ListSubjectsBody(Strict):
     action: str = Field(max_length=1000)
     resource: ResourceRef
     min_revision: int | None = Field(default=None, ge=0)
+    limit: int = PAGE_LIMIT
+    cursor: str | None = PAGE_CURSOR
 
 
 class ListSubjectsOut(BaseModel):
     subjects: list[str]
     revision: int
+    next_cursor: str | None = NEXT_CURSOR
 
 
 # ---- backend tokens --------------------------------------------------------------------

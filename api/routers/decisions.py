@@ -133,11 +133,12 @@ async def list_resources(
     x_account_context: ContextHeader = None,
 ) -> ListResourcesOut:
     await _ready(request, runtime, body.min_revision)
-    found = decisions.list_resources(
+    page = decisions.list_resources(
         runtime, principal, subject=body.subject, action=body.action, resource_type=body.type,
         context=body.context, default_context=x_account_context if principal.is_user else None,
+        limit=body.limit, cursor=body.cursor,
     )
-    return ListResourcesOut(resources=found, revision=runtime.replica.revision)
+    return ListResourcesOut(resources=page.items, revision=page.revision, next_cursor=page.next_cursor)
 
 
 @router.post("/list-subjects", response_model=ListSubjectsOut, responses=problems(400, 401, 403, 413, 422, 503))
@@ -145,7 +146,8 @@ async def list_subjects(
     body: ListSubjectsBody, request: Request, runtime: RuntimeDep, principal: PrincipalDep,
 ) -> ListSubjectsOut:
     await _ready(request, runtime, body.min_revision)
-    subjects = decisions.list_subjects(
-        runtime, principal, action=body.action, resource_type=body.resource.type, resource_id=body.resource.id
+    page = decisions.list_subjects(
+        runtime, principal, action=body.action, resource_type=body.resource.type, resource_id=body.resource.id,
+        limit=body.limit, cursor=body.cursor,
     )
-    return ListSubjectsOut(subjects=subjects, revision=runtime.replica.revision)
+    return ListSubjectsOut(subjects=page.items, revision=page.revision, next_cursor=page.next_cursor)

@@ -11,6 +11,7 @@ Rule shapes (all written by authz itself):
 - `g, user:<id>, <role>, <type>:<id>`  a role on one resource
 """
 
+import bisect
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -250,7 +251,11 @@ class DecisionIndex:
         """The org contexts a user is a member of, with the role (personal not included)."""
         return dict(self._contexts_of.get(ids.subject_of(user), {}))
 
-    def list_resources(self, user: str, action: str, resource_type: str, context: str | None) -> list[str]:
+    def list_resources(
+        self, user: str, action: str, resource_type: str, context: str | None,
+        after: str | None = None, limit: int | None = None,
+    ) -> list[str]:
+        """Ids of the resources the user may do `action` on: sorted, greater than `after`, at most `limit`."""
         subject = ids.subject_of(user)
         permission = (resource_type, action)
         prefix = resource_type + ":"
@@ -267,9 +272,12 @@ class DecisionIndex:
                 continue
             if context is None or self._resources.get(scope) == context:
                 found.add(scope)
-        return sorted(s[len(prefix):] for s in found if s in self._resources)
+        return _page(sorted(s[len(prefix):] for s in found if s in self._resources), after, limit)
 
-    def list_subjects(self, action: str, resource_type: str, resource_id: str) -> list[str]:
+    def list_subjects(
+        self, action: str, resource_type: str, resource_id: str, after: str | None = None, limit: int | None = None,
+    ) -> list[str]:
+        """User ids that may do `action` on the resource: sorted, greater than `after`, at most `limit`."""
         context = self._resources.get(ids.resource_scope(resource_type, resource_id))
         if context is None:
             return []
@@ -283,7 +291,7 @@ class DecisionIndex:
         for subject, role in self._resource_roles.get(ids.resource_scope(resource_type, resource_id), {}).items():
             if permission in self._effective.get(role, ()):
                 found.add(subject)
-        return sorted(ids.user_of(s) for s in found)
+        return _page(sorted(ids.user_of(s) for s in found), after, limit)
 
     def counts(self) -> dict[str, int]:
         return {
@@ -291,6 +299,12 @@ class DecisionIndex:
             "resources": len(self._resources),
             "resource_roles": sum(len(m) for m in self._resource_roles.values()),
         }
+
+
+def _page(ordered: list[str], after: str | None, limit: int | None) -> list[str]:
+    """The keyset page of a sorted list: the ids after `after`, at most `limit` of them."""
+    start = bisect.bisect_right(ordered, after) if after is not None else 0
+    return ordered[start:] if limit is None else ordered[start:start + limit]
 
 
 def _is_resource_scope(domain: str) -> bool:

@@ -5,15 +5,18 @@ Checks are answered from this replica's memory at its revision (DESIGN.md invari
 """
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from authz.domain import ids
-from authz.domain.errors import Forbidden, Invalid, Unavailable
+from authz.domain.errors import Forbidden, Invalid, Malformed, Unavailable
 from authz.domain.principal import SCOPE_CHECK, Principal
 from authz.policy.model import build_enforcer, casbin_request
 from authz.services.runtime import Runtime
 
 MAX_BATCH = 1000
+DEFAULT_LISTING_PAGE = 1000
+MAX_LISTING_PAGE = 10000
 
 
 class CheckRequest(NamedTuple):
@@ -159,6 +162,40 @@ def explain(rt: Runtime, request: CheckRequest) -> dict[str, Any]:
     return {"allowed": allowed, "explanation": explanation}
 
 
+@dataclass(frozen=True)
+class Listing:
+    """One page of a reverse query, the revision it was read at, and the next page's cursor."""
+
+    items: list[str]
+    revision: int
+    next_cursor: str | None
+
+
+def page_limit(limit: object) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LISTING_PAGE:
+        raise Invalid(f"limit must be an integer from 1 to {MAX_LISTING_PAGE}", field="limit")
+    return limit
+
+
+def _after(rt: Runtime, query: tuple[str, ...], cursor: object | None) -> str | None:
+    if cursor is None:
+        return None
+    if not isinstance(cursor, str):
+        raise Invalid("cursor must be a string", field="cursor")
+    position = rt.cursors.decode(query, cursor)
+    if not isinstance(position, str):
+        raise Malformed("cursor is not a cursor of this listing", field="cursor")
+    return position
+
+
+def _listing(rt: Runtime, query: tuple[str, ...], found: list[str], limit: int, revision: int) -> Listing:
+    """`found` holds up to limit + 1 ids: one more than the page says whether another page follows."""
+    if len(found) > limit:
+        page = found[:limit]
+        return Listing(page, revision, rt.cursors.encode(query, page[-1]))
+    return Listing(found, revision, None)
+
+
 def list_resources(
     rt: Runtime,
     principal: Principal,
@@ -168,19 +205,32 @@ def list_resources(
     resource_type: object,
     context: object | None,
     default_context: str | None,
-) -> list[str]:
-    """Every resource of `resource_type` the subject may do `action` on (in `context`, if given)."""
+    limit: object = DEFAULT_LISTING_PAGE,
+    cursor: object | None = None,
+) -> Listing:
+    """A page of the resources of `resource_type` the subject may do `action` on (in `context`, if given).
+
+    Ordered by id; the cursor is a keyset position (the last id shown), so an id that
+    exists for the whole walk is shown exactly once, whatever changes between pages.
+    """
     user = subject_for(principal, subject)
     clean_action = ids.name(action, "action")
     clean_type = ids.name(resource_type, "type")
     clean_context = resolve_context(user, context, default_context)
-    return rt.replica.index.list_resources(user, clean_action, clean_type, clean_context)
+    size = page_limit(limit)
+    query = ("list-resources", user, clean_action, clean_type, clean_context or "")
+    after = _after(rt, query, cursor)
+    replica = rt.replica
+    index, revision = replica.index, replica.revision
+    found = index.list_resources(user, clean_action, clean_type, clean_context, after=after, limit=size + 1)
+    return _listing(rt, query, found, size, revision)
 
 
 def list_subjects(
-    rt: Runtime, principal: Principal, *, action: object, resource_type: object, resource_id: object | None
-) -> list[str]:
-    """Every user who may do `action` on the resource.
+    rt: Runtime, principal: Principal, *, action: object, resource_type: object, resource_id: object | None,
+    limit: object = DEFAULT_LISTING_PAGE, cursor: object | None = None,
+) -> Listing:
+    """A page of the users who may do `action` on the resource, ordered by id (paged like `list_resources`).
 
     A service key needs `check`; a user may ask only about a resource it may read itself.
     """
@@ -189,9 +239,15 @@ def list_subjects(
     if resource_id is None:
         raise Invalid("resource.id is required", field="resource.id")
     clean_id = ids.resource_id(resource_id, "resource.id")
+    size = page_limit(limit)
+    replica = rt.replica
+    index, revision = replica.index, replica.revision
     if principal.is_user:
-        if not rt.replica.index.check(principal.id, "read", clean_type, clean_id, None):
+        if not index.check(principal.id, "read", clean_type, clean_id, None):
             raise Forbidden("you may not read this resource")
     elif not principal.has_scope(SCOPE_CHECK):
         raise Forbidden("this service key lacks the `check` scope")
-    return rt.replica.index.list_subjects(clean_action, clean_type, clean_id)
+    query = ("list-subjects", clean_action, clean_type, clean_id)
+    after = _after(rt, query, cursor)
+    found = index.list_subjects(clean_action, clean_type, clean_id, after=after, limit=size + 1)
+    return _listing(rt, query, found, size, revision)
