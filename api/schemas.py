@@ -171,6 +171,21 @@ class ListSubjectsOut(BaseModel):
     next_cursor: str | None = NEXT_CURSOR
 
 
+# ---- change feed -----------------------------------------------------------------------
+
+class ChangeOut(BaseModel):
+    revision: int
+    at: datetime
+    kind: Literal["relationships", "policy", "service_keys"]
+    ops: list[dict[str, Any]] = Field(description="the delta: add_rule/remove_rule {rule}, add_resource {type, id, "
+                                                  "context}, remove_resource {type, id}, policy {document}, service_keys")
+
+
+class ChangesOut(BaseModel):
+    changes: list[ChangeOut]
+    next_after: int = Field(description="pass as `after` for the next changes")
+
+
 # ---- backend tokens --------------------------------------------------------------------
 
 class BackendTokenBody(Strict):
