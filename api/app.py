@@ -12,7 +12,7 @@ from api.metrics import Metrics
 from api.middleware import RequestMiddleware
 from api.problems import install_problem_handlers
 from api.routers import audit, backend_tokens, decisions, me, operations, organizations, policy, resources
-from api.routers import changes, forward_auth
+from api.routers import authzen, changes, forward_auth
 from api.routers import invitations
 from authz.bootstrap import open_runtime
 from authz.engine.follower import Follower
@@ -66,6 +66,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(forward_auth.router)
     app.include_router(changes.router)
+    app.include_router(authzen.router)
     app.include_router(invitations.router)
     # Added first, so it runs inside RequestMiddleware (which counts and logs every request).
     app.add_middleware(DecisionFastPath)
