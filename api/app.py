@@ -3,9 +3,11 @@
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
+from api import tracing
 from api.auth import ServiceKeyCache, TokenVerifier
 from api.fast_path import DecisionFastPath
 from api.metrics import Metrics
@@ -21,16 +23,31 @@ from authz.services import forward_auth as forward_auth_service
 from authz.services.runtime import Runtime
 from authz.settings import Settings
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
 log = logging.getLogger("authz.api")
 
 
-def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
-    """Build the app; the lifespan opens the database (or uses `runtime`) and follows the changelog."""
+def create_app(settings: Settings, runtime: Runtime | None = None, *,
+               tracer_provider: "TracerProvider | None" = None) -> FastAPI:
+    """Build the app; the lifespan opens the database (or uses `runtime`) and follows the changelog.
+
+    Traces go to `tracer_provider` (tests), or to the exporter the OTEL_* variables configure
+    (`api.tracing`); with neither, nothing is traced.
+    """
     metrics = Metrics()
+    if tracer_provider is None and tracing.tracing_configured(settings):
+        from opentelemetry import trace
+
+        tracer_provider = tracing.provider_from_settings(settings)
+        trace.set_tracer_provider(tracer_provider)  # also for spans outside a request (the mail sender)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         current = runtime or open_runtime(settings)
+        if tracer_provider is not None:
+            tracing.instrument_engine(current.database.engine, tracer_provider)
         follower = Follower(current.replica, current.database, settings.sync_poll_interval)
         # Delivers the outbox (invitation emails); its state is the outbox table only.
         mail_sender = OutboxSender.from_settings(settings, current.database, clock=lambda: current.clock())
@@ -70,7 +87,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.include_router(invitations.router)
     # Added first, so it runs inside RequestMiddleware (which counts and logs every request).
     app.add_middleware(DecisionFastPath)
-    app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes,
+                       tracing=tracer_provider is not None)
+    if tracer_provider is not None:
+        tracing.instrument_app(app, tracer_provider)
     return app
 
 

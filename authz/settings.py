@@ -58,6 +58,13 @@ class Settings(BaseSettings):
     changes_max_wait: float = Field(default=30.0, gt=0, le=300)
     changes_keepalive: float = Field(default=15.0, gt=0, le=300)
 
+    # Tracing: the standard OpenTelemetry variables (no AUTHZ_ prefix); off unless one of these is set.
+    otel_sdk_disabled: bool = Field(default=False, validation_alias="OTEL_SDK_DISABLED")
+    otel_traces_exporter: str | None = Field(default=None, validation_alias="OTEL_TRACES_EXPORTER")
+    otel_exporter_otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+
     # Backend token encryption: comma-separated Fernet keys, newest first.
     secret_keys: SecretStr | None = None
     secret_key_file: Path | None = None
