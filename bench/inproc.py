@@ -37,7 +37,7 @@ def run(report: Report, database_url: str, dataset: Dataset, *, quick: bool) -> 
     replica.load(database)
     load_seconds = time.perf_counter() - started
     database.dispose()
-    index = replica.index
+    index = replica.snapshot.index
     asked = questions(dataset, 20_000 if quick else 100_000)
 
     roles = _baseline_table(dataset)

@@ -19,6 +19,7 @@ from api.staleness import require_fresh
 from authz.domain.errors import Invalid, Malformed
 from authz.services import authzen
 from authz.services.decisions import DEFAULT_LISTING_PAGE, MAX_BATCH, MAX_LISTING_PAGE
+from authz.engine.replica import Snapshot
 from authz.services.runtime import Runtime
 
 M = TypeVar("M", bound=BaseModel)
@@ -145,6 +146,11 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
+def _snapshot(runtime: Runtime) -> Snapshot:
+    """One published state for the whole answer: decisions and the revision reported agree."""
+    return runtime.replica.snapshot
+
+
 def _json(payload: dict[str, Any]) -> Response:
     return Response(orjson.dumps(payload), media_type="application/json")
 
@@ -162,8 +168,9 @@ async def evaluation(request: Request) -> Response:
     data = await _body(request)
     principal = authenticate_request(request)
     runtime = _runtime(request)
-    revision = runtime.replica.revision
-    answer = authzen.evaluate(runtime, principal, _question(_parse(Evaluation, data)))
+    snapshot = _snapshot(runtime)
+    revision = snapshot.revision
+    answer = authzen.evaluate(snapshot, principal, _question(_parse(Evaluation, data)))
     return _json(_with_revision(answer, revision))
 
 
@@ -174,9 +181,10 @@ async def evaluations(request: Request) -> Response:
     principal = authenticate_request(request)
     body = _parse(Evaluations, data)
     runtime = _runtime(request)
-    revision = runtime.replica.revision
+    snapshot = _snapshot(runtime)
+    revision = snapshot.revision
     if not body.evaluations:  # absent or empty: a single evaluation (backwards compatible)
-        answer = authzen.evaluate(runtime, principal, _question(_parse(Evaluation, data)))
+        answer = authzen.evaluate(snapshot, principal, _question(_parse(Evaluation, data)))
         return _json(_with_revision(answer, revision))
     defaults = {key: value for key in ("subject", "action", "resource", "context")
                 if (value := getattr(body, key)) is not None}
@@ -189,7 +197,7 @@ async def evaluations(request: Request) -> Response:
             items.append(_problem_of(exc, f"evaluations.{position}.").detail)
     semantic = body.options.evaluations_semantic if body.options else "execute_all"
     try:
-        results = authzen.evaluate_all(runtime, principal, items, semantic)
+        results = authzen.evaluate_all(snapshot, principal, items, semantic)
     except Invalid as exc:
         raise Malformed(exc.detail, field=exc.field) from None
     return _json({"evaluations": results, "context": {"revision": revision}})
@@ -211,9 +219,10 @@ async def search_subject(request: Request) -> Response:
     principal = authenticate_request(request)
     body = _parse(SubjectSearch, data)
     runtime = _runtime(request)
-    revision = runtime.replica.revision
+    snapshot = _snapshot(runtime)
+    revision = snapshot.revision
     limit, token = _page(body.page)
-    found = authzen.search_subjects(runtime, principal, subject_type=body.subject.type, action=body.action.name,
+    found = authzen.search_subjects(snapshot, principal, cursors=runtime.cursors, subject_type=body.subject.type, action=body.action.name,
                                     resource_type=body.resource.type, resource_id=body.resource.id,
                                     limit=limit, token=token)
     return _search_answer(found, revision)
@@ -226,9 +235,10 @@ async def search_resource(request: Request) -> Response:
     principal = authenticate_request(request)
     body = _parse(ResourceSearch, data)
     runtime = _runtime(request)
-    revision = runtime.replica.revision
+    snapshot = _snapshot(runtime)
+    revision = snapshot.revision
     limit, token = _page(body.page)
-    found = authzen.search_resources(runtime, principal, subject_type=body.subject.type, subject_id=body.subject.id,
+    found = authzen.search_resources(snapshot, principal, cursors=runtime.cursors, subject_type=body.subject.type, subject_id=body.subject.id,
                                      action=body.action.name, resource_type=body.resource.type,
                                      limit=limit, token=token)
     return _search_answer(found, revision)
@@ -241,8 +251,9 @@ async def search_action(request: Request) -> Response:
     principal = authenticate_request(request)
     body = _parse(ActionSearch, data)
     runtime = _runtime(request)
-    revision = runtime.replica.revision
-    found = authzen.search_actions(runtime, principal, subject_type=body.subject.type, subject_id=body.subject.id,
+    snapshot = _snapshot(runtime)
+    revision = snapshot.revision
+    found = authzen.search_actions(snapshot, principal, subject_type=body.subject.type, subject_id=body.subject.id,
                                    resource_type=body.resource.type, resource_id=body.resource.id)
     return _search_answer(found, revision)
 

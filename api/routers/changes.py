@@ -9,7 +9,6 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from api.deps import PrincipalDep, RuntimeDep, problems
-from api.revision_watch import RevisionWatch
 from api.schemas import ChangesOut
 from authz.domain.errors import Invalid
 from authz.services import changes
@@ -19,12 +18,12 @@ router = APIRouter(prefix="/v1", tags=["changes"])
 EVENT_STREAM = "text/event-stream"
 
 
-def _watch(request: Request, runtime: Runtime) -> RevisionWatch:
-    watch: RevisionWatch | None = getattr(request.app.state, "revision_watch", None)
-    if watch is None:
-        watch = RevisionWatch(lambda: runtime.replica.revision)
-        request.app.state.revision_watch = watch
-    return watch
+async def _newer_than(runtime: Runtime, revision: int, timeout: float) -> bool:
+    """Until this replica has a revision after `revision` (True) or `timeout` passes (False).
+
+    `Replica.reached` parks a future on the event loop: a waiting feed holds no thread.
+    """
+    return await runtime.replica.reached(revision + 1, timeout) is not None
 
 
 def _last_event_id(value: str | None) -> int | None:
@@ -54,22 +53,21 @@ async def read_changes(
     resume = _last_event_id(last_event_id)
     if resume is not None:
         after = max(after, resume)
-    watch = _watch(request, runtime)
     if accept is not None and EVENT_STREAM in accept:
         return StreamingResponse(
-            _events(runtime, watch, after, limit), media_type=EVENT_STREAM,
+            _events(runtime, after, limit), media_type=EVENT_STREAM,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     page = await anyio.to_thread.run_sync(changes.read_changes, runtime, after, limit)
     if not page.changes and wait > 0:
         wait = min(wait, runtime.settings.changes_max_wait)
-        if await watch.wait_beyond(after, wait):
+        if await _newer_than(runtime, after, wait):
             page = await anyio.to_thread.run_sync(changes.read_changes, runtime, after, limit)
     body = {"changes": [change.to_json() for change in page.changes], "next_after": page.next_after}
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-async def _events(runtime: Runtime, watch: RevisionWatch, after: int, limit: int) -> AsyncIterator[bytes]:
+async def _events(runtime: Runtime, after: int, limit: int) -> AsyncIterator[bytes]:
     """Every change after `after` as an event (`id:` its revision), then each new one as it commits.
 
     Ends only when the client goes away (Starlette cancels it); a comment line every
@@ -84,5 +82,5 @@ async def _events(runtime: Runtime, watch: RevisionWatch, after: int, limit: int
         position = page.next_after
         if len(page.changes) == limit:
             continue
-        if not await watch.wait_beyond(position, runtime.settings.changes_keepalive):
+        if not await _newer_than(runtime, position, runtime.settings.changes_keepalive):
             yield b": keep-alive\n\n"

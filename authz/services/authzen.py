@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from authz.domain import ids
+from authz.domain.cursors import CursorCodec
 from authz.domain.errors import Forbidden, Invalid
 from authz.domain.principal import SCOPE_CHECK, Principal
+from authz.engine.replica import Snapshot
 from authz.services import decisions
-from authz.services.runtime import Runtime
 
 USER = "user"
 SEMANTICS = ("execute_all", "deny_on_first_deny", "permit_on_first_permit")
@@ -36,7 +37,7 @@ class Question:
     resource_id: str
 
 
-def evaluate(rt: Runtime, principal: Principal, question: Question) -> dict[str, Any]:
+def evaluate(snapshot: Snapshot, principal: Principal, question: Question) -> dict[str, Any]:
     """`{"decision": bool}`, with `context.reason` when the question names what cannot exist."""
     may_ask(principal, question.subject_id)
     if question.subject_type != USER:
@@ -48,10 +49,10 @@ def evaluate(rt: Runtime, principal: Principal, question: Question) -> dict[str,
         )
     except Invalid as exc:
         return _denied(exc.detail)
-    return {"decision": decisions.check(rt, request)}
+    return {"decision": decisions.check(snapshot, request)}
 
 
-def evaluate_all(rt: Runtime, principal: Principal, items: list[Question | str], semantic: str) -> list[dict[str, Any]]:
+def evaluate_all(snapshot: Snapshot, principal: Principal, items: list[Question | str], semantic: str) -> list[dict[str, Any]]:
     """Each question in order; a str item is the reason an item was malformed (denied, as the spec says).
 
     `deny_on_first_deny` stops after the first denial, `permit_on_first_permit` after the
@@ -65,7 +66,7 @@ def evaluate_all(rt: Runtime, principal: Principal, items: list[Question | str],
         if isinstance(item, str):
             result: dict[str, Any] = {"decision": False, "context": {"error": {"status": 400, "message": item}}}
         else:
-            result = evaluate(rt, principal, item)
+            result = evaluate(snapshot, principal, item)
         results.append(result)
         if semantic == "deny_on_first_deny" and not result["decision"]:
             break
@@ -80,18 +81,18 @@ class Found:
     next_token: str  # "" on the last page, as AuthZEN says
 
 
-def search_subjects(rt: Runtime, principal: Principal, *, subject_type: str, action: str, resource_type: str,
+def search_subjects(snapshot: Snapshot, principal: Principal, *, cursors: CursorCodec, subject_type: str, action: str, resource_type: str,
                     resource_id: str, limit: int, token: str | None) -> Found:
     """Users who may do `action` on the resource (paged like /v1/list-subjects)."""
     may_ask(principal, None)
     if subject_type != USER or not _plausible(action, resource_type):
         return Found([], "")
-    listing = decisions.list_subjects(rt, principal, action=action, resource_type=resource_type,
+    listing = decisions.list_subjects(snapshot, principal, cursors=cursors, action=action, resource_type=resource_type,
                                       resource_id=resource_id, limit=limit, cursor=token or None)
     return Found([{"type": USER, "id": user} for user in listing.items], listing.next_cursor or "")
 
 
-def search_resources(rt: Runtime, principal: Principal, *, subject_type: str, subject_id: str, action: str,
+def search_resources(snapshot: Snapshot, principal: Principal, *, cursors: CursorCodec, subject_type: str, subject_id: str, action: str,
                      resource_type: str, limit: int, token: str | None) -> Found:
     """Resources of `resource_type` the user may do `action` on (paged like /v1/list-resources)."""
     may_ask(principal, subject_id)
@@ -101,17 +102,17 @@ def search_resources(rt: Runtime, principal: Principal, *, subject_type: str, su
         ids.user_id(subject_id)
     except Invalid:
         return Found([], "")  # no such user can exist
-    listing = decisions.list_resources(rt, principal, subject=subject_id, action=action, resource_type=resource_type,
+    listing = decisions.list_resources(snapshot, principal, cursors=cursors, subject=subject_id, action=action, resource_type=resource_type,
                                        context=None, default_context=None, limit=limit, cursor=token or None)
     return Found([{"type": resource_type, "id": resource_id} for resource_id in listing.items],
                  listing.next_cursor or "")
 
 
-def search_actions(rt: Runtime, principal: Principal, *, subject_type: str, subject_id: str, resource_type: str,
+def search_actions(snapshot: Snapshot, principal: Principal, *, subject_type: str, subject_id: str, resource_type: str,
                    resource_id: str) -> Found:
     """The policy's actions on `resource_type` the user may do on this resource, by name."""
     may_ask(principal, subject_id)
-    object_type = rt.policy.types.get(resource_type)
+    object_type = snapshot.policy.types.get(resource_type) if snapshot.policy is not None else None
     if subject_type != USER or object_type is None:
         return Found([], "")
     names = []
@@ -122,7 +123,7 @@ def search_actions(rt: Runtime, principal: Principal, *, subject_type: str, subj
                                               context=None, default_context=None)
         except Invalid:
             return Found([], "")  # an id no user or resource can have
-        if decisions.check(rt, request):
+        if decisions.check(snapshot, request):
             names.append(action)
     return Found([{"name": name} for name in names], "")
 

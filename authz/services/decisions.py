@@ -1,6 +1,8 @@
 """Decision queries: check, batch, explain, and the reverse queries.
 
-Checks are answered from this replica's memory at its revision (DESIGN.md invariant 4);
+Checks are answered from one published snapshot of this replica (DESIGN.md invariant 4):
+the caller takes `replica.snapshot` (or awaits `replica.reached(min_revision)`) once and
+passes it to every function here, so the answer and the revision it reports agree.
 `explain` re-evaluates the request with pycasbin over the rules that can affect it.
 """
 
@@ -9,8 +11,10 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from authz.domain import ids
-from authz.domain.errors import Forbidden, Invalid, Malformed, Unavailable
+from authz.domain.cursors import CursorCodec
+from authz.domain.errors import Forbidden, Invalid, Malformed
 from authz.domain.principal import SCOPE_CHECK, Principal
+from authz.engine.replica import Snapshot
 from authz.policy.model import build_enforcer, casbin_request
 from authz.services.runtime import Runtime
 
@@ -98,34 +102,24 @@ def check_requests(principal: Principal, items: Iterable[BatchItem], default_con
     return requests
 
 
-def require_revision(rt: Runtime, min_revision: int | None) -> None:
-    """Wait (briefly, bounded by settings) until this replica has applied `min_revision`."""
-    if min_revision is None or rt.replica.revision >= min_revision:
-        return
-    if not rt.replica.wait_for(min_revision, rt.settings.min_revision_wait):
-        raise Unavailable(
-            f"this replica is at revision {rt.replica.revision}, behind the requested {min_revision}; retry shortly"
-        )
-
-
-def check(rt: Runtime, request: CheckRequest) -> bool:
-    return rt.replica.index.check(
+def check(snapshot: Snapshot, request: CheckRequest) -> bool:
+    return snapshot.index.check(
         request.user, request.action, request.resource_type, request.resource_id, request.context
     )
 
 
-def check_batch(rt: Runtime, requests: list[CheckRequest]) -> list[bool]:
-    index = rt.replica.index
+def check_batch(snapshot: Snapshot, requests: list[CheckRequest]) -> list[bool]:
+    index = snapshot.index
     return [index.check(r.user, r.action, r.resource_type, r.resource_id, r.context) for r in requests]
 
 
-def explain(rt: Runtime, request: CheckRequest) -> dict[str, Any]:
+def explain(rt: Runtime, snapshot: Snapshot, request: CheckRequest) -> dict[str, Any]:
     """The decision with its reason: the role and policy rule that allowed it, or why not.
 
     pycasbin evaluates the request over the policy rules and the subject's own role rules
     in that context and on that resource (no other rule can change this decision).
     """
-    index = rt.replica.index
+    index = snapshot.index
     decision = index.decide(request.user, request.action, request.resource_type, request.resource_id, request.context)
     explanation: dict[str, Any] = {"context": decision.context, "role": decision.role, "via": decision.via}
     if decision.via == "unknown_resource":
@@ -136,7 +130,8 @@ def explain(rt: Runtime, request: CheckRequest) -> dict[str, Any]:
         return {"allowed": False, "explanation": explanation}
     subject = ids.subject_of(request.user)
     scope = ids.resource_scope(request.resource_type, request.resource_id) if request.resource_id else ""
-    rules = list(rt.policy.rules())
+    assert snapshot.policy is not None, "a loaded snapshot has its policy"
+    rules = list(snapshot.policy.rules())
     context_role = index.role_in(request.user, decision.context)
     if context_role is not None and decision.context != subject:
         rules.append(("g", subject, context_role, decision.context))
@@ -177,29 +172,30 @@ def page_limit(limit: object) -> int:
     return limit
 
 
-def _after(rt: Runtime, query: tuple[str, ...], cursor: object | None) -> str | None:
+def _after(cursors: CursorCodec, query: tuple[str, ...], cursor: object | None) -> str | None:
     if cursor is None:
         return None
     if not isinstance(cursor, str):
         raise Invalid("cursor must be a string", field="cursor")
-    position = rt.cursors.decode(query, cursor)
+    position = cursors.decode(query, cursor)
     if not isinstance(position, str):
         raise Malformed("cursor is not a cursor of this listing", field="cursor")
     return position
 
 
-def _listing(rt: Runtime, query: tuple[str, ...], found: list[str], limit: int, revision: int) -> Listing:
+def _listing(cursors: CursorCodec, query: tuple[str, ...], found: list[str], limit: int, revision: int) -> Listing:
     """`found` holds up to limit + 1 ids: one more than the page says whether another page follows."""
     if len(found) > limit:
         page = found[:limit]
-        return Listing(page, revision, rt.cursors.encode(query, page[-1]))
+        return Listing(page, revision, cursors.encode(query, page[-1]))
     return Listing(found, revision, None)
 
 
 def list_resources(
-    rt: Runtime,
+    snapshot: Snapshot,
     principal: Principal,
     *,
+    cursors: CursorCodec,
     subject: object | None,
     action: object,
     resource_type: object,
@@ -210,8 +206,9 @@ def list_resources(
 ) -> Listing:
     """A page of the resources of `resource_type` the subject may do `action` on (in `context`, if given).
 
-    Ordered by id; the cursor is a keyset position (the last id shown), so an id that
-    exists for the whole walk is shown exactly once, whatever changes between pages.
+    Ordered by id; the cursor is a keyset position (the last id shown), authenticated and
+    bound to this query, so an id that exists for the whole walk is shown exactly once,
+    whatever changes between pages and whichever replica serves them.
     """
     user = subject_for(principal, subject)
     clean_action = ids.name(action, "action")
@@ -219,16 +216,14 @@ def list_resources(
     clean_context = resolve_context(user, context, default_context)
     size = page_limit(limit)
     query = ("list-resources", user, clean_action, clean_type, clean_context or "")
-    after = _after(rt, query, cursor)
-    replica = rt.replica
-    index, revision = replica.index, replica.revision
-    found = index.list_resources(user, clean_action, clean_type, clean_context, after=after, limit=size + 1)
-    return _listing(rt, query, found, size, revision)
+    after = _after(cursors, query, cursor)
+    found = snapshot.index.list_resources(user, clean_action, clean_type, clean_context, after, size + 1)
+    return _listing(cursors, query, found, size, snapshot.revision)
 
 
 def list_subjects(
-    rt: Runtime, principal: Principal, *, action: object, resource_type: object, resource_id: object | None,
-    limit: object = DEFAULT_LISTING_PAGE, cursor: object | None = None,
+    snapshot: Snapshot, principal: Principal, *, cursors: CursorCodec, action: object, resource_type: object,
+    resource_id: object | None, limit: object = DEFAULT_LISTING_PAGE, cursor: object | None = None,
 ) -> Listing:
     """A page of the users who may do `action` on the resource, ordered by id (paged like `list_resources`).
 
@@ -240,14 +235,12 @@ def list_subjects(
         raise Invalid("resource.id is required", field="resource.id")
     clean_id = ids.resource_id(resource_id, "resource.id")
     size = page_limit(limit)
-    replica = rt.replica
-    index, revision = replica.index, replica.revision
     if principal.is_user:
-        if not index.check(principal.id, "read", clean_type, clean_id, None):
+        if not snapshot.index.check(principal.id, "read", clean_type, clean_id, None):
             raise Forbidden("you may not read this resource")
     elif not principal.has_scope(SCOPE_CHECK):
         raise Forbidden("this service key lacks the `check` scope")
     query = ("list-subjects", clean_action, clean_type, clean_id)
-    after = _after(rt, query, cursor)
-    found = index.list_subjects(clean_action, clean_type, clean_id, after=after, limit=size + 1)
-    return _listing(rt, query, found, size, revision)
+    after = _after(cursors, query, cursor)
+    found = snapshot.index.list_subjects(clean_action, clean_type, clean_id, after, size + 1)
+    return _listing(cursors, query, found, size, snapshot.revision)

@@ -9,7 +9,6 @@ roles on single resources granted and taken). Then:
 - every id on a page was visible when that page was read.
 """
 
-from types import SimpleNamespace
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -19,6 +18,7 @@ from authz.domain import ids
 from authz.domain.cursors import CursorCodec
 from authz.domain.principal import Principal
 from authz.engine.index import DecisionIndex
+from authz.engine.replica import Snapshot
 from authz.services import decisions
 
 ORGS = ["org_" + f"{n:024x}" for n in range(1, 4)]
@@ -26,7 +26,7 @@ USERS = [f"u{n:02d}" for n in range(12)]
 RESOURCES = [f"r{n:02d}" for n in range(16)]
 SUBJECT = "u00"
 SERVICE = Principal(kind="service", id="svc", scopes=frozenset({"check"}))
-KEY = b"shared cursor key of the replicas"
+CURSORS = CursorCodec(b"shared cursor key of the replicas")  # both replicas' key
 POLICY = [
     ("p", "viewer", "*", "algorithm", "read"),
     ("p", "owner", "*", "algorithm", "delete"),
@@ -60,8 +60,10 @@ class World:
             self._each("add_rule", rule)
 
     def _each(self, method: str, *args: Any) -> None:
-        for index in self.replicas:
-            getattr(index, method)(*args)
+        for position, index in enumerate(self.replicas):
+            editor = index.edit()  # indexes are immutable: each change publishes a new one
+            getattr(editor, method)(*args)
+            self.replicas[position] = editor.finish()
 
     def apply(self, write: tuple[Any, ...]) -> None:
         kind = write[0]
@@ -96,10 +98,9 @@ class World:
         if role is not None:
             self._each("remove_rule", ("g", ids.subject_of(user), role, ids.resource_scope("algorithm", resource)))
 
-    def runtime(self, replica: int) -> Any:
-        """What the listing services read of a runtime: the replica's index and revision, and the cursor key."""
-        return SimpleNamespace(replica=SimpleNamespace(index=self.replicas[replica], revision=0),
-                               cursors=CursorCodec(KEY))
+    def snapshot(self, replica: int) -> Snapshot:
+        """What one page reads: the replica's published state."""
+        return Snapshot(0, self.replicas[replica], None)
 
 
 def _walk(world: World, walk: list[tuple[int, int, list[tuple[Any, ...]]]], fetch: Any, everything: Any) -> None:
@@ -108,7 +109,7 @@ def _walk(world: World, walk: list[tuple[int, int, list[tuple[Any, ...]]]], fetc
     cursor = None
     for size, replica, between in walk:
         visible_now = set(everything())
-        page = fetch(world.runtime(replica), size, cursor)
+        page = fetch(world.snapshot(replica), size, cursor)
         assert len(page.items) <= size
         assert set(page.items) <= visible_now, "a page shows an id that is not visible"
         assert page.items == sorted(page.items)
@@ -121,7 +122,7 @@ def _walk(world: World, walk: list[tuple[int, int, list[tuple[Any, ...]]]], fetc
             present &= set(everything())  # ... and still visible after every change
     else:
         while cursor is not None:  # finish the walk without further changes
-            page = fetch(world.runtime(0), 3, cursor)
+            page = fetch(world.snapshot(0), 3, cursor)
             shown += page.items
             cursor = page.next_cursor
     assert len(shown) == len(set(shown)), f"an id was shown twice: {shown}"
@@ -142,8 +143,8 @@ def test_list_resources_walk_shows_each_id_visible_throughout_exactly_once(
     world = World()
     _start(world, initial)
 
-    def fetch(rt: Any, size: int, cursor: str | None) -> decisions.Listing:
-        return decisions.list_resources(rt, SERVICE, subject=SUBJECT, action="read", resource_type="algorithm",
+    def fetch(snapshot: Snapshot, size: int, cursor: str | None) -> decisions.Listing:
+        return decisions.list_resources(snapshot, SERVICE, cursors=CURSORS, subject=SUBJECT, action="read", resource_type="algorithm",
                                         context=context, default_context=None, limit=size, cursor=cursor)
 
     def everything() -> list[str]:
@@ -160,8 +161,8 @@ def test_list_subjects_walk_shows_each_id_visible_throughout_exactly_once(
     world = World()
     _start(world, initial)
 
-    def fetch(rt: Any, size: int, cursor: str | None) -> decisions.Listing:
-        return decisions.list_subjects(rt, SERVICE, action="read", resource_type="algorithm", resource_id=resource,
+    def fetch(snapshot: Snapshot, size: int, cursor: str | None) -> decisions.Listing:
+        return decisions.list_subjects(snapshot, SERVICE, cursors=CURSORS, action="read", resource_type="algorithm", resource_id=resource,
                                        limit=size, cursor=cursor)
 
     def everything() -> list[str]:
