@@ -244,6 +244,7 @@ class AuditOut(BaseModel):
 class AuditPage(BaseModel):
     entries: list[AuditOut]
     next_before: int | None = Field(description="pass as `before` for the next (older) page")
+    next_cursor: str | None = Field(default=None, description="or pass this as `cursor`; null on the last page")
 
 
 # ---- invitations -----------------------------------------------------------------------
