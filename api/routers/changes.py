@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator
 from typing import Annotated
 
+import anyio
 import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -10,7 +11,7 @@ from fastapi.responses import StreamingResponse
 
 from api.deps import PrincipalDep, RuntimeDep, problems
 from api.schemas import ChangesOut
-from authz.domain.errors import Invalid
+from authz.domain.errors import Invalid, Unavailable
 from authz.services import changes
 from authz.services.runtime import Runtime
 
@@ -53,12 +54,12 @@ async def read_changes(
     resume = _last_event_id(last_event_id)
     if resume is not None:
         after = max(after, resume)
+    page = await anyio.to_thread.run_sync(changes.read_changes, runtime, after, limit)  # 503 now if no database
     if accept is not None and EVENT_STREAM in accept:
         return StreamingResponse(
-            _events(runtime, after, limit), media_type=EVENT_STREAM,
+            _events(runtime, page, limit), media_type=EVENT_STREAM,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
-    page = await anyio.to_thread.run_sync(changes.read_changes, runtime, after, limit)
     if not page.changes and wait > 0:
         wait = min(wait, runtime.settings.changes_max_wait)
         if await _newer_than(runtime, after, wait):
@@ -67,20 +68,25 @@ async def read_changes(
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-async def _events(runtime: Runtime, after: int, limit: int) -> AsyncIterator[bytes]:
-    """Every change after `after` as an event (`id:` its revision), then each new one as it commits.
+async def _events(runtime: Runtime, page: changes.ChangePage, limit: int) -> AsyncIterator[bytes]:
+    """The changes of `page` and every later one as events (`id:` the revision), as they commit.
 
-    Ends only when the client goes away (Starlette cancels it); a comment line every
+    Ends when the client goes away (Starlette cancels it), or when the database does (the
+    client reconnects with Last-Event-ID and loses nothing); a comment line every
     `changes_keepalive` seconds keeps proxies from closing an idle stream.
     """
     yield b"retry: 1000\n\n"
-    position = after
     while True:
-        page = await anyio.to_thread.run_sync(changes.read_changes, runtime, position, limit)
         for change in page.changes:
             yield b"id: %d\nevent: change\ndata: %s\n\n" % (change.revision, orjson.dumps(change.to_json()))
         position = page.next_after
-        if len(page.changes) == limit:
-            continue
-        if not await _newer_than(runtime, position, runtime.settings.changes_keepalive):
-            yield b": keep-alive\n\n"
+        if len(page.changes) < limit:
+            if not await _newer_than(runtime, position, runtime.settings.changes_keepalive):
+                yield b": keep-alive\n\n"
+            elif not page.changes:
+                await anyio.sleep(0.05)  # newer, yet not visible to this read: a revision still committing
+        try:
+            page = await anyio.to_thread.run_sync(changes.read_changes, runtime, position, limit)
+        except Unavailable:
+            yield b": the database is unavailable; reconnect with Last-Event-ID\n\n"
+            return
