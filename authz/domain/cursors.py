@@ -14,11 +14,10 @@ import base64
 import binascii
 import hashlib
 import hmac
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
-
-import orjson
 
 from authz.domain.errors import Malformed
 
@@ -47,7 +46,7 @@ class CursorCodec:
         self._key = key
 
     def encode(self, query: Sequence[object], position: Position) -> str:
-        payload = VERSION + orjson.dumps(position)
+        payload = VERSION + _json(position)
         mac = self._mac(query, payload)
         return _b64(payload) + "." + _b64(mac)
 
@@ -69,8 +68,8 @@ class CursorCodec:
         if payload[:1] != VERSION:
             raise refused
         try:
-            position = orjson.loads(payload[1:])
-        except orjson.JSONDecodeError:
+            position = json.loads(payload[1:])
+        except (ValueError, UnicodeDecodeError):
             raise refused from None
         if isinstance(position, bool) or not isinstance(position, str | int):
             raise refused
@@ -78,8 +77,12 @@ class CursorCodec:
 
     def _mac(self, query: Sequence[object], payload: bytes) -> bytes:
         # The query is serialized as a JSON list, so no choice of ids can make two queries collide.
-        message = _DOMAIN + orjson.dumps(list(query)) + b"\x00" + payload
+        message = _DOMAIN + _json(list(query)) + b"\x00" + payload
         return hmac.new(self._key, message, hashlib.sha256).digest()[:MAC_BYTES]
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
 def _b64(data: bytes) -> str:
