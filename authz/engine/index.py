@@ -91,31 +91,35 @@ class DecisionIndex:
     # ---- decisions -----------------------------------------------------------------------
 
     def check(self, user: str, action: str, resource_type: str, resource_id: str | None, context: str | None) -> bool:
-        """The hot path: may `user` do `action` on the resource (or on its type in `context`)?"""
+        """The hot path: may `user` do `action` on the resource (or on its type in `context`)?
+
+        The role in the context is asked first (the usual way in); the resource's own roles,
+        which only ever add, are looked up only when that role does not allow it.
+        """
         subject = "user:" + user
+        shard = 0
         if resource_id is not None:
             scope = resource_type + ":" + resource_id
             shard = hash(scope) & MASK
             context = self._resources[shard].get(scope)
             if context is None:
                 return False
-            scoped = self._resource_roles[shard].get(scope)
-            if scoped is not None:
-                role = scoped.get(subject)
-                if role is not None and (resource_type, action) in self._effective.get(role, ()):
-                    return True
         elif context is None:
             return False
         if context == subject:
             role = "owner"
         else:
             members = self._members[hash(context) & MASK].get(context)
-            if members is None:
-                return False
-            role = members.get(subject)
-            if role is None:
-                return False
-        return (resource_type, action) in self._effective.get(role, ())
+            role = members.get(subject) if members is not None else None
+        if role is not None and (resource_type, action) in self._effective.get(role, ()):
+            return True
+        if resource_id is None:
+            return False
+        scoped = self._resource_roles[shard].get(scope)
+        if scoped is None:
+            return False
+        role = scoped.get(subject)
+        return role is not None and (resource_type, action) in self._effective.get(role, ())
 
     def decide(self, user: str, action: str, resource_type: str, resource_id: str | None, context: str | None) -> Decision:
         """The same decision as `check`, with the role and path that led to it."""
