@@ -44,6 +44,13 @@ class Runtime:
     # Paging cursors; open_runtime sets the key every replica shares (a random one only works in this process).
     cursors: CursorCodec = field(default_factory=lambda: CursorCodec(secrets.token_bytes(32)))
 
+    def __post_init__(self) -> None:
+        self.replica.clock = self.epoch  # decisions compare grants' expiry with this runtime's clock
+
+    def epoch(self) -> float:
+        """Now as POSIX time, from `clock` (which tests replace)."""
+        return self.clock().timestamp()
+
     def unit_of_work(self, principal: Principal) -> UnitOfWork:
         return UnitOfWork(
             self.database, self.clock, principal.audit_name, principal.request_id, on_commit=self._apply_committed
