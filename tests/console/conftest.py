@@ -1,0 +1,49 @@
+"""The console over HTTP (no browser): a TestClient on loopback with the development sign-in on."""
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from authz.services.runtime import Runtime
+from authz.settings import Settings
+from tests.conftest import make_settings
+
+BASE = "http://127.0.0.1:8000"
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url, dev_login=True, admin_users="root", public_url=BASE,
+                         session_secret="console-test-session-secret")
+
+
+@pytest.fixture
+def browser_like(settings: Settings, runtime: Runtime) -> Iterator[TestClient]:
+    """A client that keeps cookies, like one browser."""
+    with TestClient(create_app(settings, runtime), base_url=BASE, raise_server_exceptions=False,
+                    follow_redirects=False) as client:
+        yield client
+
+
+def csrf_of(html: str) -> str:
+    match = CSRF.search(html)
+    assert match, "the page has no CSRF field"
+    return match.group(1)
+
+
+def sign_in(client: TestClient, user: str, email: str | None = None) -> None:
+    page = client.get("/signin")
+    response = client.post("/dev/signin", data={"csrf": csrf_of(page.text), "user_id": user,
+                                                  "email": email or f"{user}@example.com", "next": "/"})
+    assert response.status_code == 303, response.text
+
+
+def post_form(client: TestClient, page_path: str, action: str, data: dict[str, str]) -> object:
+    """Submit a form of `page_path` the way the browser would: with that page's CSRF token."""
+    page = client.get(page_path)
+    assert page.status_code == 200, page.text
+    return client.post(action, data={"csrf": csrf_of(page.text), **data})
