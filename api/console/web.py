@@ -36,7 +36,9 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",  # the invitation page's URL holds a token
+    # The invitation page's URL holds a token: never send it to another site. (Not no-referrer:
+    # browsers then send `Origin: null` with our own forms, and the CSRF check refuses those.)
+    "Referrer-Policy": "same-origin",
     "Content-Security-Policy": (
         "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
         "form-action 'self' {form_action}; frame-ancestors 'none'; base-uri 'none'"
