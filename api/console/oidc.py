@@ -12,7 +12,6 @@ from typing import Any
 
 import jwt
 from authlib.common.security import generate_token
-from authlib.integrations.httpx_client import OAuth2Client
 from authlib.integrations.base_client.errors import OAuthError
 
 from api.oidc_keys import KeyUnavailable, OidcProvider
@@ -62,7 +61,10 @@ class OidcSignIn:
             return None
         return cls(settings, provider)
 
-    def _client(self) -> OAuth2Client:
+    def _client(self) -> Any:
+        # Imported here: only a console with OIDC sign-in configured needs Authlib's HTTP client.
+        from authlib.integrations.httpx_client import OAuth2Client
+
         return OAuth2Client(
             client_id=self.client_id,
             client_secret=self.client_secret,
