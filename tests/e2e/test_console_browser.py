@@ -12,6 +12,7 @@ All browser tests are in this module: they share one browser (tests/e2e/conftest
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -216,3 +217,71 @@ def test_the_journey_from_sign_in_to_a_demoted_member(browser: Any, server: Serv
     assert IBM_SECRET not in log
     assert "AUTHZ_DEV_LOGIN is on" in log  # `authz serve` warns while the dev sign-in is on
 
+
+
+def focused(page: Page) -> dict[str, str]:
+    return page.evaluate("""() => { const e = document.activeElement; const s = getComputedStyle(e);
+        return {id: e.id, tag: e.tagName, text: (e.innerText || '').trim(), outline: s.outlineStyle}; }""")
+
+
+def tab_to(page: Page, element_id: str, limit: int = 25) -> None:
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if focused(page)["id"] == element_id:
+            return
+    raise AssertionError(f"#{element_id} cannot be reached with the Tab key")
+
+
+def test_keyboard_only_with_visible_focus_and_errors_focused(browser: Any, server: ServerProcess) -> None:
+    page = new_page(browser, PHONE)
+    page.goto(server.url + "/signin")
+    page.keyboard.press("Tab")
+    first = focused(page)
+    assert first["text"] == "Skip to the page" and first["outline"] != "none"  # the skip link, visibly focused
+    page.keyboard.press("Enter")
+    tab_to(page, "f-user_id")
+    assert focused(page)["outline"] != "none"
+    page.keyboard.type("kim")
+    page.keyboard.press("Tab")
+    page.keyboard.type("kim@example.com")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("status")).to_contain_text("Signed in as kim")
+
+    page.goto(server.url + "/orgs")
+    tab_to(page, "f-name")
+    page.keyboard.type("   ")
+    page.keyboard.press("Enter")  # submits the form; the server answers with the error beside the field
+    expect(page.locator("#f-name-error")).to_have_text("name must be 1-100 characters after trimming")
+    assert focused(page)["id"] == "f-name"  # focus lands on the field to fix
+    assert page.get_by_label("Name").get_attribute("aria-invalid") == "true"
+    assert no_horizontal_scroll(page)
+    screenshot(page, "16-error-beside-field-phone")
+
+
+def test_sign_in_with_an_openid_provider_in_the_browser(browser: Any, tmp_path: Path) -> None:
+    from oidc_provider_mock import User, run_server_in_thread
+
+    users = [User(sub="olga", claims={"email": "olga@example.com", "email_verified": True})]
+    with run_server_in_thread(user_claims=users, require_nonce=True) as provider:
+        issuer = f"http://localhost:{provider.server_port}"
+        process = start_authz(tmp_path, env={
+            "AUTHZ_OIDC_ISSUER": issuer, "AUTHZ_OIDC_CLIENT_ID": "authz-console",
+            "AUTHZ_OIDC_CLIENT_SECRET": "console-secret", "AUTHZ_PUBLIC_URL": "http://127.0.0.1:{port}",
+        })
+        try:
+            page = new_page(browser, DESKTOP)
+            page.goto(process.url + "/orgs")
+            expect(page).to_have_url(re.compile(r"/signin\?next=%2Forgs$"))
+            expect(page.get_by_role("heading", name="Development sign-in")).to_have_count(0)  # off here
+            page.get_by_role("link", name="Sign in with your platform account").click()
+            expect(page).to_have_url(re.compile("^" + re.escape(issuer) + "/oauth2/authorize"))
+            assert "code_challenge_method=S256" in page.url
+            page.get_by_placeholder("sub").fill("olga")
+            page.get_by_role("button", name="Authorize").click()
+            expect(page).to_have_url(process.url + "/orgs")
+            expect(page.locator(".who .user")).to_have_text("olga")
+            assert page.context.cookies(process.url)[0]["httpOnly"] is True
+            assert page.goto(process.url + "/dev/signin").status == 404  # the dev sign-in is refused when off
+            assert "AUTHZ_DEV_LOGIN is on" not in process.log_text()
+        finally:
+            process.stop()
