@@ -55,17 +55,18 @@ def _content(page: Page, choice: ContextChoice, status: int = 200, values: dict[
     policy = page.runtime.policy
     index = page.runtime.replica.index
     user = page.user_id
-    rows: list[ContentRow] = []
+    shown: list[tuple[str, str, list[str]]] = []
     types = sorted(policy.content_types())
     total = 0
     for resource_type in types:
         found = index.list_resources(user, "read", resource_type, choice.context)
         total += len(found)
-        for resource_id in found[: max(0, MAX_SHOWN - len(rows))]:
-            may = [a for a in RESOURCE_ACTIONS if page.can_on(a, resource_type, resource_id)]
-            roles = (resources.list_resource_members(page.runtime, page.user, resource_type, resource_id)
-                     if "share" in may else None)
-            rows.append(ContentRow(resource_type, resource_id, may, roles))
+        for resource_id in found[: max(0, MAX_SHOWN - len(shown))]:
+            shown.append((resource_type, resource_id,
+                          [a for a in RESOURCE_ACTIONS if page.can_on(a, resource_type, resource_id)]))
+    # One query for the own roles of every resource shown that the user may share.
+    shared = resources.shared_roles(page.runtime, page.user, [(t, i) for t, i, may in shown if "share" in may])
+    rows = [ContentRow(t, i, may, shared.get((t, i))) for t, i, may in shown]
     creatable = [t for t in types if page.can("create", t, choice.context)]
     return page.render(
         "content.html", status=status, selected=choice, rows=rows, total=total, creatable=creatable,

@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from authz.domain import ids
-from authz.domain.errors import Conflict, Invalid, NotFound
+from authz.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from authz.domain.principal import Principal
 from authz.services.access import require_in_context, require_on_resource
 from authz.services.members import valid_role
@@ -95,6 +95,28 @@ def list_resource_members(rt: Runtime, principal: Principal, resource_type: obje
         scope = ids.resource_scope(clean_type, clean_id)
         rules = session.execute(select(CasbinRule.v0, CasbinRule.v1).where(CasbinRule.ptype == "g", CasbinRule.v2 == scope))
         return {ids.user_of(subject): role for subject, role in rules}
+
+
+def shared_roles(
+    rt: Runtime, principal: Principal, resources: list[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, str]]:
+    """The own roles of several resources in one query: user id → role, for those the caller may share.
+
+    For listing pages (the console's content page): the `share` decision is this replica's,
+    as for every read; resources the caller may not share are left out of the answer.
+    """
+    if not principal.is_user:
+        raise Forbidden("this needs a user token")
+    index = rt.replica.index
+    allowed = {ids.resource_scope(t, i): (t, i) for t, i in resources if index.check(principal.id, "share", t, i, None)}
+    found: dict[tuple[str, str], dict[str, str]] = {key: {} for key in allowed.values()}
+    if allowed:
+        with rt.database.session() as session:
+            rows = session.execute(select(CasbinRule.v0, CasbinRule.v1, CasbinRule.v2).where(
+                CasbinRule.ptype == "g", CasbinRule.v2.in_(list(allowed))))
+            for subject, role, scope in rows:
+                found[allowed[scope]][ids.user_of(subject)] = role
+    return found
 
 
 def set_resource_role(
