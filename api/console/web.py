@@ -13,6 +13,7 @@ from urllib.parse import urlencode, urlsplit
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData
@@ -128,7 +129,8 @@ class Page:
     def _header_contexts(self) -> list[ContextChoice]:
         try:
             return self.contexts()
-        except AuthzError:  # e.g. the database is down: the page still renders, without the drop-down
+        except Exception:  # noqa: BLE001 - e.g. the database is down: the page still renders, without it
+            log.warning("the account drop-down could not be filled", exc_info=True)
             return []
 
     def context(self, value: object) -> ContextChoice:
@@ -246,6 +248,12 @@ class ConsoleRoute(APIRoute):
             except RequestValidationError as exc:
                 fields = ", ".join(".".join(str(p) for p in e.get("loc", ())[1:]) for e in exc.errors()[:3])
                 return error_page(request, 422, "Invalid request", f"invalid value for: {fields or 'the request'}")
+            except StarletteHTTPException:
+                raise  # the framework's own answers (e.g. an unreadable form body)
+            except Exception:  # noqa: BLE001 - a page, not a stack trace; the log has the details
+                log.exception("console page failed", extra={"route": request.url.path})
+                return error_page(request, 500, "Something went wrong",
+                                  "an internal error occurred; it has been logged. Please try again.")
 
         return handle
 

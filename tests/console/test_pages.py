@@ -5,6 +5,7 @@ anyway and checks that the server refuses it and nothing changed.
 """
 
 import re
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -308,3 +309,16 @@ def test_admin_pages_are_for_admins_only(browser_like: TestClient) -> None:
     assert invalid.status_code == 422 and field_error(invalid.text, "subject")
     missing = browser_like.get("/admin/why", params={"subject": "alice", "action": "", "type": "algorithm"})
     assert missing.status_code == 422 and field_error(missing.text, "action") == "action is required"
+
+
+def test_an_unexpected_failure_is_a_page_without_details(browser_like: TestClient, monkeypatch: Any) -> None:
+    from authz.services import organizations
+
+    def broken(*_: object, **__: object) -> None:
+        raise RuntimeError("secret internals")
+
+    sign_in(browser_like, "alice")
+    monkeypatch.setattr(organizations, "list_organizations", broken)
+    page = browser_like.get("/orgs")
+    assert page.status_code == 500 and "Something went wrong" in page.text
+    assert "secret internals" not in page.text and "Traceback" not in page.text
