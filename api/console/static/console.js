@@ -5,7 +5,7 @@
   // been drawn for the chosen context, drop ?context= from the address bar, so a reload
   // goes back to the personal account (API.md, "The console").
   var url = new URL(window.location.href);
-  if (url.searchParams.has("context")) {
+  if (document.body.hasAttribute("data-context-page") && url.searchParams.has("context")) {
     url.searchParams.delete("context");
     window.history.replaceState(null, "", url.pathname + (url.search || "") + url.hash);
   }
