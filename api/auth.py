@@ -125,7 +125,7 @@ class ServiceKeyCache:
         self._records: dict[str, ServiceKeyRecord] = {}
 
     def verify(self, runtime: Runtime, credential: str) -> ServiceKeyRecord | None:
-        source = runtime.replica.service_keys
+        source = runtime.replica.snapshot.service_keys
         if source is not self._source:
             self._source, self._records = source, {}
         record = self._records.get(credential)

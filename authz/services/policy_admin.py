@@ -38,8 +38,9 @@ def apply_policy(rt: Runtime, principal: Principal, document: PolicyDocument, *,
     """Replace the permission rules and hierarchy with `document`'s, as one revision."""
     wanted = set(document.rules())
     with rt.unit_of_work(principal) as uow:
+        uow.lock_global()
         current = _policy_rules_in_db(uow)
-        state = uow.session.get(PolicyState, 1, with_for_update=True)
+        state = uow.session.get(PolicyState, 1)
         diff = PolicyDiff(added=sorted(wanted - current), removed=sorted(current - wanted))
         document_json = document.to_json()
         unchanged = diff.empty and state is not None and state.document == document_json
@@ -62,7 +63,6 @@ def apply_policy(rt: Runtime, principal: Principal, document: PolicyDocument, *,
             detail={"added": [list(r) for r in diff.added], "removed": [list(r) for r in diff.removed]},
         )
         revision = uow.commit()
-    rt.after_commit(revision)
     return Written(diff, revision)
 
 
