@@ -58,8 +58,8 @@ def why_page(request: Request, subject: str = "", action: str = "", type: str = 
                 asker, subject=subject.strip(), action=action.strip(), resource_type=type.strip(),
                 resource_id=id.strip() or None, context=context.strip() or None, default_context=None,
             )
-            result = decisions.explain(page.runtime, question)
-            result["revision"] = page.runtime.replica.revision
+            result = decisions.explain(page.runtime, page.snapshot, question)
+            result["revision"] = page.snapshot.revision
         except Invalid as exc:
             errors = field_errors(exc) or {"subject": exc.detail}
             errors = {_form_field(k): v for k, v in errors.items()}

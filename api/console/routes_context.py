@@ -53,7 +53,7 @@ def home(request: Request, context: str | None = None) -> Response:
 def _content(page: Page, choice: ContextChoice, status: int = 200, values: dict[str, str] | None = None,
              errors: dict[str, str] | None = None, error: str | None = None, error_resource: str | None = None) -> Response:
     policy = page.runtime.policy
-    index = page.runtime.replica.index
+    index = page.snapshot.index
     user = page.user_id
     shown: list[tuple[str, str, list[str]]] = []
     types = sorted(policy.content_types())

@@ -25,6 +25,7 @@ from api.problems import STATUS_OF
 from authz.domain import ids
 from authz.domain.errors import AuthzError, NotFound
 from authz.domain.principal import Principal
+from authz.engine.replica import Snapshot
 from authz.mail.mailbox import DevMailbox
 from authz.services import organizations
 from authz.services.runtime import Runtime
@@ -93,6 +94,8 @@ class Page:
         self.console: Console = request.app.state.console
         self.runtime: Runtime = request.app.state.runtime
         self.session: Session = self.console.codec.read(request)
+        # One published snapshot for the whole page: every button it shows is decided at one revision.
+        self.snapshot: Snapshot = self.runtime.replica.snapshot
         self._contexts: list[ContextChoice] | None = None
 
     # ---- who ----------------------------------------------------------------------------------
@@ -109,10 +112,10 @@ class Page:
 
     def can(self, action: str, object_type: str, context: str) -> bool:
         """The same decision /v1/check gives (type-level, in `context`): decides which buttons show."""
-        return self.runtime.replica.index.check(self.user_id, action, object_type, None, context)
+        return self.snapshot.index.check(self.user_id, action, object_type, None, context)
 
     def can_on(self, action: str, resource_type: str, resource_id: str) -> bool:
-        return self.runtime.replica.index.check(self.user_id, action, resource_type, resource_id, None)
+        return self.snapshot.index.check(self.user_id, action, resource_type, resource_id, None)
 
     # ---- the account context ---------------------------------------------------------------
 

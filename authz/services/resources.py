@@ -109,7 +109,7 @@ def shared_roles(
     """
     if not principal.is_user:
         raise Forbidden("this needs a user token")
-    index = rt.replica.index
+    index = rt.replica.snapshot.index
     allowed = {ids.resource_scope(t, i): (t, i) for t, i in resources if index.check(principal.id, "share", t, i, None)}
     found: dict[tuple[str, str], dict[str, str]] = {key: {} for key in allowed.values()}
     if allowed:

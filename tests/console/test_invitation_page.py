@@ -67,7 +67,7 @@ def test_the_link_asks_to_sign_in_then_returns_and_accepts(browser_like: TestCli
                                                               "token": link.split("token=")[1]})
     assert accepted.headers["location"] == f"/orgs/{org}"
     assert "You are now a maintainer" in flash_after(browser_like, accepted)
-    assert runtime.replica.index.role_in("bob", org) == "maintainer"
+    assert runtime.replica.snapshot.index.role_in("bob", org) == "maintainer"
     again = browser_like.get(link)
     assert "You are already a member of this organization." in again.text
     twice = browser_like.post("/invitations/accept", data={"csrf": csrf_of(again.text),
@@ -147,7 +147,7 @@ def test_expired_revoked_declined_resent_and_unknown_links_are_explained(browser
     assert "Accept and join" not in expired.text
     late = browser_like.post("/invitations/accept", data={"csrf": csrf_of(expired.text),
                                                           "token": expiring.split("token=")[1]})
-    assert late.status_code == 410 and runtime.replica.index.role_in("bob", org) is None
+    assert late.status_code == 410 and runtime.replica.snapshot.index.role_in("bob", org) is None
 
     garbage = browser_like.get("/invitations/accept", params={"token": "not-a-token"})
     assert garbage.status_code == 404 and "no invitation matches this token" in garbage.text

@@ -83,7 +83,7 @@ def test_sign_in_with_the_provider_uses_pkce_and_returns_to_the_page(console: Te
                                           "billing_address.postal_code": "1", "billing_address.city": "B",
                                           "billing_address.country": "DE"})
     assert created.status_code == 303
-    assert list(runtime.replica.index.contexts_of("alice").values()) == ["owner"]
+    assert list(runtime.replica.snapshot.index.contexts_of("alice").values()) == ["owner"]
 
 
 def test_an_answer_for_another_sign_in_is_refused(console: TestClient) -> None:

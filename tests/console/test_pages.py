@@ -77,7 +77,7 @@ def test_forms_without_the_session_token_or_from_another_site_are_refused(browse
     sign_in(stolen, "mallory")
     foreign_token = browser_like.post("/orgs", data={"csrf": csrf_of(stolen.get("/orgs").text), **fields})
     assert foreign_token.status_code == 403
-    assert runtime.replica.index.contexts_of("alice") == {}  # nothing was created
+    assert runtime.replica.snapshot.index.contexts_of("alice") == {}  # nothing was created
     ok = browser_like.post("/orgs", data={"csrf": token, **fields}, headers={"Origin": "http://127.0.0.1:8000"})
     assert ok.status_code == 303
 
@@ -131,10 +131,10 @@ def test_content_is_created_in_the_context_the_form_names(browser_like: TestClie
     created = browser_like.post("/resources", data={"csrf": csrf_of(page.text), "context": org,
                                                     "type": "algorithm", "id": "grover"})
     assert flash_after(browser_like, created) == "algorithm:grover registered in “Quantum Lab”."
-    assert runtime.replica.index.context_of("algorithm", "grover") == org
+    assert runtime.replica.snapshot.index.context_of("algorithm", "grover") == org
     personal = post_form(browser_like, "/", "/resources", {"context": "personal", "type": "job", "id": "run-1"})
     assert flash_after(browser_like, personal) == "job:run-1 registered in your personal account."
-    assert runtime.replica.index.context_of("job", "run-1") == "user:alice"
+    assert runtime.replica.snapshot.index.context_of("job", "run-1") == "user:alice"
     assert "run-1" not in browser_like.get("/", params={"context": org}).text
     again = post_form(browser_like, "/", "/resources", {"context": "personal", "type": "algorithm", "id": "grover"})
     assert again.status_code == 409
@@ -153,7 +153,7 @@ def test_a_context_the_user_is_not_in_is_not_found_and_not_written(browser_like:
     assert "Quantum Lab" not in browser_like.get(f"/orgs/{org}/members").text
     attempt = post_form(browser_like, "/", "/resources", {"context": org, "type": "algorithm", "id": "x"})
     assert attempt.status_code == 404
-    assert runtime.replica.index.context_of("algorithm", "x") is None
+    assert runtime.replica.snapshot.index.context_of("algorithm", "x") is None
 
 
 def test_a_viewer_sees_no_owner_buttons_and_the_server_refuses_them_anyway(browser_like: TestClient,
@@ -174,7 +174,7 @@ def test_a_viewer_sees_no_owner_buttons_and_the_server_refuses_them_anyway(brows
     token = csrf_of(members.text)
     promote = browser_like.post(f"/orgs/{org}/members/bob/role", data={"csrf": token, "role": "owner"})
     assert promote.status_code == 403 and "may not update member" in promote.text
-    assert runtime.replica.index.role_in("bob", org) == "viewer"
+    assert runtime.replica.snapshot.index.role_in("bob", org) == "viewer"
     remove = browser_like.post(f"/orgs/{org}/members/alice/remove", data={"csrf": token})
     assert remove.status_code == 403
     rename = browser_like.post(f"/orgs/{org}", data={"csrf": token, "name": "Mine now"})
@@ -203,7 +203,7 @@ def test_the_last_owner_rule_is_a_message_on_the_members_page(browser_like: Test
     assert "<h1>Quantum Lab</h1>" in demote.text  # the members page itself, not an error page
     leave = browser_like.post(f"/orgs/{org}/members/alice/remove", data={"csrf": csrf_of(page.text)})
     assert leave.status_code == 409
-    assert runtime.replica.index.role_in("alice", org) == "owner"
+    assert runtime.replica.snapshot.index.role_in("alice", org) == "owner"
 
 
 def test_members_can_be_promoted_removed_and_can_leave(browser_like: TestClient, runtime: Runtime) -> None:
@@ -217,9 +217,9 @@ def test_members_can_be_promoted_removed_and_can_leave(browser_like: TestClient,
     assert flash_after(browser_like, removed) == "carol was removed."
     left = post_form(browser_like, f"/orgs/{org}/members", f"/orgs/{org}/members/alice/remove", {})
     assert left.headers["location"] == "/orgs"
-    assert runtime.replica.index.role_in("alice", org) is None
-    assert runtime.replica.index.role_in("carol", org) is None
-    assert runtime.replica.index.role_in("bob", org) == "owner"
+    assert runtime.replica.snapshot.index.role_in("alice", org) is None
+    assert runtime.replica.snapshot.index.role_in("carol", org) is None
+    assert runtime.replica.snapshot.index.role_in("bob", org) == "owner"
 
 
 def test_owners_edit_the_profile_and_billing(browser_like: TestClient) -> None:
@@ -265,7 +265,7 @@ def test_per_resource_roles_are_shown_and_shared_by_owners_only(browser_like: Te
     shared = post_form(browser_like, f"/?context={org}", "/resources/algorithm/grover/roles",
                        {"context": org, "user_id": "bob", "role": "maintainer"})
     assert flash_after(browser_like, shared) == "bob is now maintainer of algorithm:grover."
-    assert runtime.replica.index.resource_role("bob", "algorithm", "grover") == "maintainer"
+    assert runtime.replica.snapshot.index.resource_role("bob", "algorithm", "grover") == "maintainer"
     content = browser_like.get("/", params={"context": org}).text
     assert "Sharing: 1 role of its own" in content
     sign_in(browser_like, "bob")
@@ -274,7 +274,7 @@ def test_per_resource_roles_are_shown_and_shared_by_owners_only(browser_like: Te
     assert "Sharing:" not in bob_view and ">Delete<" not in bob_view
     refused = post_form(browser_like, f"/?context={org}", "/resources/algorithm/grover/delete", {"context": org})
     assert refused.status_code == 403
-    assert runtime.replica.index.context_of("algorithm", "grover") == org
+    assert runtime.replica.snapshot.index.context_of("algorithm", "grover") == org
 
 
 def test_the_audit_log_is_paged(browser_like: TestClient, runtime: Runtime) -> None:
