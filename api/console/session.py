@@ -7,6 +7,7 @@ not, so the forms before sign-in (the dev sign-in) are CSRF-protected the same w
 The account context is deliberately *not* in it: a reload goes back to personal.
 """
 
+import hashlib
 import hmac
 import ipaddress
 import logging
@@ -85,12 +86,7 @@ class SessionCodec:
     """Reads and writes the session cookie of one app."""
 
     def __init__(self, settings: Settings) -> None:
-        secret = settings.session_secret.get_secret_value() if settings.session_secret else None
-        if secret is None:
-            secret = secrets.token_urlsafe(32)
-            log.warning("AUTHZ_SESSION_SECRET is not set: console sessions use a random key and end at restart; "
-                        "set it (the same on every replica) to keep them")
-        self._serializer = URLSafeTimedSerializer(secret, salt=SALT)
+        self._serializer = URLSafeTimedSerializer(_session_key(settings), salt=SALT)
         self.max_age = settings.session_ttl
 
     def read(self, request: Request) -> Session:
@@ -122,6 +118,19 @@ class SessionCodec:
 
     def loads(self, value: str, salt: str, max_age: int) -> Any:
         return URLSafeTimedSerializer(self._serializer.secret_key, salt=salt).loads(value, max_age=max_age)
+
+
+def _session_key(settings: Settings) -> str:
+    """AUTHZ_SESSION_SECRET; else one derived from AUTHZ_JWT_SECRET (the same in every worker and
+    after a restart, and never equal to it); else a random one for this process only."""
+    if settings.session_secret is not None:
+        return settings.session_secret.get_secret_value()
+    if settings.jwt_secret is not None:
+        derived = hmac.new(settings.jwt_secret.get_secret_value().encode(), b"authz console session", hashlib.sha256)
+        return derived.hexdigest()
+    log.warning("AUTHZ_SESSION_SECRET is not set: console sessions use a random key and end at restart; "
+                "set it (the same on every replica) to keep them")
+    return secrets.token_urlsafe(32)
 
 
 def is_loopback(host: str | None) -> bool:
