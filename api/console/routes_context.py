@@ -51,7 +51,8 @@ def home(request: Request, context: str | None = None) -> Response:
 
 
 def _content(page: Page, choice: ContextChoice, status: int = 200, values: dict[str, str] | None = None,
-             errors: dict[str, str] | None = None, error: str | None = None, error_resource: str | None = None) -> Response:
+             errors: dict[str, str] | None = None, error: str | None = None,
+             error_resource: str | None = None) -> Response:
     policy = page.runtime.policy
     index = page.snapshot.index
     user = page.user_id

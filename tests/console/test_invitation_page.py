@@ -56,9 +56,10 @@ def test_the_link_asks_to_sign_in_then_returns_and_accepts(browser_like: TestCli
     signin = re.search(r'href="(/signin\?next=[^"]+)"', page.text)
     assert signin
     form = browser_like.get(signin.group(1).replace("&amp;", "&"))
+    next_field = re.search(r'name="next" value="([^"]+)"', form.text)
+    assert next_field
     back = browser_like.post("/dev/signin", data={"csrf": csrf_of(form.text), "user_id": "bob",
-                                                  "email": "bob@example.com",
-                                                  "next": re.search(r'name="next" value="([^"]+)"', form.text).group(1)})
+                                                  "email": "bob@example.com", "next": next_field.group(1)})
     assert back.headers["location"] == link
 
     invitation = browser_like.get(link)

@@ -244,16 +244,17 @@ def test_backend_tokens_are_set_replaced_and_deleted_and_never_shown(browser_lik
     page = f"/tokens?context={org}"
     first = post_form(browser_like, page, "/tokens", {"context": org, "provider": "ibm", "token": "first-secret-AAAA"})
     assert flash_after(browser_like, first) == "The ibm token of “Quantum Lab” is set (ends in …AAAA)."
-    second = post_form(browser_like, page, "/tokens", {"context": org, "provider": "ibm", "token": "second-secret-BBBB"})
+    second = post_form(browser_like, page, "/tokens",
+                       {"context": org, "provider": "ibm", "token": "second-secret-BBBB"})
     listing = browser_like.get(page).text
     assert second.status_code == 303 and "…BBBB" in listing and "…AAAA" not in listing
     assert "second-secret" not in listing and "first-secret" not in listing
     bad = post_form(browser_like, page, "/tokens", {"context": org, "provider": "IBM Quantum!", "token": "zzzz-secret"})
     assert bad.status_code == 422 and field_error(bad.text, "provider")
     assert "zzzz-secret" not in bad.text  # the secret is never sent back, not even into the form
-    deleted = post_form(browser_like, page, f"/tokens/ibm/delete", {"context": org})
+    deleted = post_form(browser_like, page, "/tokens/ibm/delete", {"context": org})
     assert flash_after(browser_like, deleted) == "The ibm token of “Quantum Lab” was deleted."
-    gone = post_form(browser_like, page, f"/tokens/ibm/delete", {"context": org})
+    gone = post_form(browser_like, page, "/tokens/ibm/delete", {"context": org})
     assert gone.status_code == 404 and "no backend token is set" in gone.text
 
 
