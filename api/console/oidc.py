@@ -10,6 +10,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import jwt
 from authlib.common.security import generate_token
 from authlib.integrations.base_client.errors import OAuthError
@@ -100,7 +101,7 @@ class OidcSignIn:
             with self._client() as client:
                 token = client.fetch_token(token_endpoint, grant_type="authorization_code", code=code,
                                            code_verifier=pending["verifier"])
-        except (OAuthError, KeyUnavailable, OSError, ValueError) as exc:
+        except (OAuthError, KeyUnavailable, httpx.HTTPError, OSError, ValueError) as exc:
             raise SignInFailed(f"the authorization code could not be exchanged ({type(exc).__name__})") from None
         id_token = token.get("id_token")
         if not isinstance(id_token, str):

@@ -133,3 +133,14 @@ def test_an_unverified_email_from_the_provider_cannot_accept_invitations(console
     session: Any = console.app.state.console.codec.loads(console.cookies["authz_session"],
                                                         "authz-console-session", 3600)
     assert session["u"] == "mallory" and session["v"] is False
+
+
+def test_an_unreachable_token_endpoint_is_a_message_not_a_crash(console: TestClient) -> None:
+    url, _ = start(console)
+    back = authorize_at_provider(url, "alice")
+    provider = console.app.state.console.oidc.provider
+    provider.metadata()["token_endpoint"] = "http://127.0.0.1:9/token"  # nothing listens there
+    answer = console.get(back.removeprefix(BASE))
+    assert answer.status_code == 400
+    assert "the authorization code could not be exchanged (ConnectError)" in answer.text
+    assert console.get("/orgs").status_code == 303
