@@ -20,6 +20,7 @@ from authz.bootstrap import open_runtime
 from authz.engine.follower import Follower
 from authz.mail.mailbox import DevMailbox
 from authz.mail.sender import OutboxSender
+from authz.services.expiry import ExpirySweeper
 from authz.services import forward_auth as forward_auth_service
 from authz.services.runtime import Runtime
 from authz.settings import Settings
@@ -46,12 +47,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             mail_sender.transport = mailbox
             console.mailbox = mailbox
         app.state.mail_sender = mail_sender
+        sweeper = ExpirySweeper(current, settings.expiry_sweep_interval)
         app.state.runtime = current
         app.state.follower = follower
         app.state.token_verifier = TokenVerifier.from_settings(settings, oidc)
         app.state.service_key_cache = ServiceKeyCache()
         app.state.routes = forward_auth_service.load_route_table(current)  # policies/routes.yaml
         follower.start()
+        sweeper.start()
         if settings.mail_sender:
             mail_sender.start()
         log.info("authz ready", extra={"revision": current.replica.revision, "database": current.database.engine.url.render_as_string(hide_password=True)})
@@ -59,6 +62,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             yield
         finally:
             follower.stop()
+            sweeper.stop()
             mail_sender.stop()
             if runtime is None:
                 current.database.dispose()

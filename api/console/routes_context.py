@@ -60,7 +60,7 @@ def _content(page: Page, choice: ContextChoice, status: int = 200, values: dict[
     types = sorted(policy.content_types())
     total = 0
     for resource_type in types:
-        found = index.list_resources(user, "read", resource_type, choice.context)
+        found = index.list_resources(user, "read", resource_type, choice.context, clock=page.snapshot.clock)
         total += len(found)
         for resource_id in found[: max(0, MAX_SHOWN - len(shown))]:
             shown.append((resource_type, resource_id,

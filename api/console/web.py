@@ -112,10 +112,10 @@ class Page:
 
     def can(self, action: str, object_type: str, context: str) -> bool:
         """The same decision /v1/check gives (type-level, in `context`): decides which buttons show."""
-        return self.snapshot.index.check(self.user_id, action, object_type, None, context)
+        return self.snapshot.index.check(self.user_id, action, object_type, None, context, self.snapshot.clock)
 
     def can_on(self, action: str, resource_type: str, resource_id: str) -> bool:
-        return self.snapshot.index.check(self.user_id, action, resource_type, resource_id, None)
+        return self.snapshot.index.check(self.user_id, action, resource_type, resource_id, None, self.snapshot.clock)
 
     # ---- the account context ---------------------------------------------------------------
 
