@@ -182,9 +182,11 @@ def _invitations(page: Page, org_id: str, status: int = 200, values: dict[str, s
 @router.post("/orgs/{org_id}/invitations")
 def invite(request: Request, org_id: str, form: Form) -> Response:
     page = Page(request)
-    values = {"email": str(form.get("email") or ""), "role": str(form.get("role") or "")}
+    values = {"email": str(form.get("email") or ""), "role": str(form.get("role") or ""),
+              "expires_at": str(form.get("expires_at") or "").strip()}
     try:
-        written = invitations.create_invitation(page.runtime, page.user, org_id, values["email"], values["role"])
+        written = invitations.create_invitation(page.runtime, page.user, org_id, values["email"], values["role"],
+                                                expires_at=utc_instant(values["expires_at"]))
     except AuthzError as exc:
         status, detail = problem_of(exc)
         if status == 404:
@@ -223,6 +225,14 @@ def revoke(request: Request, org_id: str, invitation_id: str, form: Form) -> Res
             raise
         return _invitations(page, org_id, status, error=detail)
     return page.redirect(f"/orgs/{org_id}/invitations", "Invitation revoked; its link no longer works.")
+
+
+def utc_instant(value: str) -> str | None:
+    """A `datetime-local` field (no zone; the form says UTC) as the RFC 3339 the services expect."""
+    if not value:
+        return None
+    has_zone = value.endswith("Z") or "+" in value[10:] or "-" in value[10:]
+    return value if has_zone else value + "+00:00"
 
 
 def _wake_mail(page: Page) -> None:

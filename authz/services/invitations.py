@@ -77,6 +77,7 @@ class InvitationPreview:
     role: str | None = None
     invited_by: str | None = None
     expires_at: datetime | None = None
+    grant_expires_at: datetime | None = None  # the membership it creates ends then
 
 
 @dataclass(frozen=True)
@@ -280,7 +281,7 @@ def preview_invitation(rt: Runtime, principal: Principal, token: object) -> Invi
             return InvitationPreview(status, False, verified, _hint(row.email), False)
         member = role_in_context(session, principal.id, row.org_id) is not None
         return InvitationPreview(status, True, True, _hint(row.email), member, org.id, org.name, row.role,
-                                 row.invited_by, row.expires_at)
+                                 row.invited_by, row.expires_at, row.grant_expires_at)
 
 
 def _locked_by_token(uow: UnitOfWork, invitation_id: str, token: str) -> Invitation:

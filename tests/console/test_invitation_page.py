@@ -168,3 +168,24 @@ def test_inviting_twice_or_a_bad_email_is_shown_beside_the_email_field(browser_l
     role = post_form(browser_like, f"/orgs/{org}/invitations", f"/orgs/{org}/invitations",
                      {"email": "x@example.com", "role": "emperor"})
     assert role.status_code == 422 and 'id="f-role-error">role must be one of' in role.text
+
+
+def test_an_invitation_for_a_membership_that_ends(browser_like: TestClient, runtime: Runtime) -> None:
+    sign_in(browser_like, "alice")
+    org = create_org_in_console(browser_like)
+    past = post_form(browser_like, f"/orgs/{org}/invitations", f"/orgs/{org}/invitations",
+                     {"email": "bob@example.com", "role": "viewer", "expires_at": "2001-01-01T00:00"})
+    assert past.status_code == 422
+    assert re.search(r'id="f-expires_at-error">expires_at must be in the future', past.text)
+    sent_before = len(browser_like.app.state.console.mailbox.mails())  # type: ignore[attr-defined]
+    ok = post_form(browser_like, f"/orgs/{org}/invitations", f"/orgs/{org}/invitations",
+                   {"email": "bob@example.com", "role": "viewer", "expires_at": "2099-06-30T12:00"})
+    assert ok.status_code == 303
+    assert "until 2099-06-30 12:00 UTC" in browser_like.get(f"/orgs/{org}/invitations").text
+    link = _next_link(browser_like, sent_before)
+    sign_in(browser_like, "bob")
+    page = browser_like.get(link)
+    assert "The membership ends on 2099-06-30 at 12:00 UTC." in page.text
+    browser_like.post("/invitations/accept", data={"csrf": csrf_of(page.text), "token": link.split("token=")[1]})
+    members = browser_like.get(f"/orgs/{org}/members").text
+    assert re.search(r'data-testid="membership-end">until 2099-06-30 12:00 UTC<', members)
