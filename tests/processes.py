@@ -129,7 +129,8 @@ def start_authz(tmp_path: Path, env: Mapping[str, str] | None = None, *, timeout
                 attempts: int = 3, port: int | None = None) -> ServerProcess:
     """Start `authz serve` on a free loopback port and wait until /readyz answers 200.
 
-    `env` overrides the defaults of `authz_env` (e.g. AUTHZ_DATABASE_URL for PostgreSQL).
+    `env` overrides the defaults of `authz_env` (e.g. AUTHZ_DATABASE_URL for PostgreSQL); "{port}"
+    in a value is replaced by the port chosen.
     Retries on a fresh port if another process took the chosen one first; `port` asks for
     one port only (a restart on the port a client already follows).
     """
@@ -139,6 +140,8 @@ def start_authz(tmp_path: Path, env: Mapping[str, str] | None = None, *, timeout
     fixed = port
     for attempt in range(1 if fixed else attempts):
         port = fixed or free_port()
+        # "{port}" in a value is this server's port (AUTHZ_PUBLIC_URL=http://127.0.0.1:{port}).
+        values = {name: value.replace("{port}", str(port)) for name, value in authz_env(tmp_path, env).items()}
         log_path = tmp_path / f"authz-{port}.log"
         log_file = log_path.open("wb")
         process = subprocess.Popen(
