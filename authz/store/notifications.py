@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 log = logging.getLogger("authz.listener")
 
 CHANNEL = "authz_changelog"
-NOTIFIES_WAIT = 0.5  # seconds; how quickly the thread notices stop()
+NOTIFIES_WAIT = 0.05  # seconds; how quickly the thread notices stop() (tests stop one per test)
 # libpq options that turn a silently dead peer into an error instead of an endless wait.
 TCP_OPTIONS: dict[str, int] = {
     "keepalives": 1,
