@@ -16,7 +16,7 @@ from api.middleware import RequestMiddleware
 from api.oidc_keys import OidcProvider
 from api.problems import install_problem_handlers
 from api.routers import audit, backend_tokens, decisions, me, operations, organizations, policy, resources
-from api.routers import authzen, changes, forward_auth
+from api.routers import authzen, changes, forward_auth, snapshot
 from api.routers import invitations
 from authz.bootstrap import open_runtime
 from authz.engine.follower import Follower
@@ -92,25 +92,37 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *,
         description="Organizations, memberships and authorization decisions of the platform.",
         lifespan=lifespan,
     )
-    app.state.metrics = metrics
-    app.state.settings = settings
-    install_problem_handlers(app)
+    install_common(app, settings, metrics)
     # decisions first: routes are matched in order, and /v1/check is the hot path.
     for module in (decisions, operations, me, organizations, resources, policy, audit, backend_tokens):
         app.include_router(module.router)
     app.include_router(forward_auth.router)
     app.include_router(changes.router)
+    app.include_router(snapshot.router)
     app.include_router(authzen.router)
     app.include_router(invitations.router)
     # The console's pages at / (HTML; not part of the OpenAPI document).
     console = install_console(app, settings, oidc)
+    install_middleware(app, settings, metrics, tracer_provider)
+    return app
+
+
+def install_common(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
+    """What every app of authz has (the service and the sidecar): state and problem+json errors."""
+    app.state.metrics = metrics
+    app.state.settings = settings
+    install_problem_handlers(app)
+
+
+def install_middleware(app: FastAPI, settings: Settings, metrics: Metrics,
+                       tracer_provider: "TracerProvider | None") -> None:
+    """The decision fast path, request accounting and tracing (the service and the sidecar)."""
     # Added first, so it runs inside RequestMiddleware (which counts and logs every request).
     app.add_middleware(DecisionFastPath)
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes,
                        tracing=tracer_provider is not None)
     if tracer_provider is not None:
         tracing.instrument_app(app, tracer_provider)
-    return app
 
 
 def app_from_environment() -> FastAPI:

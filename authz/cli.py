@@ -72,6 +72,33 @@ def serve(
     uvicorn.run(create_app(settings), host=host, port=port, **UVICORN_OPTIONS)
 
 
+@app.command()
+def sidecar(
+    upstream: Annotated[str, typer.Option(help="the authz service to follow, e.g. http://authz.internal:8000")],
+    key_file: Annotated[Path, typer.Option(help="file holding a service key with the changes:read and check scopes")],
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8001,
+) -> None:
+    """Answer decisions next to an application, from a replica that follows UPSTREAM (no database)."""
+    import uvicorn
+
+    from authz.logging_setup import configure_logging
+
+    if not upstream.startswith(("http://", "https://")):
+        raise _fail("--upstream must be an http:// or https:// URL")
+    try:
+        key = key_file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise _fail(f"cannot read --key-file {key_file}: {exc.strerror}") from None
+    if not key.startswith("azk_") or len(key.split()) != 1:
+        raise _fail(f"--key-file {key_file} must hold one service key (azk_...) on one line")
+    settings = _settings()
+    configure_logging(settings.log_level)
+    from api.sidecar import create_sidecar_app
+
+    uvicorn.run(create_sidecar_app(settings, upstream, key), host=host, port=port, **UVICORN_OPTIONS)
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Bring the database schema up to date."""

@@ -243,6 +243,28 @@ class DecisionIndex:
             users = [user for user in users if user > after]
         return users[:limit]
 
+    # ---- export (GET /v1/snapshot; `authz.engine.transfer`) ------------------------------
+
+    def policy_rules(self) -> Iterator[Rule]:
+        """The `p` rules and the role hierarchy as the rules `add_rule` takes."""
+        for role, permissions in sorted(self._grants.items()):
+            for object_type, action in sorted(permissions):
+                yield ("p", role, ALL_DOMAINS, object_type, action)
+        for role, parents in sorted(self._parents.items()):
+            for parent in sorted(parents):
+                yield ("g", role, parent, ALL_DOMAINS)
+
+    def grant_groups(self) -> Iterator[tuple[str, dict[str, Grant]]]:
+        """(domain, {subject: grant}) of every membership context and every resource scope."""
+        for shards in (self._members, self._resource_roles):
+            for shard in shards:
+                yield from shard.items()
+
+    def resource_groups(self) -> Iterator[tuple[str, SortedIds]]:
+        """(context, its "type:id" scopes) of every context with resources."""
+        for shard in self._resources_in:
+            yield from shard.items()
+
     def counts(self) -> dict[str, int]:
         return {
             "memberships": sum(len(m) for shard in self._members for m in shard.values()),

@@ -17,7 +17,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -133,7 +133,7 @@ class Replica:
                         if revision != changes.revision + 1:
                             missing = (changes.revision + 1, revision)
                             break
-                        changes.apply(revision, delta, session)
+                        changes.apply(revision, delta, lambda: _read_service_keys(session))
                         applied += 1
                     if changes.revision != current.revision:
                         self._publish(changes.finish())
@@ -148,6 +148,36 @@ class Replica:
         if reload:
             self._reload_after_gap(database)
         return applied
+
+    # ---- following the change feed instead (the sidecar: authz.sidecar) -------------------
+
+    def install(self, snapshot: Snapshot) -> None:
+        """Publish a whole snapshot loaded from elsewhere (GET /v1/snapshot); replaces the state."""
+        with self._apply_lock:
+            self._publish(replace(snapshot, clock=self.clock), synced=True)
+
+    def apply_feed(self, revision: int, ops: list[dict[str, Any]],
+                   read_service_keys: Callable[[], Mapping[str, ServiceKeyRecord]]) -> bool:
+        """Apply one change of the feed if it is the next revision (an older one is skipped).
+
+        The feed withholds service-key hashes, so a service-key change calls
+        `read_service_keys` (the upstream's current keys). Returns whether it was applied.
+        """
+        with self._apply_lock:
+            current = self.snapshot
+            if revision <= current.revision:
+                return False
+            if revision != current.revision + 1:
+                raise ValueError(f"the feed skipped from revision {current.revision} to {revision}")
+            changes = _Changes(current)
+            changes.apply(revision, ops, read_service_keys)
+            self._publish(changes.finish(), synced=True)
+        return True
+
+    def mark_synced(self) -> None:
+        """The source confirmed there is nothing newer (a feed keep-alive): staleness restarts."""
+        self.last_sync = time.monotonic()
+        self.last_sync_error = None
 
     def _gap_seen(self, expected: int, found: int) -> bool:
         """Remember when `expected` went missing; True once it has been missing too long."""
@@ -262,14 +292,15 @@ class _Changes:
         self._policy = base.policy
         self._service_keys = base.service_keys
 
-    def apply(self, revision: int, delta: list[dict[str, Any]], session: Session | None) -> None:
+    def apply(self, revision: int, delta: list[dict[str, Any]],
+              read_service_keys: Callable[[], Mapping[str, ServiceKeyRecord]] | None) -> None:
         for op in delta:
             kind = op["op"]
             if kind == "policy":
                 self._policy = PolicyDocument.from_json(op["document"])
             elif kind == "service_keys":
-                assert session is not None, "service-key changes are read from their table"
-                self._service_keys = _read_service_keys(session)
+                assert read_service_keys is not None, "service-key changes are read from their source"
+                self._service_keys = read_service_keys()
         if self._editor is None:
             self._editor = self._base.index.edit()
         self._editor.apply(delta)

@@ -1,0 +1,106 @@
+"""The sidecar's app: the decision routers of the service over a replica fed by the change feed.
+
+One implementation: the routes, the fast path, authentication, staleness and `min_revision`
+handling are the service's own (`api.routers.*`, `api.fast_path`, `api.auth`); only the
+replica's source differs (`authz.engine.feed_follower` instead of the database). Writes,
+secrets and the console are not here: every other path is a 404 naming the upstream.
+"""
+
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, cast
+
+from fastapi import FastAPI, Request, Response
+
+from api import tracing
+from api.app import install_common, install_middleware
+from api.auth import ServiceKeyCache, TokenVerifier
+from api.metrics import Metrics
+from api.oidc_keys import OidcProvider
+from api.problems import problem
+from api.routers import authzen, decisions, forward_auth, operations
+from authz.domain.cursors import CursorCodec, derive_key
+from authz.domain.errors import Unavailable
+from authz.engine.feed_follower import FeedFollower
+from authz.engine.replica import Replica, Snapshot
+from authz.policy.routes import load_routes
+from authz.services.runtime import Runtime
+from authz.settings import Settings
+from authz.store.database import Database
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
+log = logging.getLogger("authz.sidecar")
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+class NoDatabase:
+    """Stands where the service has its database: the sidecar has none, and says so if asked."""
+
+    is_postgres = False
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+
+    def session(self) -> Any:
+        raise Unavailable(f"the sidecar has no database; send this to the upstream {self.upstream}")
+
+    def dispose(self) -> None:
+        pass
+
+
+def create_sidecar_app(settings: Settings, upstream: str, key: str, *,
+                       tracer_provider: "TracerProvider | None" = None) -> FastAPI:
+    """The sidecar: snapshot and change feed from `upstream` (with `key`), decisions answered here."""
+    upstream = upstream.rstrip("/")
+    metrics = Metrics()
+    if tracer_provider is None and tracing.tracing_configured(settings):
+        from opentelemetry import trace
+
+        tracer_provider = tracing.provider_from_settings(settings)
+        trace.set_tracer_provider(tracer_provider)
+    oidc = OidcProvider.from_settings(settings)
+    cursor_key = settings.cursor_key.get_secret_value().encode() if settings.cursor_key else secrets.token_bytes(32)
+    runtime = Runtime(settings=settings, database=cast(Database, NoDatabase(upstream)), replica=Replica(),
+                      cursors=CursorCodec(derive_key(cursor_key, "paging cursors")))
+
+    def before_install(snapshot: Snapshot) -> None:
+        # The route file (AUTHZ_POLICY_DIR, as for the service) checked against the policy it will serve.
+        if snapshot.policy is not None:
+            app.state.routes = load_routes(settings.policy_dir, snapshot.policy)
+
+    follower = FeedFollower(runtime.replica, upstream, key, before_install=before_install,
+                            read_timeout=max(60.0, settings.max_staleness))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.runtime = runtime
+        app.state.follower = follower
+        app.state.token_verifier = TokenVerifier.from_settings(settings, oidc)
+        app.state.service_key_cache = ServiceKeyCache()
+        follower.start()  # decisions answer 503 until the snapshot is loaded
+        log.info("authz sidecar following %s", upstream)
+        try:
+            yield
+        finally:
+            follower.stop()
+            if oidc is not None:
+                oidc.close()
+
+    app = FastAPI(title="authz sidecar", version="1.0", lifespan=lifespan,
+                  description=f"Decisions answered locally, following {upstream}.")
+    install_common(app, settings, metrics)
+    app.state.upstream = upstream
+    for module in (decisions, operations, forward_auth, authzen):
+        app.include_router(module.router)
+
+    @app.api_route("/{path:path}", methods=ALL_METHODS, include_in_schema=False)
+    async def elsewhere(request: Request, path: str) -> Response:
+        return problem(404, f"the sidecar answers decisions only; send {request.method} /{path} "
+                            f"to the upstream {upstream}")
+
+    install_middleware(app, settings, metrics, tracer_provider)
+    return app
