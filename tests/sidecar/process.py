@@ -1,0 +1,77 @@
+"""A real `authz sidecar` process following a real `authz serve` (tests/processes.py)."""
+
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import httpx
+
+from tests.processes import ServerProcess, authz_env, free_port, stop_process, wait_for_port
+
+
+@dataclass
+class SidecarProcess:
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    _log_file: IO[bytes] | None = field(repr=False, default=None)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def readyz(self) -> dict[str, object]:
+        body: dict[str, object] = httpx.get(self.url + "/readyz", timeout=2.0).json()
+        return body
+
+    def wait_ready(self, revision: int = 0, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the sidecar exited:\n{self.log_text()[-3000:]}")
+            try:
+                ready = self.readyz()
+                if ready.get("status") != "not ready" and int(ready.get("revision", -1)) >= revision:  # type: ignore[arg-type]
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"the sidecar did not reach revision {revision}:\n{self.log_text()[-3000:]}")
+
+    def stop(self) -> None:
+        stop_process(self.process)
+        if self._log_file is not None:
+            self._log_file.close()
+            self._log_file = None
+
+
+def start_sidecar(tmp_path: Path, upstream: ServerProcess | str, key: str,
+                  env: Mapping[str, str] | None = None, *, wait: bool = True) -> SidecarProcess:
+    """`authz sidecar` on a free port, with the JWT settings of the tests and NO database setting."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    key_file = tmp_path / "sidecar.key"
+    key_file.write_text(key + "\n", encoding="utf-8")
+    values = authz_env(tmp_path, env)
+    values["AUTHZ_DATABASE_URL"] = "postgresql+psycopg://nobody@127.0.0.1:1/none"  # proves it is never used
+    url = upstream if isinstance(upstream, str) else upstream.url
+    port = free_port()
+    log_path = tmp_path / f"sidecar-{port}.log"
+    log_file = log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "authz.cli", "sidecar", "--upstream", url, "--key-file", str(key_file),
+         "--host", "127.0.0.1", "--port", str(port)],
+        env=values, cwd=tmp_path, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    )
+    sidecar = SidecarProcess(f"http://127.0.0.1:{port}", port, process, log_path, log_file)
+    try:
+        wait_for_port("127.0.0.1", port, process, 30.0, log_path)
+        if wait:
+            sidecar.wait_ready()
+    except BaseException:
+        sidecar.stop()
+        raise
+    return sidecar
