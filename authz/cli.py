@@ -94,6 +94,9 @@ def sidecar(
         raise _fail(f"--key-file {key_file} must hold one service key (azk_...) on one line")
     settings = _settings()
     configure_logging(settings.log_level)
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per snapshot or stream opened
     from api.sidecar import create_sidecar_app
 
     uvicorn.run(create_sidecar_app(settings, upstream, key), host=host, port=port, **UVICORN_OPTIONS)
