@@ -53,7 +53,7 @@ def _print_policy_errors(exc: PolicyInvalid) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
-    workers: Annotated[int, typer.Option(help="processes, each following the changelog")] = 1,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="processes forked after one load, each following the changelog")] = 1,
 ) -> None:
     """Run the HTTP service (upgrades the schema and loads policies/ if the database has none)."""
     import uvicorn
@@ -64,9 +64,10 @@ def serve(
     configure_logging(settings.log_level)
     _require_secret_keys(settings)
     if workers > 1:
-        uvicorn.run("api.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                    **UVICORN_OPTIONS)
-        return
+        # The state is loaded once and the workers are forked from it (api.prefork), sharing its pages.
+        from api.prefork import serve_prefork
+
+        raise typer.Exit(serve_prefork(host, port, workers, UVICORN_OPTIONS))
     from api.app import create_app
 
     uvicorn.run(create_app(settings), host=host, port=port, **UVICORN_OPTIONS)

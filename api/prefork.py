@@ -1,0 +1,92 @@
+"""`authz serve --workers N`: load the state once, then fork N workers that share its pages.
+
+uvicorn's own `workers=` spawns fresh interpreters, each loading every rule again (N times
+the memory and the start-up). Here the supervisor opens the runtime (schema upgrade,
+policy, the whole index, frozen out of the collector's reach by `bulk_allocation`),
+binds the socket, and forks: each worker starts with the index already in memory, shared
+copy-on-write with its siblings, and then follows the changelog on its own from the
+revision loaded (DESIGN.md invariant 3). Pages a worker touches (reference counts of
+what its requests read, and every change it applies) become its own; the rest stay shared.
+
+The supervisor forwards SIGTERM/SIGINT to the workers and exits when they have; a worker
+that dies is reported and the others are stopped too (the process manager restarts the
+whole service: a half-sized pool is a surprise nobody wants).
+"""
+
+import gc
+import logging
+import os
+import signal
+import socket
+from types import FrameType
+
+log = logging.getLogger("authz.serve")
+
+
+def serve_prefork(host: str, port: int, workers: int, uvicorn_options: dict[str, object]) -> int:
+    """Run the service with `workers` forked processes; returns the exit status."""
+    import uvicorn
+
+    from api.app import create_app
+    from authz.bootstrap import open_runtime
+    from authz.settings import Settings
+
+    settings = Settings()
+    runtime = open_runtime(settings)  # the one load: every worker starts from this index
+    runtime.database.engine.dispose()  # no pooled connection may be shared across the fork
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    gc.collect()
+    gc.freeze()  # what exists now is never walked (nor written to) by a worker's collector
+    log.info("loaded revision %d once; forking %d workers", runtime.replica.revision, workers)
+
+    children: list[int] = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # a worker
+            status = 0
+            try:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                runtime.database.engine.dispose(close=False)  # its own connections from here on
+                config = uvicorn.Config(create_app(settings, runtime), **uvicorn_options)  # type: ignore[arg-type]
+                uvicorn.Server(config).run(sockets=[sock])
+            except BaseException:  # noqa: BLE001 - a worker must never return into the supervisor's loop
+                log.exception("worker %d failed", os.getpid())
+                status = 1
+            finally:
+                os._exit(status)
+        children.append(pid)
+
+    stopping = False
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for child in children:
+            try:
+                os.kill(child, signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    status = 0
+    while children:
+        try:
+            pid, code = os.wait()
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+        if pid in children:
+            children.remove(pid)
+            if not stopping:
+                log.error("worker %d exited (status %d); stopping the others", pid, code)
+                status = 1
+                stop(signal.SIGTERM, None)
+    sock.close()
+    return status

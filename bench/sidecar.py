@@ -1,0 +1,140 @@
+"""Issue 17: the snapshot, the sidecar, and its replication lag, at the bench's data set (1M + 1M).
+
+    .venv/bin/python -m bench.run --only sidecar [--quick]
+
+- `GET /v1/snapshot` from a real `authz serve`: seconds to stream it whole, and its size;
+- loading that stream into a `Snapshot` (`authz.engine.transfer.load`), in this process;
+- `authz sidecar`: spawn → /readyz 200 (snapshot over HTTP included), and its RSS;
+- `/v1/check` through the sidecar vs through the central service: wrk, same questions,
+  same connections, same run (ratios);
+- replication lag: writes through the central service at 100/s, each followed by a check
+  at the sidecar with `min_revision` = the write's revision; the lag is from the write's
+  response to that check's answer (what read-your-writes through a sidecar costs).
+"""
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from authz.engine import transfer
+from bench import server, wrk
+from bench.clients import percentile, user_headers
+from bench.dataset import Dataset
+from bench.report import Figure, Report
+from bench.requests_mix import questions
+
+CONNECTIONS = 16
+WRITES_PER_S = 100
+
+
+def create_feed_key(database_url: str) -> str:
+    command = [str(server.ROOT / ".venv/bin/authz"), "service-key", "create", "sidecar", "--scope", "check",
+               "--scope", "changes:read"]
+    done = subprocess.run(command, env=server.authz_env(database_url), cwd=server.ROOT,
+                          capture_output=True, text=True, check=True)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def sidecar_serve(upstream: str, key_file: Path, port: int, log_path: Path, **env: str) -> Any:
+    command = [sys.executable, "-m", "authz.cli", "sidecar", "--upstream", upstream, "--key-file", str(key_file),
+               "--host", "127.0.0.1", "--port", str(port)]
+    values = server.authz_env("postgresql+psycopg://nobody@127.0.0.1:1/none", **env)  # no database: never used
+    return server.serve(command, values, port, log_path)
+
+
+def run(report: Report, database_url: str, dataset: Dataset, workdir: Path, *, quick: bool) -> None:
+    size = f"{dataset.shape.memberships:,} memberships, {dataset.shape.resources:,} resources"
+    seconds = 5.0 if quick else 10.0
+    key = create_feed_key(database_url)
+    key_file = workdir / "sidecar.key"
+    key_file.write_text(key + "\n")
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer " + key}
+    asked = questions(dataset, 1000, seed=21)
+    single = wrk.write_script(workdir / "sidecar-check.lua", [orjson.dumps(q.body()) for q in asked], headers)
+    results: dict[str, Any] = {}
+    with server.authz_serve(database_url, server.free_port(), workdir / "authz-central.log",
+                            AUTHZ_CHANGES_KEEPALIVE="1") as central:
+        # 1. the snapshot over HTTP, twice (the second is reported: the first warms the page cache)
+        for _ in range(2):
+            started = time.perf_counter()
+            body = bytearray()
+            with httpx.stream("GET", central.url + "/v1/snapshot", headers=headers, timeout=60) as response:
+                response.raise_for_status()
+                for chunk in response.iter_bytes():
+                    body += chunk
+            streamed = time.perf_counter() - started
+        report.add(Figure("GET /v1/snapshot streamed whole", streamed, "s", limit=5,
+                          note=f"{size}; {len(body) / 1e6:.0f} MB"))
+        started = time.perf_counter()
+        loaded = transfer.load(transfer.lines_of([bytes(body)]))
+        load_s = time.perf_counter() - started
+        counts = loaded.index.counts()
+        del loaded, body
+        report.add(Figure("snapshot loaded into an index", load_s, "s", limit=10,
+                          note=f"{counts['memberships']:,} memberships, {counts['resources']:,} resources"))
+        # 2. a sidecar beside it
+        with sidecar_serve(central.url, key_file, server.free_port(), workdir / "sidecar.log") as sidecar:
+            ready = sidecar.ready_after or float("nan")
+            rss = sidecar.rss_mb()
+            report.add(Figure("sidecar spawn → /readyz 200 (snapshot over HTTP)", ready, "s", limit=15, note=size))
+            report.add(Figure("sidecar RSS", rss, "MB", limit=450, note=size))
+            for target in (central, sidecar):
+                wrk.run_wrk(target.url + "/v1/check", single, connections=CONNECTIONS, seconds=2)  # warm-up
+            results["central"] = wrk.run_wrk(central.url + "/v1/check", single, connections=CONNECTIONS,
+                                             seconds=seconds)
+            results["sidecar"] = wrk.run_wrk(sidecar.url + "/v1/check", single, connections=CONNECTIONS,
+                                             seconds=seconds)
+            results["lag"] = _lag(central.url, sidecar.url, count=300 if quick else 1000)
+    c, s = results["central"], results["sidecar"]
+    note = f"{CONNECTIONS} connections, {seconds:.0f} s each; errors: {c.errors + s.errors}"
+    report.add(Figure("sidecar /v1/check p50", s.p50_ms, "ms", c.p50_ms, "central /v1/check p50", limit=1.0,
+                      note=note))
+    report.add(Figure("sidecar /v1/check p99", s.p99_ms, "ms", c.p99_ms, "central /v1/check p99", limit=1.0,
+                      note=note))
+    report.add(Figure("sidecar /v1/check throughput", s.requests_per_s, "req/s", c.requests_per_s,
+                      "central /v1/check", note=note))
+    lag = results["lag"]
+    report.add(Figure(f"replication lag central write → sidecar decision p99 at {WRITES_PER_S} writes/s",
+                      lag["p99_ms"], "ms", limit=100,
+                      note=f"p50 {lag['p50_ms']:.1f} ms, max {lag['max_ms']:.1f} ms, {lag['writes']} writes, "
+                           f"achieved {lag['writes_per_s']:.0f}/s"))
+    report.sections["sidecar"] = {"snapshot_stream_s": streamed, "snapshot_load_s": load_s, "sidecar_ready_s": ready,
+                                  "sidecar_rss_mb": rss, "central": c.as_json(), "sidecar": s.as_json(), "lag": lag}
+
+
+def _lag(central: str, sidecar: str, *, count: int) -> dict[str, float]:
+    """Each write: a resource registered in a personal context through the central service, then
+    a check of it at the sidecar with its revision as `min_revision`; paced to WRITES_PER_S."""
+    lags: list[float] = []
+    interval = 1.0 / WRITES_PER_S
+    user = "lag-writer"
+    headers = user_headers(user)
+    tag = os.getpid()
+    started = time.perf_counter()
+    with httpx.Client(base_url=central, timeout=10) as up, httpx.Client(base_url=sidecar, timeout=10) as local:
+        for n in range(count):
+            due = started + n * interval
+            pause = due - time.perf_counter()
+            if pause > 0:
+                time.sleep(pause)
+            written = up.post("/v1/resources", json={"type": "algorithm", "id": f"lag-{tag}-{n}"}, headers=headers)
+            if written.status_code != 201:
+                raise RuntimeError(f"write failed: {written.status_code} {written.text[:200]}")
+            at = time.perf_counter()
+            revision = int(written.headers["X-Authz-Revision"])
+            answer = local.post("/v1/check", json={"action": "read", "resource": {"type": "algorithm",
+                                                                                   "id": f"lag-{tag}-{n}"},
+                                                   "min_revision": revision}, headers=headers)
+            if answer.status_code != 200 or answer.json()["allowed"] is not True:
+                raise RuntimeError(f"the sidecar did not see revision {revision}: {answer.text[:200]}")
+            lags.append((time.perf_counter() - at) * 1000)
+    elapsed = time.perf_counter() - started
+    return {"writes": count, "writes_per_s": count / elapsed, "p50_ms": percentile(lags, 0.5),
+            "p99_ms": percentile(lags, 0.99), "max_ms": max(lags), "mean_ms": statistics.fmean(lags)}
