@@ -18,6 +18,7 @@ from tests.history.workload import Workload
 from tests.postgres import PostgresUnavailable, create_database, drop_database, postgres_required
 from tests.replicas.cluster import Cluster, via
 from tests.replicas.tcp_proxy import TcpProxy
+from tests.sidecar.process import start_sidecar
 from tests.smtp_server import SmtpServer
 
 SECONDS = float(os.environ.get("HISTORY_SECONDS", "25"))
@@ -47,12 +48,35 @@ def test_random_concurrent_history_keeps_every_invariant(database: str, tmp_path
                     max_staleness="5", min_revision_wait="1", smtp_host="127.0.0.1", smtp_port=str(smtp.port),
                     mail_poll_interval="0.2", expiry_sweep_interval="2") as cluster:
         replicas = cluster.start_ready(*REPLICAS, timeout=60)
-        workload = Workload({r.name: r.url for r in replicas}, smtp.inbox, proxy, seed)
-        workload.run(SECONDS, CLIENTS)
+        # A sidecar following replica a (snapshot + change feed, no database) answers decisions too:
+        # each of its answers is checked against the oracle at the revision it reported, like the others.
+        sidecar = start_sidecar(tmp_path / "sidecar", replicas[0].url, _feed_key(database),
+                                {"AUTHZ_MAX_STALENESS": "5", "AUTHZ_MIN_REVISION_WAIT": "1"})
+        try:
+            workload = Workload({r.name: r.url for r in replicas}, smtp.inbox, proxy, seed,
+                                readers={"sidecar": sidecar.url})
+            workload.run(SECONDS, CLIENTS)
+        finally:
+            sidecar.stop()
         logs = cluster.logs()
     smtp.stop()
     verdict = verify(database, workload.events)
     print(f"seed {seed}; {SECONDS:.0f}s, {CLIENTS} clients, {len(REPLICAS)} replicas, "
           f"{workload.cuts} database cuts; {verdict.summary()}")
     assert len(workload.events) > 50, "the workload did almost nothing: " + logs
+    assert any(e.replica == "sidecar" and e.ok for e in workload.events), "the sidecar answered nothing"
     assert not verdict.violations, "\n".join(verdict.violations[:40])
+
+
+def _feed_key(database_url: str) -> str:
+    """A service key for the sidecar, written straight into the database (the replicas learn of it)."""
+    from authz.bootstrap import open_runtime
+    from authz.domain.principal import cli_principal
+    from authz.services.service_keys import create_service_key
+    from tests.conftest import make_settings
+
+    runtime = open_runtime(make_settings(database_url), migrate=False)
+    try:
+        return create_service_key(runtime, cli_principal(), "history-sidecar", ["changes:read", "check"]).value
+    finally:
+        runtime.database.dispose()

@@ -98,7 +98,9 @@ class Knowledge:
 class Workload:
     """Runs the clients for a while against the replicas' URLs; `events` is the history."""
 
-    def __init__(self, urls: dict[str, str], inbox: Inbox, proxy: TcpProxy | None, seed: int) -> None:
+    def __init__(self, urls: dict[str, str], inbox: Inbox, proxy: TcpProxy | None, seed: int,
+                 readers: dict[str, str] | None = None) -> None:
+        """`readers`: decision points that answer decisions only (sidecars), asked like the replicas."""
         self.urls = urls
         self.inbox = inbox
         self.proxy = proxy
@@ -109,6 +111,7 @@ class Workload:
         self._ids = itertools.count()
         self._known = Knowledge()
         self._clients = {name: httpx.Client(base_url=url, timeout=15.0) for name, url in urls.items()}
+        self._readers = {name: httpx.Client(base_url=url, timeout=15.0) for name, url in (readers or {}).items()}
         self._pairs = ThreadPoolExecutor(max_workers=8, thread_name_prefix="history-pair")
         self._used_tokens: set[str] = set()
 
@@ -126,7 +129,7 @@ class Workload:
         if self.proxy is not None:
             self.proxy.restore()
         self._pairs.shutdown()
-        for client in self._clients.values():
+        for client in [*self._clients.values(), *self._readers.values()]:
             client.close()
 
     # ---- faults ---------------------------------------------------------------------------
@@ -165,11 +168,13 @@ class Workload:
 
     def _send(self, method: str, path: str, user: str, kind: str, rng: random.Random, *,
               body: dict[str, Any] | None = None, context: str | None = None) -> Event:
-        replica = rng.choice(sorted(self._clients))
+        decision = path in ("/v1/check", "/v1/list-resources")
+        replica = rng.choice(sorted(self._clients) + (sorted(self._readers) if decision else []))
+        http = self._clients.get(replica) or self._readers[replica]
         request_id = f"hist-{self.seed}-{next(self._ids)}"
         headers = {**auth(user, context=context), "X-Request-Id": request_id}
         started = time.time()  # wall clock: grants expire at wall-clock instants
-        response = self._clients[replica].request(method, path, json=body, headers=headers)
+        response = http.request(method, path, json=body, headers=headers)
         ended = time.time()
         try:
             answer = response.json() if response.content else None
