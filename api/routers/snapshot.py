@@ -2,10 +2,11 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from api.deps import REVISION_HEADER, PrincipalDep, RuntimeDep, problems
+from api.routers.decisions import ready_snapshot
 from authz.domain.errors import Unavailable
 from authz.engine import transfer
 from authz.services import changes
@@ -17,10 +18,12 @@ NDJSON = "application/x-ndjson"
 @router.get("/snapshot", responses={**problems(401, 403, 503), 200: {"content": {NDJSON: {}}}},
             response_class=StreamingResponse)
 async def read_snapshot(
+    request: Request,
     runtime: RuntimeDep,
     principal: PrincipalDep,
     part: Annotated[Literal["service_keys"] | None,
                     Query(description="only the service-key hashes (what a follower re-reads on a key change)")] = None,
+    min_revision: Annotated[int | None, Query(ge=0, description="wait (briefly) until this replica has it, else 503")] = None,
 ) -> StreamingResponse:
     """Rules, memberships, resources, per-resource roles, the policy and service-key hashes at one revision.
 
@@ -29,7 +32,10 @@ async def read_snapshot(
     follow `/v1/changes?after=<its revision>`.
     """
     changes.require_feed_reader(principal)
-    snapshot = runtime.replica.snapshot
+    # A follower that saw a key change at revision R in the feed (read from the database)
+    # asks with min_revision=R: this replica may not have applied R yet.
+    snapshot = runtime.replica.snapshot if min_revision is None else \
+        await ready_snapshot(request, runtime, min_revision)
     if snapshot.policy is None:
         raise Unavailable("this replica has not loaded the policy yet; retry shortly")
     # A sync iterator: Starlette runs each step in a worker thread, so the event loop stays free.

@@ -145,18 +145,28 @@ class FeedFollower:
 
     def _apply(self, payload: str) -> None:
         change = orjson.loads(payload)
+        revision = int(change["revision"])
         try:
-            self.replica.apply_feed(int(change["revision"]), change["ops"], self.read_service_keys)
+            self.replica.apply_feed(revision, change["ops"], lambda: self.read_service_keys(revision))
         except ValueError:
             self._reload = True  # a revision missing from the stream: start again from a snapshot
             raise
 
-    def read_service_keys(self) -> Mapping[str, ServiceKeyRecord]:
-        """The upstream's current service-key hashes (the feed says only that they changed)."""
+    def read_service_keys(self, revision: int) -> Mapping[str, ServiceKeyRecord]:
+        """The upstream's service-key hashes as of `revision` or later (the feed says only that they changed).
+
+        The feed comes from the upstream's database, its snapshot from its replica, which
+        may not have applied `revision` yet: hence `min_revision`. A later key set is fine
+        (a key created or revoked since is then known a little early; the feed brings that
+        change too).
+        """
         assert self._http is not None
-        response = self._http.get(self.upstream + "/v1/snapshot", params={"part": "service_keys"})
+        response = self._http.get(self.upstream + "/v1/snapshot",
+                                  params={"part": "service_keys", "min_revision": revision})
         _raise_for(response)
-        _, keys = transfer.read_service_keys(transfer.lines_of([response.content]))
+        found, keys = transfer.read_service_keys(transfer.lines_of([response.content]))
+        if found < revision:
+            raise UpstreamRefused(200, f"service keys at revision {found}, before {revision}")
         return keys
 
 
