@@ -97,15 +97,21 @@ def dump(snapshot: Snapshot, *, only_service_keys: bool = False) -> Iterator[byt
 
 def lines_of(chunks: Iterable[bytes]) -> Iterator[bytes]:
     """Whole lines from chunks cut anywhere (an HTTP body as it arrives)."""
-    pending = b""
+    pending: list[bytes] = []  # the pieces of an unfinished line (one context's line may be megabytes)
     for chunk in chunks:
-        if not chunk:
+        if b"\n" not in chunk:
+            if chunk:
+                pending.append(chunk)
             continue
-        pending += chunk
-        *complete, pending = pending.split(b"\n")
+        first, *complete, rest = chunk.split(b"\n")
+        pending.append(first)
+        head = b"".join(pending)
+        if head:
+            yield head
         yield from (line for line in complete if line)
+        pending = [rest] if rest else []
     if pending:
-        yield pending
+        yield b"".join(pending)
 
 
 def load(lines: Iterable[bytes], clock: Clock = time.time) -> Snapshot:
@@ -119,30 +125,50 @@ def load(lines: Iterable[bytes], clock: Clock = time.time) -> Snapshot:
     policy = PolicyDocument.from_json(policy_data) if policy_data is not None else None
     keys = service_keys_of(_next_object(stream, "service_keys")["service_keys"])
     rules = _next_object(stream, "rules")["rules"]
-    grants: list[tuple[str, str]] = []
-    resources: list[tuple[str, str]] = []
-    end: dict[str, Any] | None = None
-    for line in stream:
-        value = orjson.loads(line)
-        if isinstance(value, list) and len(value) == 3:
-            (grants if value[0] == "g" else resources if value[0] == "r" else _bad(line)).append((value[1], value[2]))
-        elif isinstance(value, dict) and "end" in value:
-            end = value
-            break
-        else:
-            _bad(line)
-    if end is None or end["end"] != revision:
-        raise SnapshotInvalid("the snapshot stream ended before its last line (cut short)")
+    lines = _Groups(stream)
     with bulk_allocation():
         editor = DecisionIndex.build()
         for rule in rules:
             editor.add_rule(tuple(rule))
-        loaded = editor.load_grouped_rules(grants)
-        editor.load_grouped_resources(resources)
+        # Parsed line by line as the loaders consume them: the body is never all in memory at once.
+        loaded = editor.load_grouped_rules(lines.of("g"))
+        editor.load_grouped_resources(lines.of("r"))
         index = editor.finish()
+    end = lines.end
+    if end is None or end.get("end") != revision:
+        raise SnapshotInvalid("the snapshot stream ended before its last line (cut short)")
     if "grants" in end and loaded != end["grants"]:
         raise SnapshotInvalid(f"the snapshot announced {end['grants']} grants but held {loaded}")
     return Snapshot(revision, index, policy, keys, clock=clock)
+
+
+class _Groups:
+    """The grouped lines of a stream, kind after kind ("g" then "r"), then its `end` object."""
+
+    def __init__(self, stream: Iterator[bytes]) -> None:
+        self._stream = stream
+        self._held: Any = None  # a parsed line that belongs to the next kind
+        self.end: dict[str, Any] | None = None
+
+    def of(self, kind: str) -> Iterator[tuple[str, str]]:
+        held, self._held = self._held, None
+        values = _chain(held, self._stream) if held is not None else map(orjson.loads, self._stream)
+        for value in values:
+            if isinstance(value, list) and len(value) == 3 and value[0] == kind:
+                yield value[1], value[2]
+            elif isinstance(value, list) and len(value) == 3 and value[0] in ("g", "r"):
+                self._held = value  # the next kind's first line
+                return
+            elif isinstance(value, dict) and "end" in value:
+                self.end = value
+                return
+            else:
+                raise SnapshotInvalid(f"unexpected line in the snapshot: {str(value)[:80]}")
+
+
+def _chain(first: Any, stream: Iterator[bytes]) -> Iterator[Any]:
+    yield first
+    yield from map(orjson.loads, stream)
 
 
 def service_keys_of(records: list[dict[str, Any]]) -> Mapping[str, ServiceKeyRecord]:
@@ -174,6 +200,3 @@ def _next_object(stream: Iterator[bytes], name: str) -> dict[str, Any]:
         raise SnapshotInvalid(f"the snapshot has no `{name}` where expected")
     return value
 
-
-def _bad(line: bytes) -> Any:
-    raise SnapshotInvalid(f"unexpected line in the snapshot: {line[:80]!r}")

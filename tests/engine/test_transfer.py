@@ -102,3 +102,10 @@ def test_a_cut_or_foreign_stream_is_refused(runtime: Runtime) -> None:
         transfer.load(iter(lines[:2]))
     with pytest.raises(transfer.SnapshotInvalid, match="not an"):
         transfer.load(iter([b'{"format": "other", "revision": 1}']))
+
+
+def test_lines_come_whole_however_the_body_is_cut() -> None:
+    body = b'{"a":1}\n["g","x","' + b"y" * 100_000 + b'"]\n\n{"end":1}'
+    for size in (1, 3, 4096, len(body)):
+        pieces = [body[i:i + size] for i in range(0, len(body), size)]
+        assert list(transfer.lines_of(pieces)) == [line for line in body.split(b"\n") if line]
