@@ -13,9 +13,11 @@
 """
 
 import os
+import queue
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -116,31 +118,46 @@ def run(report: Report, database_url: str, dataset: Dataset, workdir: Path, *, q
 
 
 def _lag(central: str, sidecar: str, *, count: int) -> dict[str, float]:
-    """Each write: a resource registered in a personal context through the central service, then
-    a check of it at the sidecar with its revision as `min_revision`; paced to WRITES_PER_S."""
-    lags: list[float] = []
+    """Writes through the central service at WRITES_PER_S (a resource registered in a personal
+    context each), and for each, from another thread, a check of it at the sidecar with the
+    write's revision as `min_revision`: the lag is from the write's response to that answer."""
     interval = 1.0 / WRITES_PER_S
-    user = "lag-writer"
-    headers = user_headers(user)
+    headers = user_headers("lag-writer")
     tag = os.getpid()
+    written: "queue.Queue[tuple[int, int, float] | None]" = queue.Queue()
+    lags: list[float] = []
+    failures: list[str] = []
+
+    def check() -> None:
+        with httpx.Client(base_url=sidecar, timeout=10) as local:
+            while (item := written.get()) is not None:
+                n, revision, at = item
+                body = {"action": "read", "resource": {"type": "algorithm", "id": f"lag-{tag}-{n}"},
+                        "min_revision": revision}
+                answer = local.post("/v1/check", json=body, headers=headers)
+                if answer.status_code != 200 or answer.json()["allowed"] is not True:
+                    failures.append(f"revision {revision}: {answer.status_code} {answer.text[:200]}")
+                lags.append((time.perf_counter() - at) * 1000)
+
+    checkers = [threading.Thread(target=check, daemon=True) for _ in range(4)]
+    for thread in checkers:
+        thread.start()
     started = time.perf_counter()
-    with httpx.Client(base_url=central, timeout=10) as up, httpx.Client(base_url=sidecar, timeout=10) as local:
+    with httpx.Client(base_url=central, timeout=10) as up:
         for n in range(count):
-            due = started + n * interval
-            pause = due - time.perf_counter()
+            pause = started + n * interval - time.perf_counter()
             if pause > 0:
                 time.sleep(pause)
-            written = up.post("/v1/resources", json={"type": "algorithm", "id": f"lag-{tag}-{n}"}, headers=headers)
-            if written.status_code != 201:
-                raise RuntimeError(f"write failed: {written.status_code} {written.text[:200]}")
-            at = time.perf_counter()
-            revision = int(written.headers["X-Authz-Revision"])
-            answer = local.post("/v1/check", json={"action": "read", "resource": {"type": "algorithm",
-                                                                                   "id": f"lag-{tag}-{n}"},
-                                                   "min_revision": revision}, headers=headers)
-            if answer.status_code != 200 or answer.json()["allowed"] is not True:
-                raise RuntimeError(f"the sidecar did not see revision {revision}: {answer.text[:200]}")
-            lags.append((time.perf_counter() - at) * 1000)
+            response = up.post("/v1/resources", json={"type": "algorithm", "id": f"lag-{tag}-{n}"}, headers=headers)
+            if response.status_code != 201:
+                raise RuntimeError(f"write failed: {response.status_code} {response.text[:200]}")
+            written.put((n, int(response.headers["X-Authz-Revision"]), time.perf_counter()))
     elapsed = time.perf_counter() - started
+    for _ in checkers:
+        written.put(None)
+    for thread in checkers:
+        thread.join(timeout=30)
+    if failures:
+        raise RuntimeError(f"the sidecar missed {len(failures)} writes: {failures[:3]}")
     return {"writes": count, "writes_per_s": count / elapsed, "p50_ms": percentile(lags, 0.5),
             "p99_ms": percentile(lags, 0.99), "max_ms": max(lags), "mean_ms": statistics.fmean(lags)}
