@@ -47,6 +47,7 @@ class FeedFollower:
         self._response: httpx.Response | None = None  # the open change stream
         self.connected = threading.Event()  # a change stream is open right now
         self.loaded = threading.Event()  # the first snapshot is installed
+        self._reload = False  # the feed skipped a revision: start again from a snapshot
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -99,8 +100,6 @@ class FeedFollower:
             finally:
                 self.connected.clear()
                 self._response = None
-
-    _reload = False
 
     def load_snapshot(self) -> None:
         assert self._http is not None

@@ -205,7 +205,6 @@ def test_min_revision_reads_your_writes_through_the_sidecar(upstream: ServerProc
         assert 2.5 < time.monotonic() - started < 8
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_upstream_killed_and_restarted(tmp_path: Path, upstream: ServerProcess, feed_key: str) -> None:
     sidecar = start_sidecar(tmp_path / "sidecar", upstream, feed_key, {"AUTHZ_MAX_STALENESS": "4"})
     try:
