@@ -17,7 +17,9 @@ from api.routers import invitations
 from authz.bootstrap import open_runtime
 from authz.engine.follower import Follower
 from authz.mail.sender import OutboxSender
+from authz.periodic import PeriodicThread
 from authz.services import forward_auth as forward_auth_service
+from authz.services import lifecycle
 from authz.services.runtime import Runtime
 from authz.settings import Settings
 
@@ -40,15 +42,21 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         app.state.token_verifier = TokenVerifier.from_settings(settings)
         app.state.service_key_cache = ServiceKeyCache()
         app.state.routes = forward_auth_service.load_route_table(current)  # policies/routes.yaml
+        # Purges archived orgs past the retention; every replica may run it (claims are row locks).
+        purger = PeriodicThread("authz-org-purger", settings.purge_interval, lambda: lifecycle.purge_job(current))
+        app.state.org_purger = purger
         follower.start()
         if settings.mail_sender:
             mail_sender.start()
+        if settings.org_purger:
+            purger.start()
         log.info("authz ready", extra={"revision": current.replica.revision, "database": current.database.engine.url.render_as_string(hide_password=True)})
         try:
             yield
         finally:
             follower.stop()
             mail_sender.stop()
+            purger.stop()
             if runtime is None:
                 current.database.dispose()
 

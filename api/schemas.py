@@ -67,6 +67,16 @@ class RoleBody(Strict):
     role: str = Field(max_length=64)
 
 
+class TransferBody(Strict):
+    to_user_id: str = Field(max_length=1000, description="a member, who becomes owner; the caller becomes maintainer")
+
+
+class TransferOut(BaseModel):
+    organization_id: str
+    owner: str
+    revision: int | None
+
+
 class MemberOut(BaseModel):
     user_id: str
     email: str | None
@@ -227,6 +237,12 @@ class InvitationCreate(Strict):
     role: str = Field(max_length=64)
 
 
+class InvitationBulk(Strict):
+    invitations: list[dict[str, Any]] = Field(
+        min_length=1, max_length=100, description="1-100 rows of {email, role}; each gets its own result"
+    )
+
+
 class InvitationOut(BaseModel):
     """Never the token: it goes only into the email."""
 
@@ -238,6 +254,16 @@ class InvitationOut(BaseModel):
     invited_by: str
     created_at: datetime
     expires_at: datetime
+
+
+class BulkResult(BaseModel):
+    status: int
+    invitation: InvitationOut | None = None
+    problem: dict[str, Any] | None = Field(default=None, description="application/problem+json of a refused row")
+
+
+class InvitationBulkOut(BaseModel):
+    results: list[BulkResult]
 
 
 class InvitationTokenBody(Strict):

@@ -1,5 +1,6 @@
 """All configuration: one pydantic-settings object, from the environment (AUTHZ_*) and `.env`."""
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -50,6 +51,14 @@ class Settings(BaseSettings):
     mail_max_attempts: int = Field(default=10, ge=1, le=100)
     mail_retry_base: float = Field(default=5.0, gt=0, le=3600, description="seconds before the 2nd attempt")
     mail_retry_max: float = Field(default=3600.0, gt=0, le=86400, description="longest wait between attempts")
+
+    # Organization lifecycle (API.md "Organization lifecycle").
+    org_retention: timedelta = Field(
+        default=timedelta(days=30), description="how long an archived org can be restored; seconds or ISO 8601 (P30D)"
+    )
+    org_purger: bool = True  # purge archived orgs past the retention from this process
+    purge_interval: float = Field(default=600.0, gt=0, le=86400, description="seconds between purge runs")
+    invitations_per_day: int = Field(default=50, ge=1, le=100_000, description="per org and per inviter, any 24 h")
 
     # Backend token encryption: comma-separated Fernet keys, newest first.
     secret_keys: SecretStr | None = None

@@ -32,3 +32,11 @@ class Gone(AuthzError):
 
 class Unavailable(AuthzError):
     """A dependency (the database) is unavailable, or the replica is not fresh enough."""
+
+
+class TooManyRequests(AuthzError):
+    """A rate limit is reached; `retry_after` says in how many seconds it frees up."""
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
