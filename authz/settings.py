@@ -64,6 +64,24 @@ class Settings(BaseSettings):
     secret_keys: SecretStr | None = None
     secret_key_file: Path | None = None
 
+    @field_validator("org_retention", mode="before")
+    @classmethod
+    def _seconds(cls, value: object) -> object:
+        """AUTHZ_ORG_RETENTION=86400 means seconds, like every other duration here (P30D works too)."""
+        if isinstance(value, str):
+            try:
+                return timedelta(seconds=float(value))
+            except ValueError:
+                return value
+        return value
+
+    @field_validator("org_retention")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("org_retention must be positive")
+        return value
+
     @field_validator("public_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:

@@ -25,6 +25,7 @@ from tests.conftest import POLICY_MODEL
 from tests.history.workload import RESOURCES, Event
 
 READS = {"check", "list_resources"}
+RESTORE_SLACK = 30.0  # seconds: longer than any request of the workload may run (its HTTP timeout is 15 s)
 NO_OP_WRITES = {"change_role", "share"}  # the same role again: 200, nothing written
 
 
@@ -34,6 +35,7 @@ class Verdict:
     outcomes: Counter[str] = field(default_factory=Counter)
     decisions_compared: int = 0
     listings_compared: int = 0
+    resolves: Counter[str] = field(default_factory=Counter)  # backend-token resolves by status
     violations: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -41,10 +43,11 @@ class Verdict:
         return (f"history: {sum(self.operations.values())} operations ({dict(sorted(self.operations.items()))}); "
                 f"answers {dict(sorted(self.outcomes.items()))}; conflicts (404/409/410) {conflicts}; "
                 f"decisions compared {self.decisions_compared}; listings compared {self.listings_compared}; "
+                f"token resolves {dict(sorted(self.resolves.items()))}; "
                 f"violations {len(self.violations)}")
 
 
-def verify(database_url: str, events: list[Event]) -> Verdict:
+def verify(database_url: str, events: list[Event], restore_attempts: list[tuple[str, float]] | None = None) -> Verdict:
     verdict = Verdict()
     for event in events:
         verdict.operations[event.kind] += 1
@@ -61,7 +64,33 @@ def verify(database_url: str, events: list[Event]) -> Verdict:
     finally:
         engine.dispose()
     _decisions(changelog, events, verdict)
+    _resolves(events, restore_attempts or [], verdict)
     return verdict
+
+
+def _resolves(events: list[Event], restore_attempts: list[tuple[str, float]], verdict: Verdict) -> None:
+    """No backend token resolves in an org archived before the resolve began and not restored since.
+
+    A restore counts from the moment it was sent, answered or not (one whose answer was
+    lost may still have committed), so a violation here is certain, never a guess.
+    """
+    archived: dict[str, list[tuple[float, float]]] = {}  # org → (started, ended) of each acknowledged archive
+    for event in events:
+        if event.kind == "archive_org" and event.status == 204:
+            archived.setdefault(event.body["org"], []).append((event.started, event.ended))
+    for event in events:
+        if event.kind != "resolve":
+            continue
+        verdict.resolves[str(event.status)] += 1
+        if event.status != 200:
+            continue
+        org = event.body["context"]
+        for started, ended in archived.get(org, []):
+            # A restore sent shortly before the archive may still have run after it (queued on the lock).
+            if ended < event.started and not any(
+                    o == org and started - RESTORE_SLACK < sent < event.ended for o, sent in restore_attempts):
+                verdict.violations.append(f"resolve {event.request_id} of {org} answered a token after "
+                                          f"the org was archived (and no restore was sent)")
 
 
 def _rows(connection: Any, sql: str) -> list[Any]:
@@ -81,11 +110,30 @@ def _database_invariants(connection: Any, verdict: Verdict) -> None:
             SELECT type, id, context FROM resources WHERE context LIKE 'org\\_%'
               AND context NOT IN (SELECT id FROM organizations)"""),
         "org without an owner": _rows(connection, """
-            SELECT id FROM organizations o WHERE NOT EXISTS (
+            SELECT id FROM organizations o WHERE archived_at IS NULL AND NOT EXISTS (
               SELECT 1 FROM casbin_rule WHERE ptype = 'g' AND v2 = o.id AND v1 = 'owner')"""),
+        "archived org without an owner to restore it": _rows(connection, """
+            SELECT id FROM organizations o WHERE archived_at IS NOT NULL AND NOT EXISTS (
+              SELECT 1 FROM archived_grants WHERE org_id = o.id AND domain = o.id AND role = 'owner')"""),
         "membership row without its rule": _rows(connection, """
             SELECT org_id, user_id FROM memberships m WHERE NOT EXISTS (
-              SELECT 1 FROM casbin_rule WHERE ptype = 'g' AND v2 = m.org_id AND v0 = 'user:' || m.user_id)"""),
+              SELECT 1 FROM casbin_rule WHERE ptype = 'g' AND v2 = m.org_id AND v0 = 'user:' || m.user_id)
+              AND NOT EXISTS (SELECT 1 FROM archived_grants a WHERE a.org_id = m.org_id AND a.domain = m.org_id
+                              AND a.subject = 'user:' || m.user_id)"""),
+        "rule deciding inside an archived org": _rows(connection, """
+            SELECT v0, v1, v2 FROM casbin_rule r WHERE ptype = 'g' AND (
+              v2 IN (SELECT id FROM organizations WHERE archived_at IS NOT NULL)
+              OR v2 IN (SELECT s.type || ':' || s.id FROM resources s JOIN organizations o ON o.id = s.context
+                        WHERE o.archived_at IS NOT NULL))"""),
+        "pending invitation of an archived org": _rows(connection, """
+            SELECT i.id FROM invitations i JOIN organizations o ON o.id = i.org_id
+              WHERE o.archived_at IS NOT NULL AND i.status = 'pending'"""),
+        "archived grant of an org that is not archived": _rows(connection, """
+            SELECT a.org_id, a.subject, a.domain FROM archived_grants a JOIN organizations o ON o.id = a.org_id
+              WHERE o.archived_at IS NULL"""),
+        "two owners' worth of nothing: a grant both archived and live": _rows(connection, """
+            SELECT a.subject, a.domain FROM archived_grants a JOIN casbin_rule r
+              ON r.ptype = 'g' AND r.v0 = a.subject AND r.v2 = a.domain"""),
         "membership rule without its row": _rows(connection, """
             SELECT v0, v2 FROM casbin_rule r WHERE ptype = 'g' AND v2 LIKE 'org\\_%' AND NOT EXISTS (
               SELECT 1 FROM memberships m WHERE m.org_id = r.v2 AND 'user:' || m.user_id = r.v0)"""),
@@ -135,6 +183,7 @@ class _State:
         self.revision = 0
         self.rules: set[tuple[str, ...]] = set()
         self.resources: dict[str, str] = {}  # "type:id" → context
+        self.archived: set[str] = set()  # org ids archived at `revision`
 
     def advance_to(self, revision: int) -> None:
         while self._next < len(self._changelog) and self._changelog[self._next][0] <= revision:
@@ -149,6 +198,10 @@ class _State:
                     self.resources[ids.resource_scope(op["type"], op["id"])] = op["context"]
                 elif kind == "remove_resource":
                     self.resources.pop(ids.resource_scope(op["type"], op["id"]), None)
+                elif kind == "archive_org":
+                    self.archived.add(op["id"])
+                elif kind in ("restore_org", "purge_org"):
+                    self.archived.discard(op["id"])
             self.revision = number
             self._next += 1
 
@@ -192,6 +245,11 @@ def _decisions(changelog: list[tuple[int, list[dict[str, Any]]]], events: Iterab
                 context = ids.personal_context(event.user)
             expected = state.decide(event.user, body["action"], resource["type"], resource.get("id"), context)
             verdict.decisions_compared += 1
+            where = (state.resources.get(ids.resource_scope(resource["type"], resource["id"]))
+                     if resource.get("id") is not None else context)
+            if event.answer["allowed"] and where in state.archived:
+                verdict.violations.append(f"check {event.request_id} allowed inside the archived org {where} "
+                                          f"at revision {event.revision}")
             if event.answer["allowed"] != expected:
                 verdict.violations.append(f"check {event.request_id} by {event.user} {body} at revision "
                                           f"{event.revision}: answered {event.answer['allowed']}, oracle {expected}")
@@ -199,6 +257,11 @@ def _decisions(changelog: list[tuple[int, list[dict[str, Any]]]], events: Iterab
             expected_ids = sorted(r for r in RESOURCES
                                   if state.decide(event.user, body["action"], body["type"], r, None))
             verdict.listings_compared += 1
+            inside = [r for r in event.answer["resources"]
+                      if state.resources.get(ids.resource_scope(body["type"], r)) in state.archived]
+            if inside:
+                verdict.violations.append(f"list-resources {event.request_id} listed {inside} of an archived org "
+                                          f"at revision {event.revision}")
             if sorted(event.answer["resources"]) != expected_ids:
                 verdict.violations.append(f"list-resources {event.request_id} by {event.user} {body} at revision "
                                           f"{event.revision}: {event.answer['resources']} != oracle {expected_ids}")
