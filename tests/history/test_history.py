@@ -28,6 +28,7 @@ from tests.smtp_server import SmtpServer
 SECONDS = float(os.environ.get("HISTORY_SECONDS", "25"))
 CLIENTS = int(os.environ.get("HISTORY_CLIENTS", "6"))
 REPLICAS = ("a", "b")
+INVITATIONS_PER_DAY = int(os.environ.get("HISTORY_INVITATIONS_PER_DAY", "40"))  # a soak reaches it: 429s
 RETENTION = os.environ.get("HISTORY_ORG_RETENTION", "4")  # seconds: the replicas' purgers race the restores
 
 
@@ -51,7 +52,8 @@ def test_random_concurrent_history_keeps_every_invariant(database: str, tmp_path
     smtp = SmtpServer().start()
     with TcpProxy(upstream.host or "127.0.0.1", upstream.port or 5432) as proxy, Cluster(via(database, "127.0.0.1", proxy.port), tmp_path, sync_poll_interval="0.2",
                     max_staleness="5", min_revision_wait="1", smtp_host="127.0.0.1", smtp_port=str(smtp.port),
-                    mail_poll_interval="0.2", org_retention=RETENTION, purge_interval="1") as cluster:
+                    mail_poll_interval="0.2", org_retention=RETENTION, purge_interval="1",
+                    invitations_per_day=str(INVITATIONS_PER_DAY)) as cluster:
         replicas = cluster.start_ready(*REPLICAS, timeout=60)
         # The operator, straight on the database: a resolver key for the jobs, and `authz orgs purge --now`.
         direct = open_runtime(make_settings(database, secret_keys=cluster.secret_keys), migrate=False)
@@ -69,7 +71,7 @@ def test_random_concurrent_history_keeps_every_invariant(database: str, tmp_path
             direct.database.dispose()
         logs = cluster.logs()
     smtp.stop()
-    verdict = verify(database, workload.events, workload.restore_attempts)
+    verdict = verify(database, workload.events, workload.restore_attempts, INVITATIONS_PER_DAY)
     print(f"seed {seed}; {SECONDS:.0f}s, {CLIENTS} clients, {len(REPLICAS)} replicas, "
           f"{workload.cuts} database cuts; {verdict.summary()}")
     assert len(workload.events) > 50, "the workload did almost nothing: " + logs

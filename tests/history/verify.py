@@ -25,6 +25,7 @@ from tests.conftest import POLICY_MODEL
 from tests.history.workload import RESOURCES, Event
 
 READS = {"check", "list_resources"}
+LIFECYCLE = {"archive_org", "restore", "purge", "transfer", "resolve"}
 RESTORE_SLACK = 30.0  # seconds: longer than any request of the workload may run (its HTTP timeout is 15 s)
 NO_OP_WRITES = {"change_role", "share"}  # the same role again: 200, nothing written
 
@@ -35,7 +36,7 @@ class Verdict:
     outcomes: Counter[str] = field(default_factory=Counter)
     decisions_compared: int = 0
     listings_compared: int = 0
-    resolves: Counter[str] = field(default_factory=Counter)  # backend-token resolves by status
+    lifecycle: Counter[str] = field(default_factory=Counter)  # "kind status" of the lifecycle operations
     violations: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -43,21 +44,26 @@ class Verdict:
         return (f"history: {sum(self.operations.values())} operations ({dict(sorted(self.operations.items()))}); "
                 f"answers {dict(sorted(self.outcomes.items()))}; conflicts (404/409/410) {conflicts}; "
                 f"decisions compared {self.decisions_compared}; listings compared {self.listings_compared}; "
-                f"token resolves {dict(sorted(self.resolves.items()))}; "
+                f"lifecycle {dict(sorted(self.lifecycle.items()))}; "
                 f"violations {len(self.violations)}")
 
 
-def verify(database_url: str, events: list[Event], restore_attempts: list[tuple[str, float]] | None = None) -> Verdict:
+def verify(database_url: str, events: list[Event], restore_attempts: list[tuple[str, float]] | None = None,
+           invitations_per_day: int | None = None) -> Verdict:
     verdict = Verdict()
     for event in events:
         verdict.operations[event.kind] += 1
         verdict.outcomes[str(event.status)] += 1
+        if event.kind in LIFECYCLE:
+            verdict.lifecycle[f"{event.kind} {event.status}"] += 1
         if event.status >= 500 and event.status != 503:
             verdict.violations.append(f"{event.kind} {event.request_id}: {event.status} {event.answer}")
     engine = create_engine(database_url)
     try:
         with engine.connect() as connection:
             _database_invariants(connection, verdict)
+            if invitations_per_day is not None:
+                _invitation_limits(connection, invitations_per_day, verdict)
             _acknowledged_writes(connection, events, verdict)
             changelog = [(row.revision, row.delta) for row in connection.execute(
                 text("SELECT revision, delta FROM changelog ORDER BY revision"))]
@@ -81,7 +87,6 @@ def _resolves(events: list[Event], restore_attempts: list[tuple[str, float]], ve
     for event in events:
         if event.kind != "resolve":
             continue
-        verdict.resolves[str(event.status)] += 1
         if event.status != 200:
             continue
         org = event.body["context"]
@@ -144,12 +149,20 @@ def _database_invariants(connection: Any, verdict: Verdict) -> None:
               AND context NOT IN (SELECT id FROM organizations)"""),
         "invitation of an org that does not exist": _rows(connection, """
             SELECT id FROM invitations WHERE org_id NOT IN (SELECT id FROM organizations)"""),
+        "purged org whose audit rows are gone": _rows(connection, """
+            SELECT p.context FROM audit_log p WHERE p.action = 'organization.purge' AND NOT EXISTS (
+              SELECT 1 FROM audit_log c WHERE c.context = p.context AND c.action = 'organization.create')"""),
+        "purged org that is still there": _rows(connection, """
+            SELECT p.context FROM audit_log p JOIN organizations o ON o.id = p.context
+              WHERE p.action = 'organization.purge'"""),
         "changelog revision without its audit entry": _rows(connection, """
             SELECT revision FROM changelog c WHERE NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.revision = c.revision)"""),
         "audit entry at a revision the changelog lacks": _rows(connection, """
             SELECT id, revision FROM audit_log a WHERE revision IS NOT NULL
               AND NOT EXISTS (SELECT 1 FROM changelog c WHERE c.revision = a.revision)"""),
     }
+    verdict.lifecycle["purged by the replicas' purgers"] = connection.execute(text(
+        "SELECT count(*) FROM audit_log WHERE action = 'organization.purge' AND actor = 'cli:org-purger'")).scalar_one()
     head = connection.execute(text("SELECT value FROM revision_counter WHERE id = 1")).scalar_one()
     revisions = [row[0] for row in _rows(connection, "SELECT revision FROM changelog ORDER BY revision")]
     if revisions != list(range(1, head + 1)):
@@ -157,6 +170,15 @@ def _database_invariants(connection: Any, verdict: Verdict) -> None:
     for what, rows in found.items():
         for row in rows[:5]:
             verdict.violations.append(f"{what}: {tuple(row)}")
+
+
+def _invitation_limits(connection: Any, limit: int, verdict: Verdict) -> None:
+    """No org and no inviter created more than `limit` invitations in 24 h (a run is shorter than that)."""
+    for column in ("org_id", "invited_by"):
+        for who, count in connection.execute(text(
+                f"SELECT {column}, count(*) FROM invitations GROUP BY {column} HAVING count(*) > :limit"),
+                {"limit": limit}):
+            verdict.violations.append(f"{count} invitations by {column} {who}: over the limit of {limit}")
 
 
 def _acknowledged_writes(connection: Any, events: list[Event], verdict: Verdict) -> None:

@@ -61,6 +61,7 @@ class Knowledge:
 
     orgs: dict[str, str] = field(default_factory=dict)  # org id → its creator
     archived: dict[str, str] = field(default_factory=dict)  # archived org id → its creator
+    members_of: dict[str, set[str]] = field(default_factory=dict)  # org id → users who accepted an invitation
     resources: dict[str, tuple[str, str]] = field(default_factory=dict)  # id → (creator, context as sent)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -82,6 +83,16 @@ class Knowledge:
             creator = self.orgs.pop(org_id, None)
             if creator is not None:
                 self.archived[org_id] = creator
+
+    def joined(self, org_id: str, user: str) -> None:
+        with self.lock:
+            self.members_of.setdefault(org_id, set()).add(user)
+
+    def some_member(self, rng: random.Random, org_id: str) -> str:
+        """Someone who joined the org at some point (maybe gone since), else anyone."""
+        with self.lock:
+            joined = sorted(self.members_of.get(org_id, ()))
+        return rng.choice(joined) if joined and rng.random() < 0.8 else rng.choice(USERS)
 
     def restored(self, org_id: str) -> None:
         with self.lock:
@@ -253,7 +264,10 @@ class Workload:
         if found is None:
             return None
         user, token = found
-        return self._written(self._send("POST", "/v1/invitations/accept", user, "accept", rng, body={"token": token}))
+        event = self._send("POST", "/v1/invitations/accept", user, "accept", rng, body={"token": token})
+        if event.status == 200:
+            self._known.joined(event.answer["organization_id"], user)
+        return self._written(event)
 
     def _change_role(self, rng: random.Random, _seen: int) -> int | None:
         org = self._known.some_org(rng)
@@ -314,7 +328,7 @@ class Workload:
         org = self._known.some_org(rng)
         if org is None:
             return None
-        return self._transfer_as(rng, self._known.actor(rng, org), org, rng.choice(USERS))
+        return self._transfer_as(rng, self._known.actor(rng, org), org, self._known.some_member(rng, org))
 
     def _transfer_as(self, rng: random.Random, user: str, org: str | None, target: str) -> int | None:
         return self._written(self._send("POST", f"/v1/organizations/{org}/transfer", user, "transfer", rng,
@@ -405,7 +419,8 @@ class Workload:
         if rng.random() < 0.7:
             body["resource"]["id"] = rng.choice(RESOURCES)
         else:
-            org = self._known.some_org(rng)
+            archived = self._known.some_archived(rng) if rng.random() < 0.2 else None
+            org = archived[0] if archived is not None else self._known.some_org(rng)
             body["context"] = org if org is not None and rng.random() < 0.8 else "personal"
         if seen and rng.random() < 0.3:
             body["min_revision"] = seen  # read your writes
