@@ -7,7 +7,6 @@ member, an outsider or an attacker would notice, on this replica and on a second
 
 import re
 from collections.abc import Iterator
-from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -15,7 +14,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from api.app import create_app
 from authz.bootstrap import open_runtime
 from authz.domain.principal import cli_principal
 from authz.services import lifecycle
