@@ -18,6 +18,7 @@ from authz.bootstrap import open_runtime
 from authz.engine.follower import Follower
 from authz.mail.sender import OutboxSender
 from authz.periodic import PeriodicThread
+from authz.services.expiry import ExpirySweeper
 from authz.services import forward_auth as forward_auth_service
 from authz.services import lifecycle
 from authz.services.runtime import Runtime
@@ -37,6 +38,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         # Delivers the outbox (invitation emails); its state is the outbox table only.
         mail_sender = OutboxSender.from_settings(settings, current.database, clock=lambda: current.clock())
         app.state.mail_sender = mail_sender
+        sweeper = ExpirySweeper(current, settings.expiry_sweep_interval)
         app.state.runtime = current
         app.state.follower = follower
         app.state.token_verifier = TokenVerifier.from_settings(settings)
@@ -46,6 +48,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         purger = PeriodicThread("authz-org-purger", settings.purge_interval, lambda: lifecycle.purge_job(current))
         app.state.org_purger = purger
         follower.start()
+        sweeper.start()
         if settings.mail_sender:
             mail_sender.start()
         if settings.org_purger:
@@ -55,6 +58,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             yield
         finally:
             follower.stop()
+            sweeper.stop()
             mail_sender.stop()
             purger.stop()
             if runtime is None:

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from authz.domain import ids
 from authz.domain import invitations as inv
 from authz.domain.errors import AuthzError, Conflict, Forbidden, Gone, Invalid, NotFound, TooManyRequests
+from authz.domain.grants import requested_expiry
 from authz.domain.principal import Principal
 from authz.mail import outbox
 from authz.mail.message import inviter_name, invitation_message
@@ -46,6 +47,7 @@ class InvitationView:
     invited_by: str
     created_at: datetime
     expires_at: datetime
+    grant_expires_at: datetime | None = None  # the membership it creates ends then
 
 
 @dataclass(frozen=True)
@@ -70,7 +72,7 @@ class AcceptedView:
 def _view(row: Invitation, delivery: str, now: datetime) -> InvitationView:
     return InvitationView(
         row.id, row.org_id, row.email, row.role, inv.visible_status(row.status, row.expires_at, now),
-        delivery, row.invited_by, row.created_at, row.expires_at,
+        delivery, row.invited_by, row.created_at, row.expires_at, row.grant_expires_at,
     )
 
 
@@ -117,7 +119,8 @@ def _org_invitation(uow: UnitOfWork, org_id: str, invitation_id: str) -> Invitat
 # ---- owners ------------------------------------------------------------------------------
 
 def _create(rt: Runtime, uow: UnitOfWork, principal: Principal, org: Organization, address: str, role: str,
-            *, action: str = "invitation.create", detail: dict[str, object] | None = None) -> Invitation:
+            grant_ends: datetime | None = None, *, action: str = "invitation.create",
+            detail: dict[str, object] | None = None) -> Invitation:
     """One new invitation of a locked org (the caller may create invitations): its row, email and audit entry."""
     if _member_with_email(uow, org.id, address):
         raise Conflict(f"{address} is already a member of this organization")
@@ -130,12 +133,14 @@ def _create(rt: Runtime, uow: UnitOfWork, principal: Principal, org: Organizatio
     row = Invitation(
         id=invitation_id, org_id=org.id, email=address, role=role, token_hash=token.digest,
         status=inv.PENDING, invited_by=principal.id, created_at=uow.now,
-        expires_at=uow.now + timedelta(seconds=rt.settings.invitation_ttl),
+        expires_at=uow.now + timedelta(seconds=rt.settings.invitation_ttl), grant_expires_at=grant_ends,
     )
     uow.session.add(row)
     uow.session.flush()
     _enqueue_mail(rt, uow, principal, org, row, token.value)
-    uow.audit(action, context=org.id, target=invitation_id, detail={"email": address, "role": role, **(detail or {})})
+    extra = {"grant_expires_at": grant_ends.isoformat()} if grant_ends is not None else {}
+    uow.audit(action, context=org.id, target=invitation_id,
+              detail={"email": address, "role": role, **extra, **(detail or {})})
     return row
 
 
@@ -146,14 +151,19 @@ def _lock_for_inviting(rt: Runtime, uow: UnitOfWork, principal: Principal, org_i
     return org
 
 
-def create_invitation(rt: Runtime, principal: Principal, org_id: str, email: object, role: object) -> Written[InvitationView]:
-    """A pending invitation and its email in the outbox, in one transaction."""
+def create_invitation(rt: Runtime, principal: Principal, org_id: str, email: object, role: object,
+                      expires_at: object = None) -> Written[InvitationView]:
+    """A pending invitation and its email in the outbox, in one transaction.
+
+    `expires_at`: when the membership it creates ends (None: it does not).
+    """
     ids.org_id(org_id)
     address = inv.email(email)
     clean_role = valid_role(rt, role)
     with rt.unit_of_work(principal) as uow:
+        grant_ends = requested_expiry(expires_at, uow.now)
         org = _lock_for_inviting(rt, uow, principal, org_id)
-        row = _create(rt, uow, principal, org, address, clean_role)
+        row = _create(rt, uow, principal, org, address, clean_role, grant_ends)
         uow.commit()
     return Written(_view(row, outbox.PENDING, uow.now), None)
 
@@ -174,13 +184,14 @@ def create_invitations(rt: Runtime, principal: Principal, org_id: str,
         org = _lock_for_inviting(rt, uow, principal, org_id)
         for number, fields in enumerate(rows):
             try:
-                unknown = sorted(set(fields) - {"email", "role"})
+                unknown = sorted(set(fields) - {"email", "role", "expires_at"})
                 if unknown:
                     raise Invalid(f"invitations[{number}].{unknown[0]} is not an invitation field",
                                   field=f"invitations[{number}].{unknown[0]}")
                 address = inv.email(fields.get("email"), f"invitations[{number}].email")
                 clean_role = valid_role(rt, fields.get("role"), f"invitations[{number}].role")
-                row = _create(rt, uow, principal, org, address, clean_role)
+                grant_ends = requested_expiry(fields.get("expires_at"), uow.now, f"invitations[{number}].expires_at")
+                row = _create(rt, uow, principal, org, address, clean_role, grant_ends)
             except (Invalid, Conflict, TooManyRequests) as exc:
                 results.append(exc)
                 continue
@@ -364,8 +375,11 @@ def accept_invitation(rt: Runtime, principal: Principal, token: object) -> Writt
             raise Conflict("you are already a member of this organization")
         if row.role not in rt.policy.roles:
             raise Conflict(f"the role {row.role!r} no longer exists; ask an owner for a new invitation")
+        if row.grant_expires_at is not None and row.grant_expires_at <= uow.now:
+            raise Gone(f"the membership this invitation grants ended at {row.grant_expires_at.isoformat()}; "
+                       "ask an owner for a new invitation")
         _decide(uow, row, inv.ACCEPTED, principal.id)
-        add_member(uow, row.org_id, principal.id, principal.email, row.role)
+        add_member(uow, row.org_id, principal.id, principal.email, row.role, row.grant_expires_at)
         uow.audit("invitation.accept", context=row.org_id, target=principal.id,
                   detail={"invitation": row.id, "email": row.email, "role": row.role})
         try:

@@ -85,7 +85,8 @@ def restore_organization(rt: Runtime, principal: Principal, org_id: str) -> Writ
         restored = 0
         for grant in grants:
             if grant.domain == org_id or grant.domain in scopes:
-                uow.add_rule(("g", grant.subject, grant.role, grant.domain))
+                rule = ("g", grant.subject, grant.role, grant.domain)
+                uow.add_rule((*rule, grant.expires) if grant.expires else rule)  # an end it had, it keeps
                 restored += 1
         uow.session.execute(delete(ArchivedGrant).where(ArchivedGrant.org_id == org_id))
         archived_at, archived_by = org.archived_at, org.archived_by

@@ -68,8 +68,9 @@ def create_organization(rt: Runtime, principal: Principal, name: object, address
 def list_organizations(rt: Runtime, principal: Principal) -> list[OrganizationView]:
     """The orgs the caller is an accepted member of, with its role (from this replica)."""
     user = _require_user(principal)
-    index = rt.replica.snapshot.index
-    roles = index.contexts_of(user)
+    snapshot = rt.replica.snapshot
+    index = snapshot.index
+    roles = index.contexts_of(user, snapshot.clock)
     if not roles:
         return []
     with rt.database.session() as session:
@@ -86,8 +87,9 @@ def list_organizations(rt: Runtime, principal: Principal) -> list[OrganizationVi
 def get_organization(rt: Runtime, principal: Principal, org_id: str) -> OrganizationView:
     user = _require_user(principal)
     ids.org_id(org_id)
-    index = rt.replica.snapshot.index
-    role = index.role_in(user, org_id)
+    snapshot = rt.replica.snapshot
+    index = snapshot.index
+    role = index.role_in(user, org_id, snapshot.clock)
     if role is None or not index.role_allows(role, "organization", "read"):
         raise NotFound("organization not found")
     with rt.database.session() as session:
@@ -168,7 +170,8 @@ def archive_grants(uow: UnitOfWork, org_id: str, domains: list[str]) -> int:
         for row in rows:
             rule = rule_of(row)
             uow.remove_rule(rule)
-            uow.session.add(ArchivedGrant(org_id=org_id, subject=rule[1], role=rule[2], domain=rule[3]))
+            uow.session.add(ArchivedGrant(org_id=org_id, subject=rule[1], role=rule[2], domain=rule[3],
+                                          expires=rule[4] if len(rule) > 4 and rule[4] else None))
             moved += 1
     return moved
 

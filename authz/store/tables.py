@@ -109,6 +109,7 @@ class ArchivedGrant(Base):
     subject: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(255))
     domain: Mapped[str] = mapped_column(String(255))
+    expires: Mapped[str | None] = mapped_column(String(255))  # the rule's end (authz.domain.grants), if it has one
 
     __table_args__ = (Index("ix_archived_grants_org_id", "org_id"),)
 
@@ -161,6 +162,7 @@ class Invitation(Base):
     invited_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    grant_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # the membership it creates ends then
     decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     decided_by: Mapped[str | None] = mapped_column(String(128))
 

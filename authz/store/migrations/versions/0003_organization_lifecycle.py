@@ -1,7 +1,7 @@
 """organization lifecycle: archived orgs and their grants kept aside, former members, invitation rate limits
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-29
 """
 
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 import authz.store.tables
 
 
-revision = '0002'
-down_revision = '0001'
+revision = '0003'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 
@@ -24,6 +24,7 @@ def upgrade() -> None:
     sa.Column('subject', sa.String(length=255), nullable=False),
     sa.Column('role', sa.String(length=255), nullable=False),
     sa.Column('domain', sa.String(length=255), nullable=False),
+    sa.Column('expires', sa.String(length=255), nullable=True),
     sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_archived_grants_org_id_organizations'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_archived_grants'))
     )
