@@ -524,3 +524,52 @@ def test_a_member_who_left_or_was_removed_is_reinstated_with_their_role(
     assert_problem(client.post(f"/v1/organizations/{org}/members/vic/reinstate", headers=auth("bob")), 403)
     assert_problem(client.post(f"/v1/organizations/{org}/members/vic/reinstate", headers=auth("eve")), 404)
     assert_problem(client.post(f"/v1/organizations/{org}/members/a%20b/reinstate", headers=auth("alice")), 422)
+
+
+# ---- with grants that expire -------------------------------------------------------------------
+
+def iso(clock: Clock, **delta: float) -> str:
+    from datetime import timedelta
+
+    return (clock.now + timedelta(**delta)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_an_archive_and_restore_keep_each_grants_end(client: TestClient, runtime: Runtime, clock: Clock) -> None:
+    org = lab(client, runtime)
+    ends = iso(clock, days=60)
+    limited = client.patch(f"/v1/organizations/{org}/members/max", json={"expires_at": ends}, headers=auth("alice"))
+    assert limited.status_code == 200, limited.text
+    shared = client.put("/v1/resources/algorithm/grover/members/mallory", json={"role": "maintainer", "expires_at": ends},
+                        headers=auth("alice"))
+    assert shared.status_code == 200, shared.text
+    before = client.get(f"/v1/organizations/{org}/members", headers=auth("alice")).json()
+    assert client.delete(f"/v1/organizations/{org}", headers=auth("alice")).status_code == 204
+    assert not check(client, "mallory", "update", "grover")
+    clock.advance(days=1)
+    assert client.post(f"/v1/organizations/{org}/restore", headers=auth("alice")).status_code == 200
+    assert client.get(f"/v1/organizations/{org}/members", headers=auth("alice")).json() == before
+    assert check(client, "mallory", "update", "grover") and check(client, "max", "update", "grover")
+    clock.advance(days=60)  # the ends they had still come
+    assert not check(client, "mallory", "update", "grover") and not check(client, "max", "update", "grover")
+
+
+def test_bulk_rows_may_end_the_membership_and_transfer_makes_a_lasting_owner(
+    client: TestClient, runtime: Runtime, clock: Clock
+) -> None:
+    org = create_org(client, "alice")
+    rows = [{"email": "a@example.com", "role": "viewer", "expires_at": iso(clock, days=7)},
+            {"email": "b@example.com", "role": "viewer", "expires_at": iso(clock, days=-1)}]
+    results = client.post(f"/v1/organizations/{org}/invitations:bulk", json={"invitations": rows},
+                          headers=auth("alice")).json()["results"]
+    assert [r["status"] for r in results] == [201, 422]
+    assert results[0]["invitation"]["grant_expires_at"] is not None
+    assert [e["field"] for e in results[1]["problem"]["errors"]] == ["invitations[1].expires_at"]
+    add_member(runtime, org, "bob", "viewer")
+    assert client.patch(f"/v1/organizations/{org}/members/bob", json={"expires_at": iso(clock, days=3)},
+                        headers=auth("alice")).status_code == 200
+    assert client.post(f"/v1/organizations/{org}/transfer", json={"to_user_id": "bob"},
+                       headers=auth("alice")).status_code == 200
+    listed = {m["user_id"]: m for m in client.get(f"/v1/organizations/{org}/members", headers=auth("bob")).json()}
+    assert (listed["bob"]["role"], listed["bob"]["expires_at"]) == ("owner", None)
+    clock.advance(days=4)
+    assert client.patch(f"/v1/organizations/{org}", json={"name": "Still owned"}, headers=auth("bob")).status_code == 200
