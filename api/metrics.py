@@ -27,6 +27,9 @@ class Metrics:
         self.database_up = Gauge(
             "authz_database_up", "1 if the last read of the changelog succeeded, else 0", registry=r
         )
+        self.revision_waiters = Gauge(
+            "authz_revision_waiters", "Requests waiting for this replica to reach their min_revision", registry=r
+        )
         # Children resolved once: `labels()` takes a lock and a dict lookup on every call.
         self._allowed = self.decisions.labels("allowed")
         self._denied = self.decisions.labels("denied")

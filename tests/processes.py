@@ -129,7 +129,8 @@ def start_authz(tmp_path: Path, env: Mapping[str, str] | None = None, *, timeout
                 attempts: int = 3) -> ServerProcess:
     """Start `authz serve` on a free loopback port and wait until /readyz answers 200.
 
-    `env` overrides the defaults of `authz_env` (e.g. AUTHZ_DATABASE_URL for PostgreSQL).
+    `env` overrides the defaults of `authz_env` (e.g. AUTHZ_DATABASE_URL for PostgreSQL); "{port}"
+    in a value is replaced by the port chosen.
     Retries on a fresh port if another process took the chosen one first.
     """
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -137,6 +138,8 @@ def start_authz(tmp_path: Path, env: Mapping[str, str] | None = None, *, timeout
     error: Exception | None = None
     for attempt in range(attempts):
         port = free_port()
+        # "{port}" in a value is this server's port (AUTHZ_PUBLIC_URL=http://127.0.0.1:{port}).
+        values = {name: value.replace("{port}", str(port)) for name, value in authz_env(tmp_path, env).items()}
         log_path = tmp_path / f"authz-{port}.log"
         log_file = log_path.open("wb")
         process = subprocess.Popen(
