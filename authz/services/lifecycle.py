@@ -40,7 +40,7 @@ from authz.store.tables import (
     OutboxMessage,
     Resource,
 )
-from authz.store.unit_of_work import UnitOfWork, rule_of
+from authz.store.unit_of_work import UnitOfWork
 
 log = logging.getLogger("authz.lifecycle")
 PURGER = Principal(kind="cli", id="org-purger")  # audited as cli:org-purger
@@ -106,10 +106,7 @@ def _purge(uow: UnitOfWork, org: Organization) -> dict[str, int]:
     domains = [org_id, *(ids.resource_scope(t, r) for t, r in resources)]
     leftover = 0
     for start in range(0, len(domains), CHUNK):  # none after an archive; a purge leaves none whatever happened
-        for row in uow.session.scalars(select(CasbinRule).where(
-                CasbinRule.ptype == "g", CasbinRule.v2.in_(domains[start:start + CHUNK]))):
-            uow.remove_rule(rule_of(row))
-            leftover += 1
+        leftover += len(uow.remove_grants_in(domains[start:start + CHUNK]))
     counts = {
         "resources": len(resources),
         "grants": _delete(uow, ArchivedGrant, ArchivedGrant.org_id == org_id) + leftover,

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from authz.domain import ids
 from authz.domain import invitations as inv
@@ -14,8 +14,8 @@ from authz.services.access import require_in_context
 from authz.services.runtime import Runtime, Written
 from authz.services.views import OrganizationView
 from authz.mail import outbox
-from authz.store.tables import ArchivedGrant, CasbinRule, Invitation, Organization
-from authz.store.unit_of_work import UnitOfWork, rule_of
+from authz.store.tables import ArchivedGrant, Invitation, Organization
+from authz.store.unit_of_work import UnitOfWork
 
 CHUNK = 500  # values per IN (...) list
 
@@ -163,16 +163,14 @@ def archive_grants(uow: UnitOfWork, org_id: str, domains: list[str]) -> int:
     """Move the `g` rules of `domains` (locked) from casbin_rule to archived_grants; how many."""
     moved = 0
     for start in range(0, len(domains), CHUNK):
-        rows = uow.session.scalars(
-            select(CasbinRule).where(CasbinRule.ptype == "g", CasbinRule.v2.in_(domains[start:start + CHUNK]))
-            .order_by(CasbinRule.id)
-        ).all()
-        for row in rows:
-            rule = rule_of(row)
-            uow.remove_rule(rule)
-            uow.session.add(ArchivedGrant(org_id=org_id, subject=rule[1], role=rule[2], domain=rule[3],
-                                          expires=rule[4] if len(rule) > 4 and rule[4] else None))
-            moved += 1
+        rules = uow.remove_grants_in(domains[start:start + CHUNK])
+        if rules:
+            uow.session.execute(insert(ArchivedGrant), [
+                {"org_id": org_id, "subject": rule[1], "role": rule[2], "domain": rule[3],
+                 "expires": rule[4] if len(rule) > 4 and rule[4] else None}
+                for rule in rules
+            ])
+        moved += len(rules)
     return moved
 
 
