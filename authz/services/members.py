@@ -92,7 +92,7 @@ def add_member(uow: UnitOfWork, org_id: str, user: str, email: str | None, role:
     uow.session.execute(delete(FormerMember).where(FormerMember.org_id == org_id, FormerMember.user_id == user))
 
 
-def _remember_former(uow: UnitOfWork, org_id: str, user: str, email: str | None, role: str, how: str) -> None:
+def remember_former(uow: UnitOfWork, org_id: str, user: str, email: str | None, role: str, how: str) -> None:
     """What `reinstate` needs later: the role and the email of a member who is gone."""
     uow.session.execute(delete(FormerMember).where(FormerMember.org_id == org_id, FormerMember.user_id == user))
     uow.session.add(FormerMember(org_id=org_id, user_id=user, email=email, role=role, left_at=uow.now, how=how))
@@ -150,7 +150,7 @@ def remove_member(rt: Runtime, principal: Principal, org_id: str, user_id: str) 
         _keeps_an_owner(uow, org_id, current)
         uow.remove_rule(current)
         membership = uow.session.get(Membership, (org_id, user_id))
-        _remember_former(uow, org_id, user_id, membership.email if membership else None, current[2],
+        remember_former(uow, org_id, user_id, membership.email if membership else None, current[2],
                          "left" if leaving else "removed")
         uow.session.execute(delete(Membership).where(Membership.org_id == org_id, Membership.user_id == user_id))
         uow.audit("member.leave" if leaving else "member.remove", context=org_id, target=user_id,

@@ -573,3 +573,22 @@ def test_bulk_rows_may_end_the_membership_and_transfer_makes_a_lasting_owner(
     assert (listed["bob"]["role"], listed["bob"]["expires_at"]) == ("owner", None)
     clock.advance(days=4)
     assert client.patch(f"/v1/organizations/{org}", json={"name": "Still owned"}, headers=auth("bob")).status_code == 200
+
+
+def test_a_member_whose_membership_ended_can_be_reinstated(client: TestClient, runtime: Runtime, clock: Clock,
+                                                            smtp: SmtpServer) -> None:
+    from authz.services.expiry import sweep_expired
+
+    org = create_org(client, "alice")
+    add_member(runtime, org, "bob", "maintainer")
+    assert client.patch(f"/v1/organizations/{org}/members/bob", json={"expires_at": iso(clock, hours=1)},
+                        headers=auth("alice")).status_code == 200
+    assert_problem(client.post(f"/v1/organizations/{org}/members/bob/reinstate", headers=auth("alice")), 409)
+    clock.advance(hours=2)
+    sweep_expired(runtime)
+    assert members(client, org) == {"alice": "owner"}
+    reinstated = client.post(f"/v1/organizations/{org}/members/bob/reinstate", headers=auth("alice"))
+    assert reinstated.status_code == 201, reinstated.text
+    assert (reinstated.json()["role"], reinstated.json()["grant_expires_at"]) == ("maintainer", None)
+    assert accept(client, token_for(client, smtp, "bob@example.com"), "bob").status_code == 200
+    assert members(client, org) == {"alice": "owner", "bob": "maintainer"}
