@@ -26,7 +26,7 @@ from tests.conftest import POLICY_MODEL
 from tests.history.workload import RESOURCES, Event
 
 READS = {"check", "list_resources"}
-LIFECYCLE = {"archive_org", "restore", "purge", "transfer", "resolve"}
+LIFECYCLE = {"archive_org", "restore", "purge", "transfer", "resolve", "reinstate", "bulk_invite"}
 RESTORE_SLACK = 30.0  # seconds: longer than any request of the workload may run (its HTTP timeout is 15 s)
 NO_OP_WRITES = {"change_role", "share"}  # the same role again: 200, nothing written
 
@@ -187,7 +187,15 @@ def _invitation_limits(connection: Any, limit: int, verdict: Verdict) -> None:
 def _acknowledged_writes(connection: Any, events: list[Event], verdict: Verdict) -> None:
     audited = {row.request_id: row.revision for row in connection.execute(
         text("SELECT request_id, revision FROM audit_log WHERE request_id LIKE 'hist-%'"))}
+    created = Counter(row.request_id for row in connection.execute(text(
+        "SELECT request_id FROM audit_log WHERE request_id LIKE 'hist-%' AND action = 'invitation.create'")))
     for event in events:
+        if event.kind == "bulk_invite" and event.ok:
+            made = sum(1 for result in event.answer["results"] if result["status"] == 201)
+            if created[event.request_id] != made:
+                verdict.violations.append(f"bulk_invite {event.request_id} answered {made} invitations, "
+                                          f"audited {created[event.request_id]}")
+            continue
         if event.kind in READS or not event.ok:
             continue
         if event.request_id not in audited:

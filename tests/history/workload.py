@@ -62,6 +62,7 @@ class Knowledge:
     orgs: dict[str, str] = field(default_factory=dict)  # org id → its creator
     archived: dict[str, str] = field(default_factory=dict)  # archived org id → its creator
     members_of: dict[str, set[str]] = field(default_factory=dict)  # org id → users who accepted an invitation
+    gone_from: dict[str, set[str]] = field(default_factory=dict)  # org id → users removed or who left
     resources: dict[str, tuple[str, str]] = field(default_factory=dict)  # id → (creator, context as sent)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -87,6 +88,15 @@ class Knowledge:
     def joined(self, org_id: str, user: str) -> None:
         with self.lock:
             self.members_of.setdefault(org_id, set()).add(user)
+
+    def left(self, org_id: str, user: str) -> None:
+        with self.lock:
+            self.gone_from.setdefault(org_id, set()).add(user)
+
+    def some_former(self, rng: random.Random, org_id: str) -> str:
+        with self.lock:
+            gone = sorted(self.gone_from.get(org_id, ()))
+        return rng.choice(gone) if gone and rng.random() < 0.8 else rng.choice(USERS)
 
     def some_member(self, rng: random.Random, org_id: str) -> str:
         """Someone who joined the org at some point (maybe gone since), else anyone."""
@@ -191,6 +201,7 @@ class Workload:
             (2, self._unshare), (1, self._delete_org), (3, self._set_token), (1, self._delete_token),
             (25, self._check), (5, self._list_resources), (8, self._race),
             (2, self._transfer), (2, self._restore), (3, self._resolve), (1, self._purge),
+            (1, self._bulk_invite), (2, self._reinstate),
         ]
         population = [operation for weight, operation in operations for _ in range(weight)]
         while not stop.is_set():
@@ -242,6 +253,24 @@ class Workload:
         return self._written(self._send("POST", f"/v1/organizations/{org}/invitations", self._known.actor(rng, org),
                                         "invite", rng, body=body))
 
+    def _bulk_invite(self, rng: random.Random, _seen: int) -> int | None:
+        org = self._known.some_org(rng)
+        if org is None:
+            return None
+        rows = [{"email": f"{rng.choice(USERS)}@example.com", "role": rng.choice(ROLES)}
+                for _ in range(rng.randint(1, 4))]
+        self._send("POST", f"/v1/organizations/{org}/invitations:bulk", self._known.actor(rng, org), "bulk_invite",
+                   rng, body={"invitations": rows})
+        return None
+
+    def _reinstate(self, rng: random.Random, _seen: int) -> int | None:
+        org = self._known.some_org(rng)
+        if org is None:
+            return None
+        path = f"/v1/organizations/{org}/members/{self._known.some_former(rng, org)}/reinstate"
+        self._send("POST", path, self._known.actor(rng, org), "reinstate", rng)
+        return None
+
     def _accept_event(self, rng: random.Random) -> tuple[str, str] | None:
         """(user, token) of an invitation email not used yet."""
         with self.inbox.arrived:
@@ -285,8 +314,10 @@ class Workload:
             return None
         user = self._known.actor(rng, org)
         target = user if rng.random() < 0.4 else rng.choice(USERS)  # leaving, or removing someone
-        return self._written(self._send("DELETE", f"/v1/organizations/{org}/members/{target}", user,
-                                        "remove_member", rng))
+        event = self._send("DELETE", f"/v1/organizations/{org}/members/{target}", user, "remove_member", rng)
+        if event.status == 204:
+            self._known.left(org, target)
+        return self._written(event)
 
     def _register(self, rng: random.Random, _seen: int) -> int | None:
         org = self._known.some_org(rng)
