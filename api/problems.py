@@ -9,7 +9,17 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from authz.domain.errors import AuthzError, Conflict, Forbidden, Gone, Invalid, NotFound, TooManyRequests, Unavailable
+from authz.domain.errors import (
+    AuthzError,
+    Conflict,
+    Forbidden,
+    Gone,
+    Invalid,
+    Malformed,
+    NotFound,
+    TooManyRequests,
+    Unavailable,
+)
 from authz.policy.yaml_nodes import PolicyInvalid
 
 log = logging.getLogger("authz.api")
@@ -37,7 +47,8 @@ SLUGS = {
     500: "internal", 503: "unavailable",
 }
 STATUS_OF: dict[type[AuthzError], int] = {
-    Invalid: 422, NotFound: 404, Forbidden: 403, Conflict: 409, Gone: 410, Unavailable: 503, TooManyRequests: 429,
+    Invalid: 422, Malformed: 400, NotFound: 404, Forbidden: 403, Conflict: 409, Gone: 410, Unavailable: 503,
+    TooManyRequests: 429,
 }
 
 
@@ -66,7 +77,7 @@ def status_of(exc: AuthzError) -> int:
 def error_body(exc: AuthzError) -> dict[str, Any]:
     """The problem+json body of a core error (also one row of a bulk answer)."""
     status = status_of(exc)
-    errors = [{"field": exc.field, "message": exc.detail}] if status == 422 else None
+    errors = [{"field": exc.field, "message": exc.detail}] if status == 422 or (status == 400 and exc.field) else None
     return problem_body(status, exc.detail, errors=errors)
 
 
@@ -85,12 +96,12 @@ def _field_of(location: tuple[Any, ...]) -> str:
 
 async def _authz_error(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, AuthzError)
-    status = status_of(exc)
-    errors = [{"field": exc.field, "message": exc.detail}] if status == 422 else None
+    body = error_body(exc)
+    status = body["status"]
     headers = {"Retry-After": "1"} if status == 503 else None
     if isinstance(exc, TooManyRequests):
         headers = {"Retry-After": str(exc.retry_after)}
-    return problem(status, exc.detail, errors=errors, headers=headers)
+    return problem(status, exc.detail, errors=body.get("errors"), headers=headers)
 
 
 async def _policy_invalid(_: Request, exc: Exception) -> Response:

@@ -126,18 +126,20 @@ def authz_env(tmp_path: Path, env: Mapping[str, str] | None = None) -> dict[str,
 
 
 def start_authz(tmp_path: Path, env: Mapping[str, str] | None = None, *, timeout: float = START_TIMEOUT,
-                attempts: int = 3) -> ServerProcess:
+                attempts: int = 3, port: int | None = None) -> ServerProcess:
     """Start `authz serve` on a free loopback port and wait until /readyz answers 200.
 
     `env` overrides the defaults of `authz_env` (e.g. AUTHZ_DATABASE_URL for PostgreSQL); "{port}"
     in a value is replaced by the port chosen.
-    Retries on a fresh port if another process took the chosen one first.
+    Retries on a fresh port if another process took the chosen one first; `port` asks for
+    one port only (a restart on the port a client already follows).
     """
     tmp_path.mkdir(parents=True, exist_ok=True)
     values = authz_env(tmp_path, env)
     error: Exception | None = None
-    for attempt in range(attempts):
-        port = free_port()
+    fixed = port
+    for attempt in range(1 if fixed else attempts):
+        port = fixed or free_port()
         # "{port}" in a value is this server's port (AUTHZ_PUBLIC_URL=http://127.0.0.1:{port}).
         values = {name: value.replace("{port}", str(port)) for name, value in authz_env(tmp_path, env).items()}
         log_path = tmp_path / f"authz-{port}.log"
