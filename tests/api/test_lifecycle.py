@@ -592,3 +592,17 @@ def test_a_member_whose_membership_ended_can_be_reinstated(client: TestClient, r
     assert (reinstated.json()["role"], reinstated.json()["grant_expires_at"]) == ("maintainer", None)
     assert accept(client, token_for(client, smtp, "bob@example.com"), "bob").status_code == 200
     assert members(client, org) == {"alice": "owner", "bob": "maintainer"}
+
+
+def test_the_change_feed_tells_followers_of_the_archive_and_the_restore(client: TestClient, runtime: Runtime) -> None:
+    org = lab(client, runtime)
+    archived = client.delete(f"/v1/organizations/{org}", headers=auth("alice"))
+    restored = client.post(f"/v1/organizations/{org}/restore", headers=auth("alice"))
+    first = int(archived.headers["X-Authz-Revision"])
+    feed = client.get(f"/v1/changes?after={first - 1}", headers=service_key(runtime, "changes:read")).json()
+    archive, restore = feed["changes"][:2]
+    assert (archive["revision"], restore["revision"]) == (first, int(restored.headers["X-Authz-Revision"]))
+    assert {"op": "archive_org", "id": org} in archive["ops"] and {"op": "restore_org", "id": org} in restore["ops"]
+    removed = sorted(tuple(op["rule"]) for op in archive["ops"] if op["op"] == "remove_rule")
+    added = sorted(tuple(op["rule"]) for op in restore["ops"] if op["op"] == "add_rule")
+    assert removed == added and ("g", "user:mallory", "viewer", "algorithm:grover") in removed
