@@ -1,7 +1,8 @@
 """Who is calling: a user JWT or a service key, from `Authorization: Bearer ...`."""
 
+import logging
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import jwt
 from fastapi import Request
@@ -10,20 +11,22 @@ from api.problems import Unauthenticated
 from authz.domain import ids
 from authz.domain.errors import Invalid
 from authz.domain.principal import Principal
+from authz.jwt_keys import VerificationKey, load_public_key, shared_secret
 from authz.services.service_keys import ServiceKeyRecord
 from authz.services.runtime import Runtime
 from authz.services.service_keys import PREFIX as SERVICE_KEY_PREFIX
 from authz.services.service_keys import verify_service_key
 from authz.settings import Settings
 
-ASYMMETRIC = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512"]
+log = logging.getLogger("authz.auth")
+EMAIL_MAX = 320
 
 
 @dataclass(frozen=True)
 class TokenVerifier:
     """User-token verification, configured once from settings (the key is read at start-up)."""
 
-    key: str | None
+    key: Any  # a public key object or the HS256 secret (authz.jwt_keys), None: no user tokens
     algorithms: list[str]
     audience: str | None
     issuer: str | None
@@ -31,19 +34,23 @@ class TokenVerifier:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "TokenVerifier":
+        """Raises authz.jwt_keys.KeyUnusable for a key that cannot verify anything (checked at start-up)."""
         if settings.jwt_public_key is not None:
-            key = Path(settings.jwt_public_key).read_text(encoding="utf-8")
-            algorithms = ASYMMETRIC
+            verification: VerificationKey | None = load_public_key(settings.jwt_public_key)
         elif settings.jwt_secret is not None:
-            key = settings.jwt_secret.get_secret_value()
-            algorithms = ["HS256"]
+            verification = shared_secret(settings.jwt_secret.get_secret_value(), production=settings.is_production)
         else:
-            key, algorithms = None, []
+            verification = None
+        key, algorithms = (verification.key, list(verification.algorithms)) if verification else (None, [])
         return cls(key, algorithms, settings.jwt_audience, settings.jwt_issuer, settings.jwt_leeway_seconds)
 
     def verify(self, token: str, request_id: str | None) -> Principal:
         if self.key is None:
             raise Unauthenticated("user tokens are not accepted: no JWT key is configured")
+        return principal_from_claims(self.decode(token), request_id)
+
+    def decode(self, token: str) -> dict[str, Any]:
+        """The verified claims; every failure, whatever the token's header says, is Unauthenticated."""
         required = ["exp", "sub"] + (["aud"] if self.audience else []) + (["iss"] if self.issuer else [])
         try:
             claims = jwt.decode(
@@ -57,23 +64,43 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("the token has expired") from None
-        except jwt.InvalidTokenError as exc:
+        except jwt.PyJWTError as exc:  # InvalidTokenError, and InvalidKeyError for a key of another family
             raise Unauthenticated(f"invalid token: {_reason(exc)}") from None
-        try:
-            user = ids.user_id(claims.get("sub"), "sub")
-        except Invalid:
-            raise Unauthenticated("invalid token: the sub claim is not a valid user id") from None
-        email = claims.get("email")
-        return Principal(
-            kind="user",
-            id=user,
-            email=email if isinstance(email, str) and len(email) <= 320 else None,
-            email_verified=claims.get("email_verified") is True,
-            request_id=request_id,
-        )
+        except Exception as exc:  # noqa: BLE001 - a token that breaks the verifier is still only unverifiable
+            log.warning("token verification failed unexpectedly", extra={"error": type(exc).__name__})
+            raise Unauthenticated("invalid token: malformed or unverifiable") from None
+        if not isinstance(claims, dict):
+            raise Unauthenticated("invalid token: the claims are not a JSON object")
+        return claims
 
 
-def _reason(exc: jwt.InvalidTokenError) -> str:
+def principal_from_claims(claims: dict[str, Any], request_id: str | None) -> Principal:
+    """The user a verified token names; claims are data from outside and validated like ids."""
+    try:
+        user = ids.user_id(claims.get("sub"), "sub")
+    except Invalid:
+        raise Unauthenticated("invalid token: the sub claim is not a valid user id") from None
+    return Principal(
+        kind="user",
+        id=user,
+        email=_email_claim(claims.get("email")),
+        email_verified=claims.get("email_verified") is True,
+        request_id=request_id,
+    )
+
+
+def _email_claim(value: object) -> str | None:
+    """The email claim as given (compared later with authz.domain.invitations.same_email), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= EMAIL_MAX:
+        raise Unauthenticated(f"invalid token: the email claim must be a string of 1-{EMAIL_MAX} characters")
+    if not value.isprintable():
+        raise Unauthenticated("invalid token: the email claim contains control characters")
+    return value
+
+
+def _reason(exc: jwt.PyJWTError) -> str:
     """A short, safe reason (never the token itself)."""
     if isinstance(exc, jwt.InvalidAudienceError):
         return "wrong audience"
@@ -81,7 +108,7 @@ def _reason(exc: jwt.InvalidTokenError) -> str:
         return "wrong issuer"
     if isinstance(exc, jwt.InvalidSignatureError):
         return "bad signature"
-    if isinstance(exc, jwt.InvalidAlgorithmError):
+    if isinstance(exc, jwt.InvalidAlgorithmError | jwt.InvalidKeyError):
         return "algorithm not allowed"
     if isinstance(exc, jwt.MissingRequiredClaimError):
         return f"missing claim {exc.claim}"

@@ -8,6 +8,7 @@ from sqlalchemy import delete, func, literal, select
 
 from authz.domain import ids
 from authz.domain.errors import Conflict, Invalid, NotFound
+from authz.domain.invitations import canonical_email
 from authz.domain.principal import Principal
 from authz.services.access import lock_organization, require_in_context, role_in_context
 from authz.services.runtime import Runtime, Written
@@ -52,7 +53,8 @@ def valid_role(rt: Runtime, role: object, field: str = "role") -> str:
 
 def add_member(uow: UnitOfWork, org_id: str, user: str, email: str | None, role: str) -> None:
     """The rows of a new membership (used by org creation and invitation acceptance)."""
-    uow.session.add(Membership(org_id=org_id, user_id=user, email=email, joined_at=uow.now))
+    stored = canonical_email(email) if email is not None else None  # compared exactly (invitations)
+    uow.session.add(Membership(org_id=org_id, user_id=user, email=stored, joined_at=uow.now))
     uow.add_rule(("g", ids.subject_of(user), role, org_id))
 
 
