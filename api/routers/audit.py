@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import RuntimeDep, UserDep, problems
 from api.schemas import AuditOut, AuditPage
+from authz.domain.limits import MAX_STORED_INT
 from authz.services import audit
 
 router = APIRouter(prefix="/v1/organizations", tags=["audit"])
@@ -18,7 +19,7 @@ def list_audit(
     runtime: RuntimeDep,
     principal: UserDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before: Annotated[int | None, Query(ge=1, description="entries older than this id")] = None,
+    before: Annotated[int | None, Query(ge=1, le=MAX_STORED_INT, description="entries older than this id")] = None,
 ) -> AuditPage:
     entries = audit.list_audit(runtime, principal, org_id, limit=limit, before=before)
     next_before = entries[-1].id if len(entries) == limit else None

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 
 from authz.domain import ids
 from authz.domain.errors import Forbidden, Invalid, Unavailable
+from authz.domain.limits import stored_int
 from authz.domain.principal import SCOPE_CHECK, Principal
 from authz.policy.model import build_enforcer, casbin_request
 from authz.services.runtime import Runtime
@@ -97,7 +98,7 @@ def check_requests(principal: Principal, items: Iterable[BatchItem], default_con
 
 def require_revision(rt: Runtime, min_revision: int | None) -> None:
     """Wait (briefly, bounded by settings) until this replica has applied `min_revision`."""
-    if min_revision is None or rt.replica.revision >= min_revision:
+    if min_revision is None or rt.replica.revision >= stored_int(min_revision, "min_revision"):
         return
     if not rt.replica.wait_for(min_revision, rt.settings.min_revision_wait):
         raise Unavailable(
