@@ -27,6 +27,11 @@ class Metrics:
         self.database_up = Gauge(
             "authz_database_up", "1 if the last read of the changelog succeeded, else 0", registry=r
         )
+        self.outsider_refusals = Counter(
+            "authz_outsider_refusals_total",
+            "Requests refused because the caller has no role or scope where the target lives (not in any audit log)",
+            ["route"], registry=r,
+        )
         # Children resolved once: `labels()` takes a lock and a dict lookup on every call.
         self._allowed = self.decisions.labels("allowed")
         self._denied = self.decisions.labels("denied")
