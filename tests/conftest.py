@@ -30,7 +30,7 @@ from tests.smtp_server import SmtpServer
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY_DIR = ROOT / "policies"
-POLICY_MODEL = ROOT / "policy_model.conf"
+POLICY_MODEL = ROOT / "authz" / "policy" / "policy_model.conf"
 JWT_SECRET = "test-secret-" + "x" * 32
 TEST_SECRET_KEYS = new_key()
 
