@@ -1,9 +1,13 @@
 """Who is calling: a user JWT or a service key, from `Authorization: Bearer ...`."""
 
+import asyncio
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio.to_thread
 import jwt
 from fastapi import Request
 
@@ -15,7 +19,7 @@ from authz.jwt_keys import VerificationKey, load_public_key, shared_secret
 from authz.services.service_keys import ServiceKeyRecord
 from authz.services.runtime import Runtime
 from authz.services.service_keys import PREFIX as SERVICE_KEY_PREFIX
-from authz.services.service_keys import verify_service_key
+from authz.services.service_keys import is_unknown_here, lookup_service_key, verify_service_key
 from authz.settings import Settings
 
 log = logging.getLogger("authz.auth")
@@ -115,6 +119,14 @@ def _reason(exc: jwt.PyJWTError) -> str:
     return "malformed or unverifiable"
 
 
+class UnknownServiceKey(Unauthenticated):
+    """A well-formed service key this replica does not know yet: `authenticate` may look it up."""
+
+    def __init__(self, credential: str) -> None:
+        super().__init__("unknown or revoked service key")
+        self.credential = credential
+
+
 class ServiceKeyCache:
     """Verified service keys by credential string, so a sidecar's repeated key costs one dict lookup.
 
@@ -122,39 +134,112 @@ class ServiceKeyCache:
     `Replica.service_keys` dict: a create or revoke replaces that dict (from the
     changelog), and the next lookup then starts from an empty cache, so a revoked key
     stops working as soon as this replica has applied the revocation.
+
+    A well-formed key the replica does not know is looked up in the database by its id
+    (API.md: a key works on every replica the moment `service-key create` returns, before
+    the changelog reaches this replica). So that unknown keys cannot turn requests into
+    database reads, a credential that missed is remembered for MISS_TTL seconds, one lookup
+    per credential runs at a time, and at most LOOKUPS_PER_SECOND run per process (beyond
+    that a key new to this replica is refused until the changelog brings it, within a poll
+    interval).
     """
 
     MAX = 1024
+    MISS_TTL = 1.0
+    LOOKUPS_PER_SECOND = 20.0
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._source: object = None
         self._records: dict[str, ServiceKeyRecord] = {}
+        self._clock = clock
+        self._misses: dict[str, float] = {}  # credential → monotonic time until which it is not looked up
+        self._pending: dict[str, asyncio.Future[ServiceKeyRecord | None]] = {}
+        self._tokens = self.LOOKUPS_PER_SECOND
+        self._refilled = clock()
+        self.lookups = 0  # database lookups done (for tests and debugging)
 
     def verify(self, runtime: Runtime, credential: str) -> ServiceKeyRecord | None:
-        source = runtime.replica.service_keys
-        if source is not self._source:
-            self._source, self._records = source, {}
+        self._follow(runtime)
         record = self._records.get(credential)
         if record is None:
             record = verify_service_key(runtime, credential)
             if record is not None:
-                if len(self._records) >= self.MAX:
-                    self._records.clear()
-                self._records[credential] = record
+                self._remember(credential, record)
         return record
+
+    async def lookup(self, runtime: Runtime, credential: str) -> ServiceKeyRecord | None:
+        """The key's record from the database, within the limits above; None if unknown, revoked or limited."""
+        if not is_unknown_here(runtime, credential):
+            return self.verify(runtime, credential)
+        pending = self._pending.get(credential)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        now = self._clock()
+        if self._misses.get(credential, 0.0) > now or not self._take_token(now):
+            return None
+        future: asyncio.Future[ServiceKeyRecord | None] = asyncio.get_running_loop().create_future()
+        self._pending[credential] = future
+        try:
+            self.lookups += 1
+            record = await anyio.to_thread.run_sync(lookup_service_key, runtime, credential)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: the waiters, if any, get it too
+            raise
+        finally:
+            del self._pending[credential]
+        future.set_result(record)
+        if record is None:
+            if len(self._misses) >= self.MAX:
+                self._misses = {key: until for key, until in self._misses.items() if until > now}
+                if len(self._misses) >= self.MAX:
+                    self._misses.clear()
+            self._misses[credential] = now + self.MISS_TTL
+        else:
+            self._follow(runtime)
+            self._remember(credential, record)
+        return record
+
+    def _follow(self, runtime: Runtime) -> None:
+        source = runtime.replica.service_keys
+        if source is not self._source:
+            self._source, self._records = source, {}
+
+    def _remember(self, credential: str, record: ServiceKeyRecord) -> None:
+        if len(self._records) >= self.MAX:
+            self._records.clear()
+        self._records[credential] = record
+
+    def _take_token(self, now: float) -> bool:
+        self._tokens = min(self.LOOKUPS_PER_SECOND, self._tokens + (now - self._refilled) * self.LOOKUPS_PER_SECOND)
+        self._refilled = now
+        if self._tokens < 1:
+            log.warning("service-key lookups are rate-limited: a key new to this replica waits for the changelog")
+            return False
+        self._tokens -= 1
+        return True
 
 
 async def authenticate(request: Request) -> Principal:
-    """The FastAPI dependency of every /v1 route.
+    """The FastAPI dependency of every /v1 route (and what the check routes call).
 
     `async` on purpose: it never blocks (keys are in memory, JWTs are verified in-process),
-    and a sync dependency would cost a thread-pool round trip on every request.
+    and a sync dependency would cost a thread-pool round trip on every request. Only a
+    service key this replica does not know yet is looked up in the database, in a thread.
     """
-    return authenticate_request(request)
+    try:
+        return authenticate_request(request)
+    except UnknownServiceKey as miss:
+        cache: ServiceKeyCache = request.app.state.service_key_cache
+        record = await cache.lookup(request.app.state.runtime, miss.credential)
+        if record is None:
+            raise
+        request_id = request.scope.get("state", {}).get("request_id")
+        return Principal(kind="service", id=record.id, scopes=record.scopes, request_id=request_id)
 
 
 def authenticate_request(request: Request) -> Principal:
-    """The caller of `request`, from its Authorization header (raises Unauthenticated)."""
+    """The caller of `request`, from its Authorization header, from memory (raises Unauthenticated)."""
     header = request.headers.get("authorization")
     if not header:
         raise Unauthenticated("missing Authorization: Bearer credential")
@@ -168,6 +253,8 @@ def authenticate_request(request: Request) -> Principal:
         cache: ServiceKeyCache = request.app.state.service_key_cache
         record = cache.verify(runtime, credential)
         if record is None:
+            if is_unknown_here(runtime, credential):
+                raise UnknownServiceKey(credential)
             raise Unauthenticated("unknown or revoked service key")
         return Principal(kind="service", id=record.id, scopes=record.scopes, request_id=request_id)
     verifier: TokenVerifier = request.app.state.token_verifier
