@@ -111,13 +111,20 @@ def db_upgrade() -> None:
 
 @policy_app.command("validate")
 def policy_validate(directory: DirArg = None) -> None:
-    """Validate the policy files: each error with file, line and reason; exit 1 on any."""
-    path = directory or _settings().policy_dir
-    from authz.policy.routes import load_routes
+    """Validate the policy files: each error with file, line and reason; exit 1 on any.
 
+    Then rehearse: apply them to a scratch database as `apply` would and start a replica
+    from it, so what passes here also applies and serves.
+    """
+    from authz.policy.routes import load_routes
+    from authz.services.policy_admin import rehearse_policy
+
+    settings = _settings()
+    path = directory or settings.policy_dir
     try:
         document = load_policy_dir(path)
         routes = load_routes(path, document)
+        rehearse_policy(settings, path, document)
     except PolicyInvalid as exc:
         _print_policy_errors(exc)
         raise typer.Exit(1) from None
@@ -129,10 +136,13 @@ def policy_validate(directory: DirArg = None) -> None:
 @policy_app.command("test")
 def policy_test(directory: DirArg = None) -> None:
     """Run the policy test suites (tests/*_test.yaml) offline against the real model."""
+    from authz.services.policy_admin import rehearse_policy
+
     settings = _model_checked(_settings())
     path = directory or settings.policy_dir
     try:
         document = load_policy_dir(path)
+        rehearse_policy(settings, path, document)  # a suite of a policy that cannot be applied proves nothing
         results = run_suites(path, document, settings.policy_model)
     except PolicyInvalid as exc:
         _print_policy_errors(exc)
@@ -162,7 +172,10 @@ def policy_apply(
         _print_policy_errors(exc)
         raise typer.Exit(1) from None
     runtime = open_runtime(settings)
-    written = apply_policy(runtime, cli_principal(), document, dry_run=dry_run)
+    try:
+        written = apply_policy(runtime, cli_principal(), document, dry_run=dry_run)
+    except AuthzError as exc:
+        raise _fail(f"{path}: {exc.detail}") from None
     for rule in written.value.added:
         typer.echo("+ " + ", ".join(rule))
     for rule in written.value.removed:
