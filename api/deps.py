@@ -7,7 +7,7 @@ from fastapi import Depends, Header, Request, Response
 from api.auth import authenticate
 from api.schemas import Problem
 from authz.domain import ids
-from authz.domain.errors import Forbidden, Invalid, NotFound
+from authz.domain.errors import Forbidden, Invalid, OutsiderNotFound
 from authz.domain.principal import Principal
 from authz.services.runtime import Runtime
 
@@ -46,7 +46,7 @@ def account_context(
     except Invalid:
         raise Invalid("X-Account-Context must be `personal` or an organization id", field="X-Account-Context") from None
     if runtime.replica.index.role_in(principal.id, context) is None:
-        raise NotFound("organization not found")
+        raise OutsiderNotFound("organization not found")
     return context
 
 

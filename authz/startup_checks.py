@@ -52,6 +52,8 @@ def check_settings(settings: Settings) -> None:
     _check_jwt(settings)
     if settings.smtp_ca_file is not None:
         _check_ca_file(settings.smtp_ca_file)
+    if settings.secret_key_file is not None:
+        _check_key_file(settings.secret_key_file)
 
 
 def check_policy_model(settings: Settings) -> None:
@@ -117,3 +119,12 @@ def _check_ca_file(path: Path) -> None:
     except (OSError, ssl.SSLError) as exc:
         raise SettingUnusable("AUTHZ_SMTP_CA_FILE", f"{_shown(path)} is not a readable PEM CA file "
                               f"({type(exc).__name__})") from None
+
+
+def _check_key_file(path: Path) -> None:
+    """AUTHZ_SECRET_KEY_FILE: readable if it exists; else its directory must exist (development creates it)."""
+    if path.exists():
+        if not path.is_file() or not os.access(path, os.R_OK):
+            raise SettingUnusable("AUTHZ_SECRET_KEY_FILE", f"{_shown(path)} is not a readable file")
+    elif not path.parent.is_dir():
+        raise SettingUnusable("AUTHZ_SECRET_KEY_FILE", f"{_shown(path)} does not exist, nor does its directory")

@@ -75,6 +75,10 @@ def test_serve_from_another_directory_answers_explain(installed: Path, elsewhere
                 assert answer.status_code == 200, answer.text
                 assert answer.json()["allowed"] is True
                 assert answer.json()["explanation"]["rule"][0] == "p"
+            # a chunked body over the limit is 413 from the real server too (class 7)
+            chunked = http.post("/v1/organizations", content=iter([b'{"name": "' + b"x" * 65536] * 20),
+                                headers={**alice, "Content-Type": "application/json"})
+            assert chunked.status_code == 413, chunked.text
         assert " 500" not in server.log_text() and '"status": 500' not in server.log_text()
     finally:
         server.stop()
@@ -114,6 +118,8 @@ def unusable_settings(folder: Path) -> list[tuple[str, dict[str, str]]]:
         ("AUTHZ_POLICY_MODEL", {"AUTHZ_POLICY_MODEL": "policy_model.conf"}),
         ("AUTHZ_POLICY_MODEL", {"AUTHZ_POLICY_MODEL": str(bad_model)}),
         ("AUTHZ_SMTP_CA_FILE", {"AUTHZ_SMTP_CA_FILE": str(folder / "ca.pem")}),
+        ("AUTHZ_SECRET_KEY_FILE", {"AUTHZ_SECRET_KEY_FILE": str(unreadable)}),
+        ("AUTHZ_SECRET_KEY_FILE", {"AUTHZ_SECRET_KEY_FILE": str(folder / "no" / "such" / "authz.key")}),
         ("AUTHZ_DATABASE_URL", {"AUTHZ_DATABASE_URL": f"sqlite:///{folder / 'no' / 'such' / 'dir' / 'authz.db'}"}),
         ("AUTHZ_DATABASE_URL", {"AUTHZ_DATABASE_URL": "mysql://localhost/authz"}),
         ("AUTHZ_LOG_LEVEL", {"AUTHZ_LOG_LEVEL": "LOUD"}),
