@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench bench-quick clean
+.PHONY: run test soak bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ run: $(STAMP) .env
 ## test: set up and run the whole test suite (PostgreSQL tests too when reachable, always when CI=true)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## soak: the history checker for SOAK_SECONDS (default 600) on PostgreSQL; prints its figures
+SOAK_SECONDS ?= 600
+soak: $(STAMP)
+	HISTORY_SECONDS=$(SOAK_SECONDS) AUTHZ_REQUIRE_POSTGRES=1 $(BIN)/python -m pytest -p no:cacheprovider -q -s tests/history
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

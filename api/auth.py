@@ -201,7 +201,7 @@ class ServiceKeyCache:
         return record
 
     def _follow(self, runtime: Runtime) -> None:
-        source = runtime.replica.service_keys
+        source = runtime.replica.snapshot.service_keys
         if source is not self._source:
             self._source, self._records = source, {}
 

@@ -45,7 +45,7 @@ def account_context(
         context = ids.org_id(value, "X-Account-Context")
     except Invalid:
         raise Invalid("X-Account-Context must be `personal` or an organization id", field="X-Account-Context") from None
-    if runtime.replica.index.role_in(principal.id, context) is None:
+    if runtime.replica.snapshot.index.role_in(principal.id, context) is None:
         raise OutsiderNotFound("organization not found")
     return context
 

@@ -23,33 +23,37 @@ from api.lean import is_json
 from api.routers.decisions import answer_batch, answer_check
 from api.schemas import BatchBody, CheckBody
 from api.staleness import require_fresh
+from authz.engine.replica import Snapshot
 from authz.services.runtime import Runtime
 
 Answer = Callable[[Request, bytes], bytes | None]
 _HEADERS_JSON = (b"content-type", b"application/json")
 
 
-def _fresh_at(request: Request, min_revision: int | None) -> bool:
-    """Fresh enough to answer now (the route waits for a `min_revision` not yet applied)."""
+def _snapshot_at(request: Request, min_revision: int | None) -> Snapshot | None:
+    """The snapshot to answer from now, or None (the route waits for a `min_revision` not yet applied)."""
     runtime: Runtime = request.app.state.runtime
     require_fresh(runtime)
-    return min_revision is None or runtime.replica.revision >= min_revision
+    snapshot = runtime.replica.snapshot
+    return snapshot if min_revision is None or snapshot.revision >= min_revision else None
 
 
 def _check(request: Request, raw: bytes) -> bytes | None:
     body = CheckBody.model_validate_json(raw)
     principal = authenticate_request(request)
-    if not _fresh_at(request, body.min_revision):
+    snapshot = _snapshot_at(request, body.min_revision)
+    if snapshot is None:
         return None
-    return answer_check(request, principal, body, explain=False)
+    return answer_check(request, snapshot, principal, body, explain=False)
 
 
 def _batch(request: Request, raw: bytes) -> bytes | None:
     body = BatchBody.model_validate_json(raw)
     principal = authenticate_request(request)
-    if not _fresh_at(request, body.min_revision):
+    snapshot = _snapshot_at(request, body.min_revision)
+    if snapshot is None:
         return None
-    return answer_batch(request, principal, body)
+    return answer_batch(request, snapshot, principal, body)
 
 
 ANSWERS: dict[str, Answer] = {"/v1/check": _check, "/v1/check/batch": _batch}

@@ -30,7 +30,7 @@ def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     runtime.replica.load(database)
     with startup_lock(settings.database_url):
         revision = ensure_policy(runtime, STARTUP)
-    if runtime.replica.policy is None:  # another replica seeded it after our load
+    if runtime.replica.snapshot.policy is None:  # another replica seeded it after our load
         runtime.replica.catch_up(database)
     if revision is not None:
         log.info("loaded the policy from %s as revision %s", settings.policy_dir, revision)

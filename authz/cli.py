@@ -214,14 +214,15 @@ def check(
         )
     except AuthzError as exc:
         raise _fail(f"invalid {exc.field}: {exc.detail}") from None
+    snapshot = runtime.replica.snapshot
     if explain:
-        result = decisions.explain(runtime, request)
-        result["revision"] = runtime.replica.revision
+        result = decisions.explain(runtime, snapshot, request)
+        result["revision"] = snapshot.revision
         typer.echo(json.dumps(result, indent=2))
         allowed = result["allowed"]
     else:
-        allowed = decisions.check(runtime, request)
-        typer.echo(f"{'allowed' if allowed else 'denied'} (revision {runtime.replica.revision})")
+        allowed = decisions.check(snapshot, request)
+        typer.echo(f"{'allowed' if allowed else 'denied'} (revision {snapshot.revision})")
     raise typer.Exit(0 if allowed else 2)
 
 

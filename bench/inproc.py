@@ -18,6 +18,7 @@ from typing import Any
 
 import casbin
 
+from authz.engine.index import DecisionIndex
 from authz.engine.replica import Replica
 from authz.policy.model import casbin_request, domain_matches
 from authz.store.database import Database
@@ -37,7 +38,7 @@ def run(report: Report, database_url: str, dataset: Dataset, *, quick: bool) -> 
     replica.load(database)
     load_seconds = time.perf_counter() - started
     database.dispose()
-    index = replica.index
+    index = replica.snapshot.index
     asked = questions(dataset, 20_000 if quick else 100_000)
 
     roles = _baseline_table(dataset)
@@ -66,6 +67,7 @@ def run(report: Report, database_url: str, dataset: Dataset, *, quick: bool) -> 
         casbin["casbin_mean_us"], "pycasbin enforce() mean", limit=1 / 50,
         note=f"pycasbin {casbin['speedup']:.0f}× slower; {casbin['mismatches']} disagreements in {casbin['questions']} questions",
     ))
+    _snapshots(report, index, dataset, quick=quick)
     report.sections["in_process"] = {
         "shape": dataset.shape.label(),
         "questions": len(asked),
@@ -176,3 +178,43 @@ def _pycasbin(dataset: Dataset, index: Any, asked: list[Question], check: Callab
         "casbin_mean_us": casbin_mean, "casbin_p50_us": _percentiles(casbin_ns)[0],
         "check_mean_us": check_mean, "speedup": casbin_mean / check_mean, "mismatches": mismatches,
     }
+
+
+def _snapshots(report: Report, index: DecisionIndex, dataset: Dataset, *, quick: bool) -> None:
+    """Copy-on-write figures: one delta applied to the loaded index, and one listing page of 1M in one context.
+
+    A delta is a role change (remove then add) of one membership, applied as a replica
+    applies it: a new snapshot from the previous one (chained, so shards get shared and
+    copied as in service).
+    """
+    org, user = org_id(0), user_id(0)
+    current = index
+    delta_ns: list[int] = []
+    for n in range(200 if quick else 1000):
+        old, new = ("viewer", "maintainer") if n % 2 else ("maintainer", "viewer")
+        delta = [{"op": "remove_rule", "rule": ["g", "user:" + user, old, org]},
+                 {"op": "add_rule", "rule": ["g", "user:" + user, new, org]}]
+        started = time.perf_counter_ns()
+        current = current.apply(delta)
+        delta_ns.append(time.perf_counter_ns() - started)
+    p50, p99 = _percentiles(delta_ns)
+    report.add(Figure(f"apply one delta (role change) at {dataset.shape.label()} p50", p50, "µs", limit=1000))
+    report.add(Figure(f"apply one delta (role change) at {dataset.shape.label()} p99", p99, "µs", limit=5000))
+
+    resources = 100_000 if quick else 1_000_000
+    editor = DecisionIndex.build()
+    context = "org_" + "f" * 24
+    editor.add_rule(("p", "viewer", "*", "algorithm", "read"))
+    editor.add_rule(("g", "user:reader", "viewer", context))
+    editor.load_grouped_resources([(context, "\x1f".join(f"algorithm:a{n:07d}" for n in range(resources)))])
+    big = editor.finish()
+    starts = [f"a{n:07d}" for n in range(0, resources - 1000, max(1, resources // 200))]
+    page_ns: list[int] = []
+    for after in starts:
+        started = time.perf_counter_ns()
+        page = big.list_resources("reader", "read", "algorithm", None, after, 1000)
+        page_ns.append(time.perf_counter_ns() - started)
+        assert len(page) == 1000 and page[0] > after
+    p50, p99 = _percentiles(page_ns)
+    report.add(Figure(f"list-resources page of 1000 of {resources:,} in one context p50", p50 / 1000, "ms", limit=5))
+    report.add(Figure(f"list-resources page of 1000 of {resources:,} in one context p99", p99 / 1000, "ms", limit=10))

@@ -16,10 +16,11 @@ def main() -> None:
     import os
 
     database = Database(sys.argv[1])
-    index = DecisionIndex()
+    editor = DecisionIndex.build()
     before = rss_mb(os.getpid())
     with database.session() as session, bulk_allocation():
-        counts = load_index(session, index, is_postgres=database.is_postgres)
+        counts = load_index(session, editor, is_postgres=database.is_postgres)
+        index = editor.finish()
     after = rss_mb(os.getpid())
     memberships = index.counts()["memberships"]
     print(json.dumps({"before_mb": before, "after_mb": after, "counts": counts, "memberships": memberships,

@@ -159,10 +159,10 @@ def add_member(runtime: Runtime, org_id: str, user: str, role: str) -> None:
     from authz.services.members import add_member as add_member_rows
 
     with runtime.unit_of_work(cli_principal()) as uow:
+        uow.lock_context(org_id)
         add_member_rows(uow, org_id, user, f"{user}@example.com", role)
         uow.audit("member.add", context=org_id, target=user, detail={"role": role})
-        revision = uow.commit()
-    runtime.after_commit(revision)
+        uow.commit()
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from typing import Annotated
 
-import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Header, Request, Response
 
@@ -22,7 +21,9 @@ from api.schemas import (
 )
 from api.staleness import require_fresh
 from authz.domain import ids
+from authz.domain.errors import Unavailable
 from authz.domain.principal import Principal
+from authz.engine.replica import Snapshot
 from authz.services import decisions
 from authz.services.runtime import Runtime
 
@@ -37,14 +38,25 @@ def _default_context(principal: Principal, header: str | None) -> str | None:
     return header
 
 
-async def _ready(request: Request, runtime: Runtime, min_revision: int | None) -> None:
-    """Fail closed when stale; with `min_revision`, wait (bounded) until this replica has it."""
+async def ready_snapshot(request: Request, runtime: Runtime, min_revision: int | None) -> Snapshot:
+    """The snapshot to answer from: fail closed when stale; with `min_revision`, wait (bounded) for it.
+
+    The wait parks a future on the event loop (`Replica.reached`): it holds no thread.
+    """
     require_fresh(runtime)
-    if min_revision is not None and runtime.replica.revision < min_revision:
-        follower = getattr(request.app.state, "follower", None)
-        if follower is not None:
-            follower.wake()  # read the changelog now rather than at the next poll
-        await anyio.to_thread.run_sync(decisions.require_revision, runtime, min_revision)
+    snapshot = runtime.replica.snapshot
+    if min_revision is None or snapshot.revision >= min_revision:
+        return snapshot
+    follower = getattr(request.app.state, "follower", None)
+    if follower is not None:
+        follower.wake()  # read the changelog now rather than at the next poll
+    reached = await runtime.replica.reached(min_revision, runtime.settings.min_revision_wait)
+    if reached is None:
+        raise Unavailable(
+            f"this replica is at revision {runtime.replica.revision}, behind the requested {min_revision}; "
+            "retry shortly"
+        )
+    return reached
 
 
 def _runtime(request: Request) -> Runtime:
@@ -61,9 +73,8 @@ def _json(payload: bytes) -> Response:
 _CONTEXT_HEADER = {"X-Account-Context": "personal (default) or an org id"}
 
 
-def answer_check(request: Request, principal: Principal, body: CheckBody, *, explain: bool) -> bytes:
+def answer_check(request: Request, snapshot: Snapshot, principal: Principal, body: CheckBody, *, explain: bool) -> bytes:
     """The JSON answer of /v1/check to a parsed body (shared by the route and `api.fast_path`)."""
-    runtime = _runtime(request)
     question = decisions.check_request(
         principal, subject=body.subject, action=body.action, resource_type=body.resource.type,
         resource_id=body.resource.id, context=body.context,
@@ -71,29 +82,28 @@ def answer_check(request: Request, principal: Principal, body: CheckBody, *, exp
     )
     metrics: Metrics = request.app.state.metrics
     if explain:
-        result = decisions.explain(runtime, question)
+        result = decisions.explain(_runtime(request), snapshot, question)
         metrics.count_decisions(allowed=int(result["allowed"]), denied=int(not result["allowed"]))
-        return orjson.dumps({"allowed": result["allowed"], "revision": runtime.replica.revision,
+        return orjson.dumps({"allowed": result["allowed"], "revision": snapshot.revision,
                              "explanation": result["explanation"]})
-    allowed = decisions.check(runtime, question)
+    allowed = decisions.check(snapshot, question)
     metrics.count_decisions(allowed=int(allowed), denied=int(not allowed))
-    return orjson.dumps({"allowed": allowed, "revision": runtime.replica.revision})
+    return orjson.dumps({"allowed": allowed, "revision": snapshot.revision})
 
 
-def answer_batch(request: Request, principal: Principal, body: BatchBody) -> bytes:
+def answer_batch(request: Request, snapshot: Snapshot, principal: Principal, body: BatchBody) -> bytes:
     """The JSON answer of /v1/check/batch to a parsed body (shared by the route and `api.fast_path`)."""
-    runtime = _runtime(request)
     default = _default_context(principal, lean.header(request, "x-account-context", max_length=2000))
     questions = decisions.check_requests(
         principal,
         ((item.subject, item.action, item.resource.type, item.resource.id, item.context) for item in body.checks),
         default,
     )
-    results = decisions.check_batch(runtime, questions)
+    results = decisions.check_batch(snapshot, questions)
     allowed = sum(results)
     metrics: Metrics = request.app.state.metrics
     metrics.count_decisions(allowed=allowed, denied=len(results) - allowed)
-    return orjson.dumps({"results": [_ALLOWED if a else _DENIED for a in results], "revision": runtime.replica.revision})
+    return orjson.dumps({"results": [_ALLOWED if a else _DENIED for a in results], "revision": snapshot.revision})
 
 
 @router.post("/check", response_model=CheckOut, response_model_exclude_none=True,
@@ -109,8 +119,8 @@ async def check(request: Request) -> Response:
     body = await lean.json_body(request, CheckBody)
     principal = await authenticate(request)
     explain = lean.bool_query(request, "explain")
-    await _ready(request, _runtime(request), body.min_revision)
-    return _json(answer_check(request, principal, body, explain=explain))
+    snapshot = await ready_snapshot(request, _runtime(request), body.min_revision)
+    return _json(answer_check(request, snapshot, principal, body, explain=explain))
 
 
 @router.post("/check/batch", response_model=BatchOut, responses=problems(400, 401, 403, 413, 422, 503),
@@ -119,8 +129,8 @@ async def check_batch(request: Request) -> Response:
     """Up to 1000 checks in one request: `{results: [{allowed}], revision}`, in order."""
     body = await lean.json_body(request, BatchBody)
     principal = await authenticate(request)
-    await _ready(request, _runtime(request), body.min_revision)
-    return _json(answer_batch(request, principal, body))
+    snapshot = await ready_snapshot(request, _runtime(request), body.min_revision)
+    return _json(answer_batch(request, snapshot, principal, body))
 
 
 _ALLOWED = {"allowed": True}
@@ -132,20 +142,20 @@ async def list_resources(
     body: ListResourcesBody, request: Request, runtime: RuntimeDep, principal: PrincipalDep,
     x_account_context: ContextHeader = None,
 ) -> ListResourcesOut:
-    await _ready(request, runtime, body.min_revision)
+    snapshot = await ready_snapshot(request, runtime, body.min_revision)
     found = decisions.list_resources(
-        runtime, principal, subject=body.subject, action=body.action, resource_type=body.type,
+        snapshot, principal, subject=body.subject, action=body.action, resource_type=body.type,
         context=body.context, default_context=x_account_context if principal.is_user else None,
     )
-    return ListResourcesOut(resources=found, revision=runtime.replica.revision)
+    return ListResourcesOut(resources=found, revision=snapshot.revision)
 
 
 @router.post("/list-subjects", response_model=ListSubjectsOut, responses=problems(400, 401, 403, 413, 422, 503))
 async def list_subjects(
     body: ListSubjectsBody, request: Request, runtime: RuntimeDep, principal: PrincipalDep,
 ) -> ListSubjectsOut:
-    await _ready(request, runtime, body.min_revision)
+    snapshot = await ready_snapshot(request, runtime, body.min_revision)
     subjects = decisions.list_subjects(
-        runtime, principal, action=body.action, resource_type=body.resource.type, resource_id=body.resource.id
+        snapshot, principal, action=body.action, resource_type=body.resource.type, resource_id=body.resource.id
     )
-    return ListSubjectsOut(subjects=subjects, revision=runtime.replica.revision)
+    return ListSubjectsOut(subjects=subjects, revision=snapshot.revision)

@@ -45,14 +45,15 @@ def _envoy_suffix(request: Request) -> str | None:
 async def authorize(request: Request, runtime: RuntimeDep, principal: PrincipalDep) -> Response:
     """Decide the request described by X-Original-*, X-Forwarded-* or the appended path (Envoy)."""
     require_fresh(runtime)
+    snapshot = runtime.replica.snapshot
     headers = {name: value for name, value in request.headers.items()
                if name.startswith(("x-original-", "x-forwarded-"))}
     original = forward_auth.original_request(request.method, _envoy_suffix(request), headers)
     decision = forward_auth.authorize_original(
-        runtime, request.app.state.routes, principal, original, request.headers.get("x-account-context")
+        snapshot, request.app.state.routes, principal, original, request.headers.get("x-account-context")
     )
     request.app.state.metrics.decisions.labels("allowed" if decision.allowed else "denied").inc()
-    revision = str(runtime.replica.revision)
+    revision = str(snapshot.revision)
     if not decision.allowed:
         errors = [{"field": decision.field, "message": decision.reason}] if decision.field else None
         return problem(403, decision.reason, errors=errors, headers={**NO_STORE, REVISION_HEADER: revision})
@@ -64,7 +65,7 @@ async def authorize(request: Request, runtime: RuntimeDep, principal: PrincipalD
         "action": decision.match.action,
         "resource": {"type": decision.match.resource_type, "id": decision.match.resource_id},
         "route": decision.match.route.name,
-        "revision": runtime.replica.revision,
+        "revision": snapshot.revision,
     }
     return Response(
         orjson.dumps(body),

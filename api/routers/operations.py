@@ -39,7 +39,7 @@ def readyz(request: Request, runtime: RuntimeDep, response: Response) -> dict[st
     reasons, fatal = [], False
     if replica.last_sync_error is not None:
         reasons.append(replica.last_sync_error)
-    if replica.policy is None:
+    if replica.snapshot.policy is None:
         reasons.append("no policy loaded")
         fatal = True
     if staleness > limit:

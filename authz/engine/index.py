@@ -1,4 +1,4 @@
-"""Decisions compiled from the Casbin rules of `policy_model.conf`.
+"""Decisions compiled from the Casbin rules of `policy_model.conf`, as immutable snapshots.
 
 The meaning is Casbin's (see `authz.policy.model`); this index answers the same question
 with a few dict and set lookups. `tests/engine/test_oracle.py` compares the two on random
@@ -9,17 +9,31 @@ Rule shapes (all written by authz itself):
 - `g, <role>, <role>, *`             role hierarchy
 - `g, user:<id>, <role>, <org_id>`   membership
 - `g, user:<id>, <role>, <type>:<id>`  a role on one resource
+
+A `DecisionIndex` never changes once built (DESIGN.md invariant 4): a replica publishes a
+new one per change, and a request that holds one sees one revision throughout. Changes
+go through an `IndexEditor`, which copies only what they touch: each big map is split
+into `SHARDS` dicts by the key's hash, so a change copies one shard (about a thousand
+entries at 1M) and the inner dict or sorted set of the one context it changes; every
+other shard is shared with the previous index.
 """
 
-from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from heapq import merge
+from itertools import islice, takewhile
+from typing import Any
 
 from authz.domain import ids
+from authz.engine.sorted_ids import SortedIds
 from authz.policy.document import ALL_DOMAINS, Rule
 
 Permission = tuple[str, str]  # (object type, action)
 GROUP_SEPARATOR = "\x1f"  # joins the values of one bulk-loaded group; no id, role or name may contain it
+SHARDS = 1024  # a power of two: a key's shard is hash(key) & MASK
+MASK = SHARDS - 1
+Shards = tuple[dict[str, Any], ...]
+Op = dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -32,155 +46,47 @@ class Decision:
     via: str  # "membership", "personal", "resource", or why not: "unknown_resource", "no_role", "not_granted"
 
 
+def _empty_shards() -> Shards:
+    return tuple({} for _ in range(SHARDS))
+
+
 class DecisionIndex:
-    """Memberships, resources and role permissions as dicts; every update is O(1) but policy changes.
+    """Memberships, resources and role permissions at one revision; read-only.
 
     Compact on purpose (1M memberships and 1M resources must fit in a few hundred MB):
     a resource is keyed by its scope string "type:id" (the same string names its own
-    roles), contexts of a resource are one dict used as an ordered set, and the bulk
-    loader shares one string object per subject, role and context.
+    roles), and the bulk loader shares one string object per subject, role and context.
+    Maps keyed by the same string (a scope, a context, a subject) use the same shard.
     """
 
+    __slots__ = ("_grants", "_parents", "_effective", "_members", "_contexts_of", "_resources",
+                 "_resources_in", "_resource_roles", "_resource_roles_of")
+
     def __init__(self) -> None:
-        self._grants: dict[str, set[Permission]] = defaultdict(set)  # role → direct permissions
-        self._parents: dict[str, set[str]] = defaultdict(set)  # role → inherited roles
-        self._effective: dict[str, frozenset[Permission]] = {}
-        self._members: dict[str, dict[str, str]] = {}  # context → subject → role
-        self._contexts_of: dict[str, dict[str, str]] = {}  # subject → context → role
-        self._resources: dict[str, str] = {}  # "type:id" → context
-        self._resources_in: dict[str, dict[str, None]] = {}  # context → {"type:id"} (insertion-ordered set)
-        self._resource_roles: dict[str, dict[str, str]] = {}  # "type:id" → subject → role
-        self._resource_roles_of: dict[str, dict[str, str]] = {}  # subject → "type:id" → role
+        self._grants: dict[str, frozenset[Permission]] = {}  # role → direct permissions
+        self._parents: dict[str, frozenset[str]] = {}  # role → inherited roles
+        self._effective: dict[str, frozenset[Permission]] = {}  # role → permissions after inheritance
+        self._members: Shards = _empty_shards()  # context → {subject: role}
+        self._contexts_of: Shards = _empty_shards()  # subject → {context: role}
+        self._resources: Shards = _empty_shards()  # "type:id" → context
+        self._resources_in: Shards = _empty_shards()  # context → SortedIds of "type:id"
+        self._resource_roles: Shards = _empty_shards()  # "type:id" → {subject: role}
+        self._resource_roles_of: Shards = _empty_shards()  # subject → {"type:id": role}
 
-    # ---- updates -------------------------------------------------------------------------
+    def edit(self) -> "IndexEditor":
+        """An editor whose `finish()` is this index with the editor's changes."""
+        return IndexEditor(self)
 
-    def add_rule(self, rule: Rule) -> None:
-        ptype, *values = rule
-        if ptype == "p":
-            role, domain, object_type, action = values[:4]
-            if domain == ALL_DOMAINS:
-                self._grants[role].add((object_type, action))
-                self._recompile()
-        elif ptype == "g":
-            member, role, domain = values[:3]
-            if domain == ALL_DOMAINS:
-                self._parents[member].add(role)
-                self._recompile()
-            elif _is_resource_scope(domain):
-                self._resource_roles.setdefault(domain, {})[member] = role
-                self._resource_roles_of.setdefault(member, {})[domain] = role
-            else:
-                self._members.setdefault(domain, {})[member] = role
-                self._contexts_of.setdefault(member, {})[domain] = role
+    @staticmethod
+    def build() -> "IndexEditor":
+        """An editor of a new, empty index that changes its own parts in place (bulk loads)."""
+        return IndexEditor(DecisionIndex(), fresh=True)
 
-    def remove_rule(self, rule: Rule) -> None:
-        ptype, *values = rule
-        if ptype == "p":
-            role, domain, object_type, action = values[:4]
-            if domain == ALL_DOMAINS:
-                self._grants[role].discard((object_type, action))
-                self._recompile()
-        elif ptype == "g":
-            member, role, domain = values[:3]
-            if domain == ALL_DOMAINS:
-                self._parents[member].discard(role)
-                self._recompile()
-            elif _is_resource_scope(domain):
-                _discard(self._resource_roles, domain, member, role)
-                _discard(self._resource_roles_of, member, domain, role)
-            else:
-                _discard(self._members, domain, member, role)
-                _discard(self._contexts_of, member, domain, role)
-
-    def add_resource(self, resource_type: str, resource_id: str, context: str) -> None:
-        scope = resource_type + ":" + resource_id
-        self._resources[scope] = context
-        self._resources_in.setdefault(context, {})[scope] = None
-
-    def remove_resource(self, resource_type: str, resource_id: str) -> None:
-        scope = resource_type + ":" + resource_id
-        context = self._resources.pop(scope, None)
-        if context is None:
-            return
-        scopes = self._resources_in.get(context)
-        if scopes is not None:
-            scopes.pop(scope, None)
-            if not scopes:
-                del self._resources_in[context]
-
-    # ---- bulk loading (start-up) ----------------------------------------------------------
-
-    def load_grouped_rules(self, groups: Iterable[tuple[str, str]]) -> int:
-        """Add the `g` rules of whole domains, as `add_rule` would; returns how many rules.
-
-        Each group is (domain, "subject␟role␟subject␟role…") with ␟ = GROUP_SEPARATOR,
-        the form `authz.engine.snapshot` reads (a million rules arrive as ~100k strings,
-        split in C). One string object per subject, role and domain is shared by every
-        dict that holds it.
-        """
-        members, contexts_of = self._members, self._contexts_of
-        scoped_roles, scoped_of = self._resource_roles, self._resource_roles_of
-        pool: dict[str, str] = {}
-        share = pool.setdefault
-        count = 0
-        for domain, packed in groups:
-            parts = packed.split(GROUP_SEPARATOR)
-            if len(parts) % 2:
-                raise ValueError(f"malformed rule group for domain {domain!r}")
-            subjects, roles = parts[0::2], parts[1::2]
-            domain = share(domain, domain)
-            pairs = dict(zip(map(share, subjects, subjects), map(share, roles, roles), strict=True))
-            count += len(subjects)
-            if _is_resource_scope(domain):
-                target, reverse = scoped_roles, scoped_of
-            else:
-                target, reverse = members, contexts_of
-            existing = target.get(domain)
-            if existing is None:
-                target[domain] = pairs
-            else:
-                existing.update(pairs)
-            for member, role in pairs.items():
-                of = reverse.get(member)
-                if of is None:
-                    reverse[member] = {domain: role}
-                else:
-                    of[domain] = role
-        return count
-
-    def load_grouped_resources(self, groups: Iterable[tuple[str, str]]) -> int:
-        """Add resources as `add_resource` would, from (context, "type:id␟type:id…") groups; returns how many."""
-        resources, resources_in = self._resources, self._resources_in
-        count = 0
-        for context, packed in groups:
-            scopes = dict.fromkeys(packed.split(GROUP_SEPARATOR))
-            count += len(scopes)
-            existing = resources_in.get(context)
-            if existing is None:
-                resources_in[context] = scopes
-            else:
-                context = resources[next(iter(existing))]
-                existing.update(scopes)
-            resources.update(dict.fromkeys(scopes, context))
-        return count
-
-    def _recompile(self) -> None:
-        """Each role's effective permissions after inheritance (a few dozen rules: cheap)."""
-        effective: dict[str, frozenset[Permission]] = {}
-        roles = set(self._grants) | set(self._parents) | {p for ps in self._parents.values() for p in ps}
-        for role in roles:
-            seen: set[str] = set()
-            stack = [role]
-            permissions: set[Permission] = set()
-            while stack:
-                current = stack.pop()
-                if current in seen:
-                    continue
-                seen.add(current)
-                permissions |= self._grants.get(current, set())
-                stack.extend(self._parents.get(current, ()))
-            effective[role] = frozenset(permissions)
-        self._effective = effective
+    def apply(self, delta: Iterable[Op]) -> "DecisionIndex":
+        """This index with one changelog delta applied (this one is left as it was)."""
+        editor = self.edit()
+        editor.apply(delta)
+        return editor.finish()
 
     # ---- decisions -----------------------------------------------------------------------
 
@@ -189,10 +95,11 @@ class DecisionIndex:
         subject = "user:" + user
         if resource_id is not None:
             scope = resource_type + ":" + resource_id
-            context = self._resources.get(scope)
+            shard = hash(scope) & MASK
+            context = self._resources[shard].get(scope)
             if context is None:
                 return False
-            scoped = self._resource_roles.get(scope)
+            scoped = self._resource_roles[shard].get(scope)
             if scoped is not None:
                 role = scoped.get(subject)
                 if role is not None and (resource_type, action) in self._effective.get(role, ()):
@@ -202,7 +109,7 @@ class DecisionIndex:
         if context == subject:
             role = "owner"
         else:
-            members = self._members.get(context)
+            members = self._members[hash(context) & MASK].get(context)
             if members is None:
                 return False
             role = members.get(subject)
@@ -216,10 +123,10 @@ class DecisionIndex:
         permission = (resource_type, action)
         scoped_role: str | None = None
         if resource_id is not None:
-            context = self._resources.get(ids.resource_scope(resource_type, resource_id))
+            context = self.context_of(resource_type, resource_id)
             if context is None:
                 return Decision(False, None, None, "unknown_resource")
-            scoped_role = self._resource_roles.get(ids.resource_scope(resource_type, resource_id), {}).get(subject)
+            scoped_role = self.resource_role(user, resource_type, resource_id)
         context_role = self.role_in(user, context) if context is not None else None
         via = "personal" if context is not None and context == subject else "membership"
         if context_role is not None and permission in self._effective.get(context_role, ()):
@@ -235,72 +142,302 @@ class DecisionIndex:
         subject = ids.subject_of(user)
         if context == subject:
             return "owner"
-        return self._members.get(context, {}).get(subject)
+        return _get(self._members, context, {}).get(subject)
 
     def resource_role(self, user: str, resource_type: str, resource_id: str) -> str | None:
-        return self._resource_roles.get(ids.resource_scope(resource_type, resource_id), {}).get(ids.subject_of(user))
+        return _get(self._resource_roles, ids.resource_scope(resource_type, resource_id), {}).get(ids.subject_of(user))
 
     def role_allows(self, role: str, resource_type: str, action: str) -> bool:
         return (resource_type, action) in self._effective.get(role, ())
 
     def context_of(self, resource_type: str, resource_id: str) -> str | None:
-        return self._resources.get(ids.resource_scope(resource_type, resource_id))
+        return _get(self._resources, ids.resource_scope(resource_type, resource_id), None)
 
     def contexts_of(self, user: str) -> dict[str, str]:
         """The org contexts a user is a member of, with the role (personal not included)."""
-        return dict(self._contexts_of.get(ids.subject_of(user), {}))
+        return dict(_get(self._contexts_of, ids.subject_of(user), {}))
 
-    def list_resources(self, user: str, action: str, resource_type: str, context: str | None) -> list[str]:
+    def list_resources(
+        self, user: str, action: str, resource_type: str, context: str | None,
+        after: str | None = None, limit: int | None = None,
+    ) -> list[str]:
+        """The ids of `resource_type` the user may do `action` on, in id order, after `after`, at most `limit`.
+
+        Keyset paging: each context's resources are a sorted set, so a page merges the
+        eligible contexts from `after` on and stops at `limit`; nothing else is touched.
+        """
         subject = ids.subject_of(user)
-        permission = (resource_type, action)
         prefix = resource_type + ":"
-        found: set[str] = set()
-        contexts = dict(self._contexts_of.get(subject, {}))
+        start, inclusive = (prefix + after, False) if after is not None else (prefix, True)
+        contexts = dict(_get(self._contexts_of, subject, {}))
         contexts[subject] = "owner"
+        streams: list[Iterator[str]] = []
         for ctx, role in contexts.items():
-            if context is not None and ctx != context:
-                continue
-            if permission in self._effective.get(role, ()):
-                found.update(s for s in self._resources_in.get(ctx, ()) if s.startswith(prefix))
-        for scope, role in self._resource_roles_of.get(subject, {}).items():
-            if not scope.startswith(prefix) or not self.role_allows(role, resource_type, action):
-                continue
-            if context is None or self._resources.get(scope) == context:
-                found.add(scope)
-        return sorted(s[len(prefix):] for s in found if s in self._resources)
+            if (context is None or ctx == context) and self.role_allows(role, resource_type, action):
+                scopes: SortedIds | None = _get(self._resources_in, ctx, None)
+                if scopes is not None:
+                    streams.append(scopes.iter_from(start, inclusive=inclusive))
+        shared = sorted(
+            scope for scope, role in _get(self._resource_roles_of, subject, {}).items()
+            if scope.startswith(prefix) and (scope > start or (inclusive and scope == start))
+            and self.role_allows(role, resource_type, action)
+            and (found := _get(self._resources, scope, None)) is not None and (context is None or found == context)
+        )
+        streams.append(iter(shared))
+        ordered = takewhile(lambda scope: scope.startswith(prefix), merge(*streams))
+        return [scope[len(prefix):] for scope in islice(_unique(ordered), limit)]
 
-    def list_subjects(self, action: str, resource_type: str, resource_id: str) -> list[str]:
-        context = self._resources.get(ids.resource_scope(resource_type, resource_id))
+    def list_subjects(
+        self, action: str, resource_type: str, resource_id: str, after: str | None = None, limit: int | None = None,
+    ) -> list[str]:
+        """The users who may do `action` on the resource, in id order, after `after`, at most `limit`."""
+        scope = ids.resource_scope(resource_type, resource_id)
+        context = _get(self._resources, scope, None)
         if context is None:
             return []
-        permission = (resource_type, action)
         found: set[str] = set()
-        for subject, role in self._members.get(context, {}).items():
-            if permission in self._effective.get(role, ()):
+        for subject, role in _get(self._members, context, {}).items():
+            if self.role_allows(role, resource_type, action):
                 found.add(subject)
-        if ids.is_personal_context(context) and permission in self._effective.get("owner", ()):
+        if ids.is_personal_context(context) and self.role_allows("owner", resource_type, action):
             found.add(context)
-        for subject, role in self._resource_roles.get(ids.resource_scope(resource_type, resource_id), {}).items():
-            if permission in self._effective.get(role, ()):
+        for subject, role in _get(self._resource_roles, scope, {}).items():
+            if self.role_allows(role, resource_type, action):
                 found.add(subject)
-        return sorted(ids.user_of(s) for s in found)
+        users = sorted(ids.user_of(s) for s in found)
+        if after is not None:
+            users = [user for user in users if user > after]
+        return users[:limit]
 
     def counts(self) -> dict[str, int]:
         return {
-            "memberships": sum(len(m) for m in self._members.values()),
-            "resources": len(self._resources),
-            "resource_roles": sum(len(m) for m in self._resource_roles.values()),
+            "memberships": sum(len(m) for shard in self._members for m in shard.values()),
+            "resources": sum(len(shard) for shard in self._resources),
+            "resource_roles": sum(len(m) for shard in self._resource_roles for m in shard.values()),
         }
+
+
+class IndexEditor:
+    """Builds the next `DecisionIndex` from a base one, copying each touched part once.
+
+    `_owned` holds the ids of the dicts this editor has copied (or created): those it may
+    change in place; everything else still belongs to the base index and is copied first.
+    A `fresh` editor builds a new index that nothing else holds: it owns every part.
+    The editor must not be used after `finish()`.
+    """
+
+    def __init__(self, base: DecisionIndex, *, fresh: bool = False) -> None:
+        self._base = base
+        self._fresh = fresh
+        self._next = DecisionIndex.__new__(DecisionIndex)
+        self._grants = dict(base._grants)
+        self._parents = dict(base._parents)
+        self._policy_changed = False
+        self._owned: set[int] = set()
+        self._members = list(base._members)
+        self._contexts_of = list(base._contexts_of)
+        self._resources = list(base._resources)
+        self._resources_in = list(base._resources_in)
+        self._resource_roles = list(base._resource_roles)
+        self._resource_roles_of = list(base._resource_roles_of)
+
+    # ---- copy on write -------------------------------------------------------------------
+
+    def _shard(self, shards: list[dict[str, Any]], key: str) -> dict[str, Any]:
+        at = hash(key) & MASK
+        shard = shards[at]
+        if not self._fresh and id(shard) not in self._owned:
+            shard = dict(shard)
+            shards[at] = shard
+            self._owned.add(id(shard))
+        return shard
+
+    def _inner(self, shards: list[dict[str, Any]], key: str) -> dict[str, str]:
+        """The inner dict of `key`, writable (created when missing)."""
+        shard = self._shard(shards, key)
+        inner = shard.get(key)
+        if inner is None or (not self._fresh and id(inner) not in self._owned):
+            inner = dict(inner) if inner is not None else {}
+            shard[key] = inner
+            if not self._fresh:
+                self._owned.add(id(inner))
+        return inner
+
+    def _discard(self, shards: list[dict[str, Any]], outer: str, inner_key: str, role: str) -> None:
+        current = shards[hash(outer) & MASK].get(outer)
+        if current is None or current.get(inner_key) != role:
+            return
+        entries = self._inner(shards, outer)
+        del entries[inner_key]
+        if not entries:
+            del self._shard(shards, outer)[outer]
+
+    # ---- changes -------------------------------------------------------------------------
+
+    def apply(self, delta: Iterable[Op]) -> None:
+        """Apply the rule and resource ops of a changelog delta (others are not the index's)."""
+        for op in delta:
+            kind = op["op"]
+            if kind == "add_rule":
+                self.add_rule(tuple(op["rule"]))
+            elif kind == "remove_rule":
+                self.remove_rule(tuple(op["rule"]))
+            elif kind == "add_resource":
+                self.add_resource(op["type"], op["id"], op["context"])
+            elif kind == "remove_resource":
+                self.remove_resource(op["type"], op["id"])
+
+    def add_rule(self, rule: Rule) -> None:
+        ptype, *values = rule
+        if ptype == "p":
+            role, domain, object_type, action = values[:4]
+            if domain == ALL_DOMAINS:
+                self._grants[role] = self._grants.get(role, frozenset()) | {(object_type, action)}
+                self._policy_changed = True
+        elif ptype == "g":
+            member, role, domain = values[:3]
+            if domain == ALL_DOMAINS:
+                self._parents[member] = self._parents.get(member, frozenset()) | {role}
+                self._policy_changed = True
+            elif _is_resource_scope(domain):
+                self._inner(self._resource_roles, domain)[member] = role
+                self._inner(self._resource_roles_of, member)[domain] = role
+            else:
+                self._inner(self._members, domain)[member] = role
+                self._inner(self._contexts_of, member)[domain] = role
+
+    def remove_rule(self, rule: Rule) -> None:
+        ptype, *values = rule
+        if ptype == "p":
+            role, domain, object_type, action = values[:4]
+            if domain == ALL_DOMAINS and role in self._grants:
+                self._grants[role] = self._grants[role] - {(object_type, action)}
+                self._policy_changed = True
+        elif ptype == "g":
+            member, role, domain = values[:3]
+            if domain == ALL_DOMAINS:
+                if member in self._parents:
+                    self._parents[member] = self._parents[member] - {role}
+                    self._policy_changed = True
+            elif _is_resource_scope(domain):
+                self._discard(self._resource_roles, domain, member, role)
+                self._discard(self._resource_roles_of, member, domain, role)
+            else:
+                self._discard(self._members, domain, member, role)
+                self._discard(self._contexts_of, member, domain, role)
+
+    def add_resource(self, resource_type: str, resource_id: str, context: str) -> None:
+        scope = resource_type + ":" + resource_id
+        self._shard(self._resources, scope)[scope] = context
+        shard = self._shard(self._resources_in, context)
+        current: SortedIds | None = shard.get(context)
+        shard[context] = current.with_item(scope) if current is not None else SortedIds.of([scope])
+
+    def remove_resource(self, resource_type: str, resource_id: str) -> None:
+        scope = resource_type + ":" + resource_id
+        if scope not in self._resources[hash(scope) & MASK]:
+            return
+        context = self._shard(self._resources, scope).pop(scope)
+        shard = self._shard(self._resources_in, context)
+        current: SortedIds | None = shard.get(context)
+        if current is not None:
+            remaining = current.without(scope)
+            if remaining:
+                shard[context] = remaining
+            else:
+                del shard[context]
+
+    # ---- bulk loading (start-up) ----------------------------------------------------------
+
+    def load_grouped_rules(self, groups: Iterable[tuple[str, str]]) -> int:
+        """Add the `g` rules of whole domains, as `add_rule` would; returns how many rules.
+
+        Each group is (domain, "subject␟role␟subject␟role…") with ␟ = GROUP_SEPARATOR,
+        the form `authz.engine.snapshot` reads (a million rules arrive as ~100k strings,
+        split in C). One string object per subject, role and domain is shared by every
+        dict that holds it.
+        """
+        pool: dict[str, str] = {}
+        share = pool.setdefault
+        count = 0
+        for domain, packed in groups:
+            parts = packed.split(GROUP_SEPARATOR)
+            if len(parts) % 2:
+                raise ValueError(f"malformed rule group for domain {domain!r}")
+            subjects, roles = parts[0::2], parts[1::2]
+            domain = share(domain, domain)
+            pairs = dict(zip(map(share, subjects, subjects), map(share, roles, roles), strict=True))
+            count += len(subjects)
+            if _is_resource_scope(domain):
+                target, reverse = self._resource_roles, self._resource_roles_of
+            else:
+                target, reverse = self._members, self._contexts_of
+            self._inner(target, domain).update(pairs)
+            for member, role in pairs.items():
+                self._inner(reverse, member)[domain] = role
+        return count
+
+    def load_grouped_resources(self, groups: Iterable[tuple[str, str]]) -> int:
+        """Add resources as `add_resource` would, from (context, "type:id␟type:id…") groups; returns how many."""
+        count = 0
+        for context, packed in groups:
+            scopes = packed.split(GROUP_SEPARATOR)
+            count += len(scopes)
+            shard = self._shard(self._resources_in, context)
+            current: SortedIds | None = shard.get(context)
+            shard[context] = SortedIds.of([*current, *scopes] if current is not None else scopes)
+            for scope in scopes:
+                self._shard(self._resources, scope)[scope] = context
+        return count
+
+    # ---- the result ----------------------------------------------------------------------
+
+    def finish(self) -> DecisionIndex:
+        index = self._next
+        index._grants = self._grants
+        index._parents = self._parents
+        index._effective = _compile(self._grants, self._parents) if self._policy_changed else self._base._effective
+        index._members = tuple(self._members)
+        index._contexts_of = tuple(self._contexts_of)
+        index._resources = tuple(self._resources)
+        index._resources_in = tuple(self._resources_in)
+        index._resource_roles = tuple(self._resource_roles)
+        index._resource_roles_of = tuple(self._resource_roles_of)
+        return index
+
+
+def _compile(grants: dict[str, frozenset[Permission]], parents: dict[str, frozenset[str]]) -> dict[str, frozenset[Permission]]:
+    """Each role's effective permissions after inheritance (a few dozen rules: cheap)."""
+    effective: dict[str, frozenset[Permission]] = {}
+    roles = set(grants) | set(parents) | {p for ps in parents.values() for p in ps}
+    for role in roles:
+        seen: set[str] = set()
+        stack = [role]
+        permissions: set[Permission] = set()
+        while stack:
+            current = stack.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            permissions |= grants.get(current, frozenset())
+            stack.extend(parents.get(current, ()))
+        effective[role] = frozenset(permissions)
+    return effective
+
+
+def _get(shards: Shards, key: str, default: Any) -> Any:
+    return shards[hash(key) & MASK].get(key, default)
+
+
+def _unique(ordered: Iterable[str]) -> Iterator[str]:
+    """Drop adjacent repeats (a resource reachable both by its context and by its own role)."""
+    previous = None
+    for item in ordered:
+        if item != previous:
+            yield item
+            previous = item
 
 
 def _is_resource_scope(domain: str) -> bool:
     """Org ids and personal contexts never look like "<type>:<id>" with a policy type name."""
     return ":" in domain and not ids.is_personal_context(domain)
-
-
-def _discard(table: dict[str, dict[str, str]], outer: str, inner: str, role: str) -> None:
-    entries = table.get(outer)
-    if entries is not None and entries.get(inner) == role:
-        del entries[inner]
-        if not entries:
-            del table[outer]

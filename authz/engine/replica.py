@@ -2,19 +2,29 @@
 
 At start `load` reads every rule, resource and service key at one consistent snapshot;
 afterwards `catch_up` applies each newer changelog row in order (DESIGN.md invariant 3).
-Decisions read `index` without locks; updates are serialized by `_apply_lock`.
+
+The state is published as one immutable `Snapshot` (revision, index, policy, service
+keys), replaced by a single reference assignment (invariant 4). A request reads
+`replica.snapshot` once and answers everything from it, so a decision, its revision and a
+listing never mix two revisions. Changes are applied copy-on-write (`IndexEditor`) under
+`_apply_lock`; readers take no lock.
+
+Waiting for a revision costs no thread: `reached()` parks an asyncio future that the
+publishing thread resolves through the waiter's own event loop.
 """
 
+import asyncio
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from authz.engine.index import DecisionIndex
+from authz.engine.index import DecisionIndex, IndexEditor
 from authz.engine.snapshot import bulk_allocation, load_index
 from authz.policy.document import PolicyDocument
 from authz.store.database import Database
@@ -34,21 +44,41 @@ class ServiceKeyRecord:
     scopes: frozenset[str]
 
 
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything a decision needs, at one revision. Never changed once published."""
+
+    revision: int
+    index: DecisionIndex
+    policy: PolicyDocument | None
+    service_keys: Mapping[str, ServiceKeyRecord] = field(default_factory=dict)
+
+
+@dataclass
+class _Waiter:
+    revision: int
+    loop: asyncio.AbstractEventLoop
+    future: "asyncio.Future[Snapshot]"
+
+
 class Replica:
-    """The decision index, the policy catalog and the service keys at `revision`."""
+    """The published snapshot of this process, and the machinery that advances it."""
 
     def __init__(self) -> None:
-        self.index = DecisionIndex()
-        self.policy: PolicyDocument | None = None
-        self.service_keys: dict[str, ServiceKeyRecord] = {}
-        self.revision = -1  # not loaded
+        self.snapshot = Snapshot(-1, DecisionIndex(), None)  # revision -1: not loaded
         self.last_sync = 0.0  # time.monotonic() of the last successful read of the database
         self.last_sync_error: str | None = None
         self._apply_lock = threading.Lock()
         self._reloading = threading.Lock()
         self._gap: tuple[int, float] | None = None  # (missing revision, monotonic time first seen)
         self.gap_reload_after = GAP_RELOAD_AFTER
-        self._advanced = threading.Condition()
+        self._waiters: list[_Waiter] = []
+        self._waiters_lock = threading.Lock()
+
+    @property
+    def revision(self) -> int:
+        """The published revision (for reports; a request reads `snapshot` once instead)."""
+        return self.snapshot.revision
 
     def staleness(self) -> float:
         """Seconds since this replica last read the changelog successfully."""
@@ -62,17 +92,17 @@ class Replica:
         Rules and resources come grouped per domain straight from the driver into the
         index's bulk loaders (1M memberships load in seconds; see authz.engine.snapshot).
         """
-        index = DecisionIndex()
+        editor = DecisionIndex.build()
         with database.session() as session, bulk_allocation():
             if database.is_postgres:
                 session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             revision = session.scalar(select(RevisionCounter.value).where(RevisionCounter.id == 1)) or 0
             policy = _read_policy(session)
-            load_index(session, index, is_postgres=database.is_postgres)
+            load_index(session, editor, is_postgres=database.is_postgres)
             keys = _read_service_keys(session)
+            index = editor.finish()
         with self._apply_lock:
-            self.index, self.policy, self.service_keys = index, policy, keys
-            self._advance(revision)
+            self._publish(Snapshot(revision, index, policy, keys), synced=True)
 
     def catch_up(self, database: Database) -> int:
         """Apply every changelog row newer than `revision`, in order; returns how many.
@@ -89,19 +119,22 @@ class Replica:
             while True:
                 missing: tuple[int, int] | None = None  # (expected revision, next one found)
                 with database.session() as session:
+                    current = self.snapshot
                     rows = session.execute(
                         select(ChangelogEntry.revision, ChangelogEntry.delta)
-                        .where(ChangelogEntry.revision > self.revision)
+                        .where(ChangelogEntry.revision > current.revision)
                         .order_by(ChangelogEntry.revision)
                         .limit(CATCH_UP_BATCH)
                     ).all()
+                    changes = _Changes(current)
                     for revision, delta in rows:
-                        if revision != self.revision + 1:
-                            missing = (self.revision + 1, revision)
+                        if revision != changes.revision + 1:
+                            missing = (changes.revision + 1, revision)
                             break
-                        self._apply(session, delta)
-                        self._advance(revision)
+                        changes.apply(revision, delta, session)
                         applied += 1
+                    if changes.revision != current.revision:
+                        self._publish(changes.finish())
                 self.last_sync_error = None
                 if missing is not None:
                     reload = self._gap_seen(*missing)
@@ -130,7 +163,7 @@ class Replica:
 
     def _gap_closed(self) -> None:
         if self._gap is not None:
-            log.info("changelog gap at revision %d filled; now at revision %d", self._gap[0], self.revision)
+            log.info("changelog gap at revision %d filled; now at revision %d", self._gap[0], self.snapshot.revision)
             self._gap = None
 
     def _reload_after_gap(self, database: Database) -> None:
@@ -154,47 +187,96 @@ class Replica:
         if any(op["op"] == "service_keys" for op in delta):
             return False
         with self._apply_lock:
-            if self.revision != revision - 1:
+            current = self.snapshot
+            if current.revision != revision - 1:
                 return False
-            self._apply(None, delta)
-            self._advance(revision)
+            changes = _Changes(current)
+            changes.apply(revision, delta, None)
+            self._publish(changes.finish(), synced=False)
         return True
 
-    def _apply(self, session: Session | None, delta: list[dict[str, Any]]) -> None:
-        for op in delta:
-            kind = op["op"]
-            if kind == "add_rule":
-                self.index.add_rule(tuple(op["rule"]))
-            elif kind == "remove_rule":
-                self.index.remove_rule(tuple(op["rule"]))
-            elif kind == "add_resource":
-                self.index.add_resource(op["type"], op["id"], op["context"])
-            elif kind == "remove_resource":
-                self.index.remove_resource(op["type"], op["id"])
-            elif kind == "policy":
-                self.policy = PolicyDocument.from_json(op["document"])
-            elif kind == "service_keys":
-                assert session is not None, "service-key changes are read from their table"
-                self.service_keys = _read_service_keys(session)
+    def _publish(self, snapshot: Snapshot, *, synced: bool = True) -> None:
+        """Make `snapshot` the one every new request reads; wake the waiters it satisfies.
 
-    def _advance(self, revision: int) -> None:
-        with self._advanced:
-            self.revision = revision
+        `synced`: it was read from the database (so staleness restarts from now).
+        """
+        self.snapshot = snapshot
+        if synced:
             self.last_sync = time.monotonic()
-            self._advanced.notify_all()
+        with self._waiters_lock:
+            ready = [w for w in self._waiters if w.revision <= snapshot.revision]
+            if ready:
+                self._waiters = [w for w in self._waiters if w.revision > snapshot.revision]
+        for waiter in ready:
+            waiter.loop.call_soon_threadsafe(_resolve, waiter.future, snapshot)
 
     # ---- waiting ------------------------------------------------------------------------
 
-    def wait_for(self, revision: int, timeout: float) -> bool:
-        """Block until this replica has applied `revision`; False if `timeout` passes first."""
-        deadline = time.monotonic() + timeout
-        with self._advanced:
-            while self.revision < revision:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._advanced.wait(remaining)
-        return True
+    async def reached(self, revision: int, timeout: float) -> Snapshot | None:
+        """The first published snapshot at `revision` or later; None if `timeout` passes first.
+
+        Awaiting parks a future on the caller's event loop: no thread waits.
+        """
+        current = self.snapshot
+        if current.revision >= revision:
+            return current
+        loop = asyncio.get_running_loop()
+        waiter = _Waiter(revision, loop, loop.create_future())
+        with self._waiters_lock:
+            self._waiters.append(waiter)
+        current = self.snapshot  # published between the first look and the registration?
+        if current.revision >= revision:
+            self._forget(waiter)
+            return current
+        try:
+            return await asyncio.wait_for(waiter.future, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            self._forget(waiter)
+
+    def waiting(self) -> int:
+        """How many requests are waiting for a revision (a gauge)."""
+        return len(self._waiters)
+
+    def _forget(self, waiter: _Waiter) -> None:
+        with self._waiters_lock:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+
+
+def _resolve(future: "asyncio.Future[Snapshot]", snapshot: Snapshot) -> None:
+    if not future.done():
+        future.set_result(snapshot)
+
+
+class _Changes:
+    """Changelog rows applied on top of a snapshot, published together as the next one."""
+
+    def __init__(self, base: Snapshot) -> None:
+        self._base = base
+        self.revision = base.revision
+        self._editor: IndexEditor | None = None
+        self._policy = base.policy
+        self._service_keys = base.service_keys
+
+    def apply(self, revision: int, delta: list[dict[str, Any]], session: Session | None) -> None:
+        for op in delta:
+            kind = op["op"]
+            if kind == "policy":
+                self._policy = PolicyDocument.from_json(op["document"])
+            elif kind == "service_keys":
+                assert session is not None, "service-key changes are read from their table"
+                self._service_keys = _read_service_keys(session)
+        if self._editor is None:
+            self._editor = self._base.index.edit()
+        self._editor.apply(delta)
+        self.revision = revision
+
+    def finish(self) -> Snapshot:
+        index = self._editor.finish() if self._editor is not None else self._base.index
+        return replace(self._base, revision=self.revision, index=index, policy=self._policy,
+                       service_keys=self._service_keys)
 
 
 def _read_policy(session: Session) -> PolicyDocument | None:

@@ -1,4 +1,4 @@
-"""Reading every rule and resource into a `DecisionIndex` at start-up, fast and compact.
+"""Reading every rule and resource into a new `DecisionIndex` at start-up, fast and compact.
 
 Through the ORM, a million rules cost seconds and hundreds of MB of transient objects.
 Here the database groups them: one row per domain with its `g` rules packed into one
@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from authz.engine.index import DecisionIndex
+from authz.engine.index import IndexEditor
 
 FETCH_ROWS = 5_000
 
@@ -43,7 +43,7 @@ def _sql(dialect: str) -> tuple[str, str]:
     )
 
 
-def load_index(session: Session, index: DecisionIndex, *, is_postgres: bool) -> dict[str, int]:
+def load_index(session: Session, index: IndexEditor, *, is_postgres: bool) -> dict[str, int]:
     """Fill `index` with every rule and resource visible in the session's transaction; returns counts."""
     grouped_rules, grouped_resources = _sql("postgres" if is_postgres else "sqlite")
     other = 0

@@ -11,7 +11,7 @@ from authz.domain import ids
 from authz.domain.errors import Forbidden, NotFound, OutsiderNotFound
 from authz.domain.principal import Principal
 from authz.policy.document import PolicyDocument
-from authz.store.tables import CasbinRule, Organization, Resource
+from authz.store.tables import CasbinRule, Resource
 
 
 def role_in_context(session: Session, user: str, context: str) -> str | None:
@@ -32,14 +32,6 @@ def role_on_resource(session: Session, user: str, resource_type: str, resource_i
             CasbinRule.v2 == ids.resource_scope(resource_type, resource_id),
         )
     )
-
-
-def lock_organization(session: Session, org_id: str) -> Organization:
-    """The org row, locked for the rest of the transaction (FOR UPDATE on PostgreSQL)."""
-    org = session.scalar(select(Organization).where(Organization.id == org_id).with_for_update())
-    if org is None:
-        raise NotFound("organization not found")
-    return org
 
 
 def require_in_context(

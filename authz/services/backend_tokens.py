@@ -22,7 +22,7 @@ from authz.domain.errors import AuthzError, Conflict, Forbidden, Invalid, NotFou
 from authz.domain.principal import SCOPE_TOKENS_RESOLVE, Principal
 from authz.policy.document import PolicyDocument
 from authz.secrets import KeyRing, UndecryptableSecret
-from authz.services.access import allows, lock_organization, require_in_context, role_in_context
+from authz.services.access import allows, require_in_context, role_in_context
 from authz.services.runtime import Runtime
 from authz.store.tables import BackendToken
 
@@ -70,12 +70,6 @@ def _key_ring(rt: Runtime) -> KeyRing:
     return rt.key_ring
 
 
-def _lock_context(session: Session, context: str) -> None:
-    """Serialize with the org's deletion, so no token outlives its organization."""
-    if ids.is_org_id(context):
-        lock_organization(session, context)
-
-
 def _upsert(session: Session, values: dict[str, object]) -> Executable:
     """INSERT ... ON CONFLICT DO UPDATE: two first writes of one provider at once cannot collide."""
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
@@ -93,7 +87,7 @@ def set_backend_token(rt: Runtime, principal: Principal, context: str, provider:
     secret = valid_token(token)
     ciphertext = _key_ring(rt).encrypt(secret)
     with rt.unit_of_work(principal) as uow:
-        _lock_context(uow.session, clean_context)
+        uow.lock_context(clean_context)  # no token outlives its context
         require_in_context(uow.session, rt.policy, principal, "set", OBJECT_TYPE, clean_context)
         replaced = uow.session.get(BackendToken, (clean_context, clean_provider)) is not None
         view = BackendTokenView(clean_provider, hint_of(secret), uow.now, principal.id)
@@ -126,7 +120,7 @@ def delete_backend_token(rt: Runtime, principal: Principal, context: str, provid
     clean_context = ids.context(context)
     clean_provider = ids.provider(provider)
     with rt.unit_of_work(principal) as uow:
-        _lock_context(uow.session, clean_context)
+        uow.lock_context(clean_context)  # no token outlives its context
         require_in_context(uow.session, rt.policy, principal, "delete", OBJECT_TYPE, clean_context)
         removed = uow.session.execute(
             delete(BackendToken).where(BackendToken.context == clean_context, BackendToken.provider == clean_provider)
@@ -170,6 +164,11 @@ def resolve_backend_token(rt: Runtime, principal: Principal, user_id: object, co
     secret: str | None = None
     error: AuthzError | None = None
     with rt.unit_of_work(principal) as uow:
+        try:
+            uow.lock_context(clean_context, shared=True)  # no resolve from a context being deleted
+        except NotFound:
+            raise Forbidden("not allowed: a service key with tokens:resolve may resolve a token only for "
+                            "a user who may use backend tokens in that context") from None
         reason = _refusal(uow.session, rt.policy, user, clean_context)
         if reason is not None:
             outcome = "denied"
@@ -208,6 +207,7 @@ def rotate_backend_tokens(rt: Runtime, principal: Principal, progress: Progress 
     """
     key_ring = _key_ring(rt)
     with rt.unit_of_work(principal) as uow:
+        uow.lock_global()  # an operator's change of every context; the rows are locked below
         rows = uow.session.scalars(
             select(BackendToken).order_by(BackendToken.context, BackendToken.provider).with_for_update()
         ).all()

@@ -1,6 +1,8 @@
 """Decision queries: check, batch, explain, and the reverse queries.
 
-Checks are answered from this replica's memory at its revision (DESIGN.md invariant 4);
+Checks are answered from one published snapshot of this replica (DESIGN.md invariant 4):
+the caller takes `replica.snapshot` (or awaits `replica.reached(min_revision)`) once and
+passes it to every function here, so the answer and the revision it reports agree.
 `explain` re-evaluates the request with pycasbin over the rules that can affect it.
 """
 
@@ -8,9 +10,9 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from authz.domain import ids
-from authz.domain.errors import Forbidden, Invalid, Unavailable
-from authz.domain.limits import stored_int
+from authz.domain.errors import Forbidden, Invalid
 from authz.domain.principal import SCOPE_CHECK, Principal
+from authz.engine.replica import Snapshot
 from authz.policy.model import build_enforcer, casbin_request
 from authz.services.runtime import Runtime
 
@@ -96,34 +98,24 @@ def check_requests(principal: Principal, items: Iterable[BatchItem], default_con
     return requests
 
 
-def require_revision(rt: Runtime, min_revision: int | None) -> None:
-    """Wait (briefly, bounded by settings) until this replica has applied `min_revision`."""
-    if min_revision is None or rt.replica.revision >= stored_int(min_revision, "min_revision"):
-        return
-    if not rt.replica.wait_for(min_revision, rt.settings.min_revision_wait):
-        raise Unavailable(
-            f"this replica is at revision {rt.replica.revision}, behind the requested {min_revision}; retry shortly"
-        )
-
-
-def check(rt: Runtime, request: CheckRequest) -> bool:
-    return rt.replica.index.check(
+def check(snapshot: Snapshot, request: CheckRequest) -> bool:
+    return snapshot.index.check(
         request.user, request.action, request.resource_type, request.resource_id, request.context
     )
 
 
-def check_batch(rt: Runtime, requests: list[CheckRequest]) -> list[bool]:
-    index = rt.replica.index
+def check_batch(snapshot: Snapshot, requests: list[CheckRequest]) -> list[bool]:
+    index = snapshot.index
     return [index.check(r.user, r.action, r.resource_type, r.resource_id, r.context) for r in requests]
 
 
-def explain(rt: Runtime, request: CheckRequest) -> dict[str, Any]:
+def explain(rt: Runtime, snapshot: Snapshot, request: CheckRequest) -> dict[str, Any]:
     """The decision with its reason: the role and policy rule that allowed it, or why not.
 
     pycasbin evaluates the request over the policy rules and the subject's own role rules
     in that context and on that resource (no other rule can change this decision).
     """
-    index = rt.replica.index
+    index = snapshot.index
     decision = index.decide(request.user, request.action, request.resource_type, request.resource_id, request.context)
     if decision.via == "unknown_resource" or (request.resource_id is not None and decision.role is None):
         # A subject with no role where the resource lives learns exactly what an unknown id
@@ -138,7 +130,8 @@ def explain(rt: Runtime, request: CheckRequest) -> dict[str, Any]:
         return {"allowed": False, "explanation": explanation}
     subject = ids.subject_of(request.user)
     scope = ids.resource_scope(request.resource_type, request.resource_id) if request.resource_id else ""
-    rules = list(rt.policy.rules())
+    assert snapshot.policy is not None, "a loaded snapshot has its policy"
+    rules = list(snapshot.policy.rules())
     context_role = index.role_in(request.user, decision.context)
     if context_role is not None and decision.context != subject:
         rules.append(("g", subject, context_role, decision.context))
@@ -165,7 +158,7 @@ def explain(rt: Runtime, request: CheckRequest) -> dict[str, Any]:
 
 
 def list_resources(
-    rt: Runtime,
+    snapshot: Snapshot,
     principal: Principal,
     *,
     subject: object | None,
@@ -173,17 +166,20 @@ def list_resources(
     resource_type: object,
     context: object | None,
     default_context: str | None,
+    after: str | None = None,
+    limit: int | None = None,
 ) -> list[str]:
-    """Every resource of `resource_type` the subject may do `action` on (in `context`, if given)."""
+    """The resources of `resource_type` the subject may do `action` on (in `context`, if given), in id order."""
     user = subject_for(principal, subject)
     clean_action = ids.name(action, "action")
     clean_type = ids.name(resource_type, "type")
     clean_context = resolve_context(user, context, default_context)
-    return rt.replica.index.list_resources(user, clean_action, clean_type, clean_context)
+    return snapshot.index.list_resources(user, clean_action, clean_type, clean_context, after, limit)
 
 
 def list_subjects(
-    rt: Runtime, principal: Principal, *, action: object, resource_type: object, resource_id: object | None
+    snapshot: Snapshot, principal: Principal, *, action: object, resource_type: object, resource_id: object | None,
+    after: str | None = None, limit: int | None = None,
 ) -> list[str]:
     """Every user who may do `action` on the resource.
 
@@ -195,8 +191,8 @@ def list_subjects(
         raise Invalid("resource.id is required", field="resource.id")
     clean_id = ids.resource_id(resource_id, "resource.id")
     if principal.is_user:
-        if not rt.replica.index.check(principal.id, "read", clean_type, clean_id, None):
+        if not snapshot.index.check(principal.id, "read", clean_type, clean_id, None):
             raise Forbidden("you may not read this resource")
     elif not principal.has_scope(SCOPE_CHECK):
         raise Forbidden("this service key lacks the `check` scope")
-    return rt.replica.index.list_subjects(clean_action, clean_type, clean_id)
+    return snapshot.index.list_subjects(clean_action, clean_type, clean_id, after, limit)

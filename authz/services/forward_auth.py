@@ -16,6 +16,7 @@ from authz.domain import ids
 from authz.domain.errors import Invalid
 from authz.domain.principal import Principal
 from authz.policy.routes import RouteMatch, RouteTable, load_routes, validated_id
+from authz.engine.replica import Snapshot
 from authz.services.runtime import Runtime
 
 log = logging.getLogger("authz.forward_auth")
@@ -136,7 +137,7 @@ def _deny(request: OriginalRequest, reason: str, *, field: str | None = None, le
 
 
 def authorize_original(
-    rt: Runtime, routes: RouteTable, principal: Principal, request: OriginalRequest, account_context: str | None
+    snapshot: Snapshot, routes: RouteTable, principal: Principal, request: OriginalRequest, account_context: str | None
 ) -> ForwardDecision:
     """May `principal` make `request`? Unknown routes, hostile paths and ids are denied."""
     if request.refusal is not None:
@@ -158,7 +159,7 @@ def authorize_original(
             context = ids.personal_context(principal.id)
     except Invalid as exc:
         return _deny(request, exc.detail, field=exc.field, level=logging.WARNING, match=found)
-    index = rt.replica.index
+    index = snapshot.index
     if match.resource_id is not None:
         resource_context = index.context_of(match.resource_type, match.resource_id)
         context = resource_context if resource_context is not None else context

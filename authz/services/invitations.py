@@ -20,7 +20,7 @@ from authz.domain.errors import Conflict, Forbidden, Gone, NotFound
 from authz.domain.principal import Principal
 from authz.mail import outbox
 from authz.mail.message import inviter_name, invitation_message
-from authz.services.access import lock_organization, require_in_context, role_in_context
+from authz.services.access import require_in_context, role_in_context
 from authz.services.members import add_member, valid_role
 from authz.services.runtime import Runtime, Written
 from authz.store.tables import Invitation, Membership, Organization
@@ -119,7 +119,7 @@ def create_invitation(rt: Runtime, principal: Principal, org_id: str, email: obj
     address = inv.email(email)
     clean_role = valid_role(rt, role)
     with rt.unit_of_work(principal) as uow:
-        org = lock_organization(uow.session, org_id)
+        org = uow.lock_org(org_id)
         require_in_context(uow.session, rt.policy, principal, "create", "invitation", org_id)
         if _member_with_email(uow, org_id, address):
             raise Conflict(f"{address} is already a member of this organization")
@@ -159,7 +159,7 @@ def resend_invitation(rt: Runtime, principal: Principal, org_id: str, invitation
     ids.org_id(org_id)
     inv.invitation_id(invitation_id)
     with rt.unit_of_work(principal) as uow:
-        org = lock_organization(uow.session, org_id)
+        org = uow.lock_org(org_id)
         require_in_context(uow.session, rt.policy, principal, "create", "invitation", org_id)
         row = _org_invitation(uow, org_id, invitation_id)
         if row.status != inv.PENDING:
@@ -184,7 +184,7 @@ def revoke_invitation(rt: Runtime, principal: Principal, org_id: str, invitation
     ids.org_id(org_id)
     inv.invitation_id(invitation_id)
     with rt.unit_of_work(principal) as uow:
-        lock_organization(uow.session, org_id)
+        uow.lock_org(org_id)
         require_in_context(uow.session, rt.policy, principal, "delete", "invitation", org_id)
         row = _org_invitation(uow, org_id, invitation_id)
         if row.status == inv.REVOKED:
@@ -235,7 +235,7 @@ def _locked_by_token(uow: UnitOfWork, invitation_id: str, token: str) -> Invitat
     found = uow.session.get(Invitation, invitation_id)
     if found is None or not inv.token_matches(token, found.token_hash):
         raise NotFound(UNKNOWN_TOKEN)
-    lock_organization(uow.session, found.org_id)
+    uow.lock_org(found.org_id)
     row = uow.session.scalar(
         select(Invitation).where(Invitation.id == invitation_id).with_for_update()
         .execution_options(populate_existing=True)
@@ -298,7 +298,6 @@ def accept_invitation(rt: Runtime, principal: Principal, token: object) -> Writt
             revision = uow.commit()
         except IntegrityError:
             raise Conflict("you are already a member of this organization") from None
-    rt.after_commit(revision)
     return Written(AcceptedView(row.org_id, row.role), revision)
 
 

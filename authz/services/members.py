@@ -10,7 +10,7 @@ from authz.domain import ids
 from authz.domain.errors import Conflict, Invalid, NotFound
 from authz.domain.invitations import canonical_email
 from authz.domain.principal import Principal
-from authz.services.access import lock_organization, require_in_context, role_in_context
+from authz.services.access import require_in_context, role_in_context
 from authz.services.runtime import Runtime, Written
 from authz.services.views import MemberView
 from authz.store.tables import CasbinRule, Membership
@@ -63,7 +63,7 @@ def change_role(rt: Runtime, principal: Principal, org_id: str, user_id: str, ro
     ids.user_id(user_id)
     new_role = valid_role(rt, role)
     with rt.unit_of_work(principal) as uow:
-        lock_organization(uow.session, org_id)
+        uow.lock_org(org_id)
         require_in_context(uow.session, rt.policy, principal, "update", "member", org_id)
         current = role_in_context(uow.session, user_id, org_id)
         membership = uow.session.get(Membership, (org_id, user_id))
@@ -77,7 +77,6 @@ def change_role(rt: Runtime, principal: Principal, org_id: str, user_id: str, ro
         uow.add_rule(("g", ids.subject_of(user_id), new_role, org_id))
         uow.audit("member.role_change", context=org_id, target=user_id, detail={"from": current, "to": new_role})
         revision = uow.commit()
-    rt.after_commit(revision)
     return Written(MemberView(user_id, membership.email, new_role, membership.joined_at), revision)
 
 
@@ -86,7 +85,7 @@ def remove_member(rt: Runtime, principal: Principal, org_id: str, user_id: str) 
     ids.org_id(org_id)
     ids.user_id(user_id)
     with rt.unit_of_work(principal) as uow:
-        lock_organization(uow.session, org_id)
+        uow.lock_org(org_id)
         leaving = principal.is_user and principal.id == user_id
         if leaving:
             require_in_context(uow.session, rt.policy, principal, "read", "organization", org_id)
@@ -101,5 +100,4 @@ def remove_member(rt: Runtime, principal: Principal, org_id: str, user_id: str) 
         uow.session.execute(delete(Membership).where(Membership.org_id == org_id, Membership.user_id == user_id))
         uow.audit("member.leave" if leaving else "member.remove", context=org_id, target=user_id, detail={"role": current})
         revision = uow.commit()
-    rt.after_commit(revision)
     return Written(None, revision)

@@ -9,7 +9,7 @@ from authz.domain.errors import Forbidden, NotFound, OutsiderNotFound
 from authz.domain.organizations import BillingAddress, billing_address, org_name
 from authz.domain.principal import Principal
 from authz.services.members import OWNER, add_member
-from authz.services.access import lock_organization, require_in_context
+from authz.services.access import require_in_context
 from authz.services.runtime import Runtime, Written
 from authz.services.views import OrganizationView
 from authz.store.tables import BackendToken, Membership, Organization, Resource
@@ -52,24 +52,25 @@ def create_organization(rt: Runtime, principal: Principal, name: object, address
         org = Organization(id=ids.new_org_id(), name=clean_name, created_by=user, created_at=uow.now, updated_at=uow.now)
         _set_address(org, clean_address)
         uow.session.add(org)
+        uow.created(org.id)
         uow.session.flush()
         add_member(uow, org.id, user, principal.email, OWNER)
         uow.audit("organization.create", context=org.id, target=org.id, detail={"name": clean_name})
         revision = uow.commit()
-    rt.after_commit(revision)
     return Written(_view(org, OWNER, True), revision)
 
 
 def list_organizations(rt: Runtime, principal: Principal) -> list[OrganizationView]:
     """The orgs the caller is an accepted member of, with its role (from this replica)."""
     user = _require_user(principal)
-    roles = rt.replica.index.contexts_of(user)
+    index = rt.replica.snapshot.index
+    roles = index.contexts_of(user)
     if not roles:
         return []
     with rt.database.session() as session:
         orgs = session.scalars(select(Organization).where(Organization.id.in_(roles)).order_by(Organization.created_at))
         return [
-            _view(org, roles[org.id], rt.replica.index.role_allows(roles[org.id], "billing", "read"))
+            _view(org, roles[org.id], index.role_allows(roles[org.id], "billing", "read"))
             for org in orgs
         ]
 
@@ -77,16 +78,17 @@ def list_organizations(rt: Runtime, principal: Principal) -> list[OrganizationVi
 def get_organization(rt: Runtime, principal: Principal, org_id: str) -> OrganizationView:
     user = _require_user(principal)
     ids.org_id(org_id)
-    role = rt.replica.index.role_in(user, org_id)
+    index = rt.replica.snapshot.index
+    role = index.role_in(user, org_id)
     if role is None:
         raise OutsiderNotFound("organization not found")
-    if not rt.replica.index.role_allows(role, "organization", "read"):
+    if not index.role_allows(role, "organization", "read"):
         raise NotFound("organization not found")
     with rt.database.session() as session:
         org = session.get(Organization, org_id)
         if org is None:
             raise NotFound("organization not found")
-        return _view(org, role, rt.replica.index.role_allows(role, "billing", "read"))
+        return _view(org, role, index.role_allows(role, "billing", "read"))
 
 
 def update_organization(
@@ -97,7 +99,7 @@ def update_organization(
     clean_name = org_name(name) if name is not None else None
     clean_address = billing_address(address) if address is not None else None
     with rt.unit_of_work(principal) as uow:
-        org = lock_organization(uow.session, org_id)
+        org = uow.lock_org(org_id)
         role = require_in_context(uow.session, rt.policy, principal, "read", "organization", org_id)
         changed: dict[str, Any] = {}
         if clean_name is not None:
@@ -112,7 +114,7 @@ def update_organization(
             org.updated_at = uow.now
             uow.audit("organization.update", context=org_id, target=org_id, detail=changed)
         uow.commit()
-        show_billing = rt.replica.index.role_allows(role, "billing", "read")
+        show_billing = rt.replica.snapshot.index.role_allows(role, "billing", "read")
         view = _view(org, role, show_billing)
     return Written(view, None)
 
@@ -121,20 +123,19 @@ def delete_organization(rt: Runtime, principal: Principal, org_id: str) -> Writt
     """Delete the org with its memberships, invitations, tokens, resources and their roles."""
     ids.org_id(org_id)
     with rt.unit_of_work(principal) as uow:
-        org = lock_organization(uow.session, org_id)
+        org = uow.lock_org(org_id)
         require_in_context(uow.session, rt.policy, principal, "delete", "organization", org_id)
         for rule in uow.rules_where("g", v2=org_id):
             uow.remove_rule(rule)
-        resources = uow.session.execute(select(Resource.type, Resource.id).where(Resource.context == org_id)).all()
+        # Resources first: their row locks wait for a role change in flight, whose rule
+        # rows the next statements then see and remove (no role outlives its resource).
+        resources = uow.delete_resources_in(org_id)
         for resource_type, resource_id in resources:
             for rule in uow.rules_where("g", v2=ids.resource_scope(resource_type, resource_id)):
                 uow.remove_rule(rule)
-            uow.record({"op": "remove_resource", "type": resource_type, "id": resource_id})
-        uow.session.execute(delete(Resource).where(Resource.context == org_id))
         uow.session.execute(delete(BackendToken).where(BackendToken.context == org_id))
         uow.session.execute(delete(Membership).where(Membership.org_id == org_id))
         uow.session.delete(org)
         uow.audit("organization.delete", context=org_id, target=org_id, detail={"name": org.name, "resources": len(resources)})
         revision = uow.commit()
-    rt.after_commit(revision)
     return Written(None, revision)

@@ -59,8 +59,9 @@ def apply_policy(rt: Runtime, principal: Principal, document: PolicyDocument, *,
     """
     wanted = set(document.rules())
     with rt.unit_of_work(principal) as uow:
+        uow.lock_global()
         current = _policy_rules_in_db(uow)
-        state = uow.session.get(PolicyState, 1, with_for_update=True)
+        state = uow.session.get(PolicyState, 1)
         diff = PolicyDiff(added=sorted(wanted - current), removed=sorted(current - wanted))
         document_json = document.to_json()
         if diff.empty and state is not None and state.document == document_json:
@@ -89,7 +90,6 @@ def apply_policy(rt: Runtime, principal: Principal, document: PolicyDocument, *,
         except IntegrityError as exc:
             raise Invalid(f"the database refuses these rules ({_constraint(exc)}); nothing was changed",
                           field="policy") from None
-    rt.after_commit(revision)
     return Written(diff, revision)
 
 
@@ -116,9 +116,9 @@ def rehearse_policy(settings: Settings, directory: Path, document: PolicyDocumen
             apply_policy(scratch, REHEARSAL, document)
             replica = Replica()  # what `authz serve` does at start
             replica.load(database)
-            if replica.policy is None:
+            if replica.snapshot.policy is None:
                 raise Invalid("the applied policy did not load back", field="policy")
-            load_routes(directory, replica.policy)
+            load_routes(directory, replica.snapshot.policy)
         except AuthzError as exc:
             raise PolicyInvalid([PolicyError(str(directory), 1, f"cannot be applied: {exc.detail}")]) from None
         finally:

@@ -42,6 +42,10 @@ def register_resource(
     clean_type = content_type(rt, resource_type)
     clean_id = ids.resource_id(resource_id)
     with rt.unit_of_work(principal) as uow:
+        try:
+            uow.lock_context(context)  # serialized with the context's deletion: no orphaned content
+        except NotFound:
+            raise NotFound("organization not found" if ids.is_org_id(context) else "context not found") from None
         require_in_context(uow.session, rt.policy, principal, "create", clean_type, context)
         existing = uow.session.get(Resource, (clean_type, clean_id))
         if existing is not None:
@@ -56,7 +60,6 @@ def register_resource(
             revision = uow.commit()
         except IntegrityError as exc:  # registered concurrently by someone else
             raise Conflict(f"{clean_type}:{clean_id} is already registered") from exc
-    rt.after_commit(revision)
     return Written(_view(row), revision)
 
 
@@ -73,7 +76,7 @@ def delete_resource(rt: Runtime, principal: Principal, resource_type: object, re
     clean_type = content_type(rt, resource_type)
     clean_id = ids.resource_id(resource_id)
     with rt.unit_of_work(principal) as uow:
-        row = _load(uow.session, clean_type, clean_id)
+        row = uow.lock_resource(clean_type, clean_id)
         require_on_resource(uow.session, rt.policy, principal, "delete", row)
         for rule in uow.rules_where("g", v2=ids.resource_scope(clean_type, clean_id)):
             uow.remove_rule(rule)
@@ -81,7 +84,6 @@ def delete_resource(rt: Runtime, principal: Principal, resource_type: object, re
         uow.record({"op": "remove_resource", "type": clean_type, "id": clean_id})
         uow.audit("resource.delete", context=row.context, target=f"{clean_type}:{clean_id}")
         revision = uow.commit()
-    rt.after_commit(revision)
     return Written(None, revision)
 
 
@@ -107,7 +109,7 @@ def set_resource_role(
     new_role = valid_role(rt, role)
     scope = ids.resource_scope(clean_type, clean_id)
     with rt.unit_of_work(principal) as uow:
-        row = _load(uow.session, clean_type, clean_id)
+        row = uow.lock_resource(clean_type, clean_id)  # serialized with its deletion: no role outlives it
         require_on_resource(uow.session, rt.policy, principal, "share", row)
         current = uow.rules_where("g", v0=ids.subject_of(user), v2=scope)
         if current and current[0][2] == new_role:
@@ -117,7 +119,6 @@ def set_resource_role(
         uow.add_rule(("g", ids.subject_of(user), new_role, scope))
         uow.audit("resource.share", context=row.context, target=scope, detail={"user_id": user, "role": new_role})
         revision = uow.commit()
-    rt.after_commit(revision)
     return Written({"user_id": user, "role": new_role}, revision)
 
 
@@ -129,7 +130,7 @@ def remove_resource_role(
     user = ids.user_id(user_id)
     scope = ids.resource_scope(clean_type, clean_id)
     with rt.unit_of_work(principal) as uow:
-        row = _load(uow.session, clean_type, clean_id)
+        row = uow.lock_resource(clean_type, clean_id)
         require_on_resource(uow.session, rt.policy, principal, "share", row)
         current = uow.rules_where("g", v0=ids.subject_of(user), v2=scope)
         if not current:
@@ -138,6 +139,5 @@ def remove_resource_role(
             uow.remove_rule(rule)
         uow.audit("resource.unshare", context=row.context, target=scope, detail={"user_id": user})
         revision = uow.commit()
-    rt.after_commit(revision)
     return Written(None, revision)
 

@@ -46,27 +46,22 @@ class Runtime:
         )
 
     def _apply_committed(self, revision: int, delta: list[dict[str, Any]]) -> None:
-        """A write of this process reaches its own replica at once, without reading it back.
+        """Every committed write reaches this process's replica before the service returns.
 
-        The write is committed whatever happens here: a failure only leaves the replica to
-        catch up from the changelog (`after_commit`, or the follower).
+        The one commit hook (the unit of work calls it): the delta is applied without
+        reading it back when it is the very next revision; otherwise the replica catches
+        up from the changelog, in order. The write is committed whatever happens here: a
+        failure only leaves the replica to the follower.
         """
         try:
-            self.replica.apply_committed(revision, delta)
-        except Exception:  # noqa: BLE001
-            log.warning("applying a committed change failed; catching up from the changelog", exc_info=True)
-
-    def after_commit(self, revision: int | None) -> None:
-        """Bring this replica up to the revision just committed (from the changelog, in order)."""
-        if revision is None or self.replica.revision >= revision:
-            return
-        try:
-            self.replica.catch_up(self.database)
+            if not self.replica.apply_committed(revision, delta):
+                self.replica.catch_up(self.database)
         except Exception:  # noqa: BLE001 - the write is committed; the follower retries later
-            log.warning("catch-up after commit failed; the sync loop will retry", exc_info=True)
+            log.warning("applying a committed change failed; the follower will catch up", exc_info=True)
 
     @property
     def policy(self) -> PolicyDocument:
-        if self.replica.policy is None:
+        policy = self.replica.snapshot.policy
+        if policy is None:
             raise RuntimeError("no policy is loaded")
-        return self.replica.policy
+        return policy

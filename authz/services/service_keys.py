@@ -44,13 +44,13 @@ def create_service_key(rt: Runtime, principal: Principal, name: str, scopes: lis
     key_id = secrets.token_hex(8)
     secret = secrets.token_urlsafe(32)
     with rt.unit_of_work(principal) as uow:
+        uow.lock_global()
         uow.session.add(
             ServiceKey(id=key_id, name=name, secret_hash=_hash(secret), scopes=" ".join(sorted(set(scopes))), created_at=uow.now)
         )
         uow.record({"op": "service_keys"})
         uow.audit("service_key.create", context=None, target=key_id, detail={"name": name, "scopes": sorted(set(scopes))})
         revision = uow.commit()
-    rt.after_commit(revision)
     return Written(f"{PREFIX}{key_id}_{secret}", revision)
 
 
@@ -64,6 +64,7 @@ def revoke_service_key(rt: Runtime, principal: Principal, key_id: str) -> Writte
     if _KEY_ID.fullmatch(key_id) is None:
         raise Invalid("a key id is 16 hex digits (see `authz service-key list`)", field="key_id")
     with rt.unit_of_work(principal) as uow:
+        uow.lock_global()
         row = uow.session.get(ServiceKey, key_id)
         if row is None or row.revoked_at is not None:
             raise NotFound("no active service key with that id")
@@ -71,7 +72,6 @@ def revoke_service_key(rt: Runtime, principal: Principal, key_id: str) -> Writte
         uow.record({"op": "service_keys"})
         uow.audit("service_key.revoke", context=None, target=key_id, detail={"name": row.name})
         revision = uow.commit()
-    rt.after_commit(revision)
     return Written(None, revision)
 
 
@@ -80,7 +80,7 @@ def verify_service_key(rt: Runtime, key: str) -> ServiceKeyRecord | None:
     match = _KEY.fullmatch(key)
     if match is None:
         return None
-    record = rt.replica.service_keys.get(match.group(1))
+    record = rt.replica.snapshot.service_keys.get(match.group(1))
     if record is None:
         return None
     if not hmac.compare_digest(record.secret_hash, _hash(match.group(2))):
@@ -91,7 +91,7 @@ def verify_service_key(rt: Runtime, key: str) -> ServiceKeyRecord | None:
 def is_unknown_here(rt: Runtime, key: str) -> bool:
     """A well-formed key whose id this replica does not know (yet): only such a key is worth a database lookup."""
     match = _KEY.fullmatch(key)
-    return match is not None and match.group(1) not in rt.replica.service_keys
+    return match is not None and match.group(1) not in rt.replica.snapshot.service_keys
 
 
 def lookup_service_key(rt: Runtime, key: str) -> ServiceKeyRecord | None:

@@ -1,6 +1,14 @@
 """One change, one transaction: domain rows, Casbin rule rows, a changelog row and audit rows.
 
 Leave the `with` block without `commit()` and everything rolls back (DESIGN.md invariant 2).
+
+Every write locks what it reads (invariant 5a): before it reads a precondition, a write
+locks its aggregate (`lock_context`: the org row, or the personal account; `lock_resource`:
+the resource row), and the unit of work refuses a rule or resource change whose
+aggregate it has not locked, and a commit of a write that locked nothing. So a service
+cannot forget the lock: the first test that runs it fails. On PostgreSQL (READ COMMITTED)
+a statement after the lock sees everything its previous holder committed; SQLite takes
+its single write lock at BEGIN (authz.store.database).
 """
 
 from collections.abc import Callable
@@ -8,18 +16,24 @@ from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import and_, delete, select, update
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
-from authz.domain.errors import Unavailable
+from authz.domain import ids
+from authz.domain.errors import NotFound, Unavailable
 from authz.store.database import Database
 from authz.store.notifications import notify_revision
-from authz.store.tables import AuditEntry, CasbinRule, ChangelogEntry, RevisionCounter
+from authz.store.tables import AuditEntry, CasbinRule, ChangelogEntry, Organization, Resource, RevisionCounter
 
 Rule = tuple[str, ...]
 Op = dict[str, Any]
 RULE_COLUMNS = ("v0", "v1", "v2", "v3", "v4", "v5")
+GLOBAL = "*"  # the aggregate of the policy itself and of service keys (the policy's own domain)
+
+
+class UnlockedWrite(RuntimeError):
+    """A programming error: a write changed an aggregate it had not locked."""
 
 
 def rule_values(rule: Rule) -> dict[str, str | None]:
@@ -57,6 +71,7 @@ class UnitOfWork:
         self.session: Session
         self.revision: int | None = None
         self.now = clock()
+        self._locked: set[str] = set()  # contexts, resource scopes and GLOBAL locked by this transaction
 
     def __enter__(self) -> Self:
         self._session_cm = self._database.session()
@@ -73,13 +88,83 @@ class UnitOfWork:
     ) -> None:
         self._session_cm.__exit__(exc_type, exc, tb)
 
+    # ---- locks ---------------------------------------------------------------------------
+
+    def lock_context(self, context: str, *, shared: bool = False) -> Organization | None:
+        """Lock a context for the rest of the transaction: its org row, or the personal account.
+
+        Returns the org row (None for a personal context). An org that does not exist (or
+        no longer does) is NotFound. `shared` (FOR SHARE) lets readers that write only an
+        audit row run side by side while excluding every change of the context.
+        """
+        if ids.is_personal_context(context):
+            if self._database.is_postgres:
+                # A personal account has no row: a transaction-scoped advisory lock on its name.
+                self.session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(context, 0))))
+            self._locked.add(context)
+            return None
+        org = self.session.scalar(
+            select(Organization).where(Organization.id == context).with_for_update(read=shared)
+        )
+        if org is None:
+            raise NotFound("organization not found")
+        self._locked.add(context)
+        return org
+
+    def lock_org(self, org_id: str) -> Organization:
+        """Lock an organization's row (see `lock_context`); NotFound if it does not exist."""
+        org = self.lock_context(org_id) if ids.is_org_id(org_id) else None
+        if org is None:
+            raise NotFound("organization not found")
+        return org
+
+    def lock_resource(self, resource_type: str, resource_id: str) -> Resource:
+        """Lock a registered resource's row (the aggregate of its own roles); NotFound if it is gone."""
+        row = self.session.scalar(
+            select(Resource).where(Resource.type == resource_type, Resource.id == resource_id).with_for_update()
+        )
+        if row is None:
+            raise NotFound("resource not found")
+        self._locked.add(ids.resource_scope(resource_type, resource_id))
+        return row
+
+    def lock_global(self) -> None:
+        """Lock the policy and the service keys (the revision counter row: every writer takes it at commit)."""
+        self.session.execute(select(RevisionCounter.value).where(RevisionCounter.id == 1).with_for_update())
+        self._locked.add(GLOBAL)
+
+    def created(self, aggregate: str) -> None:
+        """This transaction creates `aggregate` (a new org): no one else can see it to race."""
+        self._locked.add(aggregate)
+
+    def delete_resources_in(self, context: str) -> list[tuple[str, str]]:
+        """Delete every resource of a locked context; returns their (type, id).
+
+        The DELETE takes each row's lock (waiting for a concurrent change of its roles), so
+        the scopes it returns are locked, and a later statement sees their roles as committed.
+        """
+        self._require(context)
+        deleted = self.session.execute(
+            delete(Resource).where(Resource.context == context).returning(Resource.type, Resource.id)
+        ).all()
+        for resource_type, resource_id in deleted:
+            self._locked.add(ids.resource_scope(resource_type, resource_id))
+            self.ops.append({"op": "remove_resource", "type": resource_type, "id": resource_id})
+        return [(resource_type, resource_id) for resource_type, resource_id in deleted]
+
+    def _require(self, aggregate: str) -> None:
+        if aggregate not in self._locked:
+            raise UnlockedWrite(f"a write changed {aggregate!r} without locking it first")
+
     # ---- the change ---------------------------------------------------------------------
 
     def add_rule(self, rule: Rule) -> None:
+        self._require(_aggregate_of(rule))
         self.session.add(CasbinRule(**rule_values(rule)))
         self.ops.append({"op": "add_rule", "rule": list(rule)})
 
     def remove_rule(self, rule: Rule) -> None:
+        self._require(_aggregate_of(rule))
         values = rule_values(rule)
         conditions = [getattr(CasbinRule, column) == value for column, value in values.items() if value is not None]
         self.session.execute(delete(CasbinRule).where(and_(*conditions)))
@@ -87,6 +172,12 @@ class UnitOfWork:
 
     def record(self, op: Op) -> None:
         """A change that is not a rule (a resource, the policy catalog) for the changelog."""
+        if op["op"] == "add_resource":
+            self._require(op["context"])
+        elif op["op"] == "remove_resource":
+            self._require(ids.resource_scope(op["type"], op["id"]))
+        else:
+            self._require(GLOBAL)
         self.ops.append(op)
 
     def audit(self, action: str, *, context: str | None, target: str | None, detail: dict[str, Any] | None = None) -> None:
@@ -107,6 +198,9 @@ class UnitOfWork:
 
     def commit(self) -> int | None:
         """Commit everything; returns the new revision, or None when no policy data changed."""
+        if not self._locked and (self.ops or self._audits or self.session.new or self.session.dirty
+                                 or self.session.deleted):
+            raise UnlockedWrite("a write must lock its aggregate before it reads its preconditions")
         try:
             if self.ops:
                 self.revision = self.session.scalar(
@@ -137,3 +231,8 @@ class UnitOfWork:
         if self.revision is not None and self._on_commit is not None:
             self._on_commit(self.revision, self.ops)
         return self.revision
+
+
+def _aggregate_of(rule: Rule) -> str:
+    """The aggregate a rule belongs to: its domain (a context, a resource scope, or GLOBAL for `*`)."""
+    return GLOBAL if rule[0] == "p" else rule[3]

@@ -135,4 +135,4 @@ def test_revoking_a_malformed_key_id_is_invalid_and_revokes_nothing(runtime: Run
     key = create_service_key(runtime, cli_principal(), "sidecar", ["check"]).value
     with pytest.raises(Invalid):
         revoke_service_key(runtime, cli_principal(), hostile)
-    assert key.split("_")[1] in runtime.replica.service_keys
+    assert key.split("_")[1] in runtime.replica.snapshot.service_keys

@@ -103,4 +103,4 @@ def test_owner_deletes_org_and_everything_in_it(client: TestClient, runtime: Run
     check = client.post("/v1/check", json={"action": "read", "resource": {"type": "algorithm", "id": "grover"}},
                         headers=auth("max"))
     assert check.json()["allowed"] is False
-    assert runtime.replica.index.context_of("algorithm", "grover") is None
+    assert runtime.replica.snapshot.index.context_of("algorithm", "grover") is None

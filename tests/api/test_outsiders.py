@@ -68,7 +68,7 @@ def test_cli_explain_about_an_outsider_names_no_context(client: TestClient, runt
     asker = Principal(kind="service", id="cli", scopes=frozenset({"check"}))
     question = decisions.check_request(asker, subject="mallory", action="delete", resource_type="algorithm",
                                        resource_id="grover", context=None, default_context=None)
-    assert org_id not in str(decisions.explain(runtime, question))
+    assert org_id not in str(decisions.explain(runtime, runtime.replica.snapshot, question))
 
 
 # Every request an outsider could make about alice's org, bob's personal content, or an unknown org.

@@ -77,7 +77,7 @@ def test_apply_prints_the_diff_and_dry_run_changes_nothing(database_url: str, ru
     assert applied.exit_code == 0, applied.output
     assert f"applied as revision {before + 1}" in applied.output
     runtime.replica.catch_up(runtime.database)
-    assert runtime.replica.index.role_allows("maintainer", "backend_token", "set")
+    assert runtime.replica.snapshot.index.role_allows("maintainer", "backend_token", "set")
 
     again = runner.invoke(app, ["policy", "apply", str(policies)], env=env)
     assert "no rule changes" in again.output

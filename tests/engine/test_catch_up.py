@@ -27,7 +27,7 @@ def user(name: str) -> Principal:
 
 def answers(replica: Replica, orgs: list[str], resources: list[str]) -> dict[str, Any]:
     """Everything a client could observe about these users, orgs and algorithms."""
-    index = replica.index
+    index = replica.snapshot.index
     return {
         "revision": replica.revision,
         "contexts": {u: index.contexts_of(u) for u in USERS},
@@ -108,7 +108,7 @@ def test_a_gap_is_detected_logged_and_filled_by_reading_the_missing_rows(
     _append(runtime, head + 1, ("g", "user:bob", "viewer", org))
     assert replica.catch_up(runtime.database) == 2
     assert replica.revision == head + 2
-    assert replica.index.role_in("bob", org) == "viewer" and replica.index.role_in("carol", org) == "viewer"
+    assert replica.snapshot.index.role_in("bob", org) == "viewer" and replica.snapshot.index.role_in("carol", org) == "viewer"
     assert any("filled" in r.message for r in caplog.records)
 
 
@@ -127,5 +127,5 @@ def test_a_gap_that_never_fills_is_logged_and_the_state_reloaded(
     replica.catch_up(runtime.database)  # still missing: logged, and the whole state read at a snapshot
     assert any(r.levelname == "ERROR" and "reloading" in r.message for r in caplog.records)
     assert replica.revision == head + 2
-    assert replica.index.role_in("carol", org) == "viewer"
+    assert replica.snapshot.index.role_in("carol", org) == "viewer"
     assert replica.catch_up(runtime.database) == 0  # and following goes on from there

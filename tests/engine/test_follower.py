@@ -1,5 +1,6 @@
 """The follower is woken by PostgreSQL notifications, and its listener survives a lost connection."""
 
+import asyncio
 import threading
 from collections.abc import Iterator
 
@@ -40,8 +41,8 @@ def test_a_notification_wakes_a_follower_long_before_its_next_poll(runtime: Runt
         assert follower.listener.connected.wait(5)
         written = create_organization(runtime, user("alice"), "Woken", BILLING)
         assert written.revision is not None
-        assert replica.wait_for(written.revision, timeout=5)
-        assert replica.index.role_in("alice", written.value.id) == "owner"
+        assert asyncio.run(replica.reached(written.revision, timeout=5)) is not None
+        assert replica.snapshot.index.role_in("alice", written.value.id) == "owner"
     finally:
         follower.stop()
         database.dispose()

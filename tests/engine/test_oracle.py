@@ -69,13 +69,17 @@ requests = st.tuples(
 @given(world=worlds(), questions=st.lists(requests, min_size=1, max_size=25))
 def test_compiled_decisions_equal_casbin(world, questions) -> None:  # type: ignore[no-untyped-def]
     document, rules, resources, removed = world
-    index = DecisionIndex()
+    # Built in two steps, so the second runs copy-on-write over the first (as a replica does).
+    editor = DecisionIndex.build()
     for rule in document.rules() + rules:
-        index.add_rule(rule)
+        editor.add_rule(rule)
+    base = editor.finish()
+    editor = base.edit()
     for rule in removed:
-        index.remove_rule(rule)
+        editor.remove_rule(rule)
     for (resource_type, resource_id), context in resources.items():
-        index.add_resource(resource_type, resource_id, context)
+        editor.add_resource(resource_type, resource_id, context)
+    index = editor.finish()
     remaining = [rule for rule in rules if rule not in removed]
     enforcer = build_enforcer(POLICY_MODEL, document.rules() + remaining)
 

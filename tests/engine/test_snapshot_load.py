@@ -5,6 +5,8 @@
 give the same decisions, listings and memberships (on SQLite and on PostgreSQL).
 """
 
+from dataclasses import replace
+
 from authz.domain.principal import cli_principal
 from authz.engine.index import DecisionIndex
 from authz.engine.replica import Replica
@@ -20,6 +22,7 @@ def _seed(runtime: Runtime) -> None:
 
     with runtime.unit_of_work(cli_principal()) as uow:
         for org in (ORG, OTHER):
+            uow.created(org)
             uow.session.add(Organization(
                 id=org, name=org, billing_line1="1 Way", billing_postal_code="1", billing_city="C",
                 billing_country="DE", created_by="alice", created_at=uow.now, updated_at=uow.now,
@@ -30,7 +33,10 @@ def _seed(runtime: Runtime) -> None:
         add_member(runtime, org, user, role)
     with runtime.unit_of_work(cli_principal()) as uow:
         resources = [("algorithm", f"a{n}", context) for n, context in enumerate((ORG, ORG, OTHER, "user:dave"))]
+        for context in (ORG, OTHER, "user:dave"):
+            uow.lock_context(context)
         for resource_type, resource_id, context in [*resources, ("job", "j1", OTHER)]:
+            uow.created(f"{resource_type}:{resource_id}")
             uow.session.add(Resource(type=resource_type, id=resource_id, context=context, created_by="alice",
                                      created_at=uow.now))
             uow.record({"op": "add_resource", "type": resource_type, "id": resource_id, "context": context})
@@ -49,11 +55,11 @@ def test_bulk_load_equals_changelog_replay(runtime: Runtime) -> None:
     loaded = Replica()
     loaded.load(runtime.database)
     replayed = Replica()
-    replayed.revision = 0
+    replayed.snapshot = replace(replayed.snapshot, revision=0)
     replayed.catch_up(runtime.database)
     assert loaded.revision == replayed.revision == runtime.replica.revision
-    assert _state(loaded.index) == _state(replayed.index)
-    index = loaded.index
+    assert _state(loaded.snapshot.index) == _state(replayed.snapshot.index)
+    index = loaded.snapshot.index
     assert index.check("bob", "read", "algorithm", "a0", None)
     assert not index.check("bob", "delete", "algorithm", "a0", None)
     assert index.check("erin", "read", "algorithm", "a2", None)

@@ -16,11 +16,11 @@ HOSTILE = ["*", "%", "..", "a,b", "org_*", "user:*", "x' OR '1'='1", "a" * 300, 
 def world() -> tuple[DecisionIndex, list[tuple[str, ...]]]:
     document = load_policy_dir(POLICY_DIR)
     rules = document.rules() + [("g", "user:alice", "owner", ORG)]
-    index = DecisionIndex()
+    editor = DecisionIndex.build()
     for rule in rules:
-        index.add_rule(rule)
-    index.add_resource("algorithm", "a1", ORG)
-    return index, rules
+        editor.add_rule(rule)
+    editor.add_resource("algorithm", "a1", ORG)
+    return editor.finish(), rules
 
 
 @pytest.mark.parametrize("hostile", HOSTILE)

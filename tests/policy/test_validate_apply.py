@@ -163,7 +163,7 @@ def test_a_role_inheriting_two_roles_reloads_over_http_and_a_fresh_server_starts
         runtime.database.dispose()
     fresh = open_runtime(app_settings, migrate=False)  # a new server with this policy in the database
     try:
-        assert fresh.replica.policy is not None and "auditor" in fresh.replica.policy.roles
+        assert fresh.replica.snapshot.policy is not None and "auditor" in fresh.replica.snapshot.policy.roles
     finally:
         fresh.database.dispose()
 
@@ -179,7 +179,7 @@ def test_apply_dry_run_runs_the_writes_and_changes_nothing(database_url: str, tm
     again = open_runtime(make_settings(database_url), migrate=False)
     try:
         assert again.replica.revision == revision
-        assert again.replica.policy is not None and "auditor" not in again.replica.policy.roles
+        assert again.replica.snapshot.policy is not None and "auditor" not in again.replica.snapshot.policy.roles
     finally:
         again.database.dispose()
 

@@ -106,7 +106,7 @@ def test_accept_creates_membership_changelog_and_audit_in_one_revision(runtime: 
     accepted = invitations.accept_invitation(runtime, user("bob", email="bob@EXAMPLE.com"), token)
     assert (accepted.value.organization_id, accepted.value.role) == (org_id, "maintainer")
     assert accepted.revision == before + 1 == runtime.replica.revision
-    assert runtime.replica.index.role_in("bob", org_id) == "maintainer"
+    assert runtime.replica.snapshot.index.role_in("bob", org_id) == "maintainer"
     with runtime.database.session() as session:
         change = session.get(ChangelogEntry, accepted.revision)
         assert change is not None
@@ -130,8 +130,8 @@ def test_only_the_invited_verified_email_may_accept(runtime: Runtime, sender: Ou
         invitations.accept_invitation(runtime, Principal(kind="user", id="bob", email_verified=True), token)
     with pytest.raises(Forbidden, match="different email"):
         invitations.decline_invitation(runtime, user("mallory"), token)
-    assert runtime.replica.index.role_in("mallory", org_id) is None
-    assert runtime.replica.index.role_in("bob", org_id) is None
+    assert runtime.replica.snapshot.index.role_in("mallory", org_id) is None
+    assert runtime.replica.snapshot.index.role_in("bob", org_id) is None
     assert invitations.accept_invitation(runtime, user("bob"), token).value.organization_id == org_id
 
 
@@ -211,7 +211,7 @@ def test_decline_ends_the_invitation(runtime: Runtime, sender: OutboxSender, smt
     with pytest.raises(Conflict, match="declined"):
         invitations.accept_invitation(runtime, user("bob"), token)
     assert invitations.list_invitations(runtime, user("alice"), org_id)[0].status == "declined"
-    assert runtime.replica.index.role_in("bob", org_id) is None
+    assert runtime.replica.snapshot.index.role_in("bob", org_id) is None
 
 
 def test_conflicts_on_create(runtime: Runtime) -> None:
@@ -234,7 +234,7 @@ def test_accepting_when_already_a_member_changes_nothing(runtime: Runtime, sende
     with pytest.raises(Conflict, match="already a member"):
         invitations.accept_invitation(runtime, user("bob", email="robert@example.com"), token)
     assert runtime.replica.revision == revision
-    assert runtime.replica.index.role_in("bob", org_id) == "viewer"
+    assert runtime.replica.snapshot.index.role_in("bob", org_id) == "viewer"
     assert invitations.list_invitations(runtime, user("alice"), org_id)[0].status == "pending"
 
 

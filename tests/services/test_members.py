@@ -30,7 +30,7 @@ def test_owner_changes_roles_and_each_change_is_one_revision(runtime: Runtime) -
     written = members.change_role(runtime, user("alice"), org_id, "bob", "maintainer")
     assert written.revision == before + 1 == runtime.replica.revision
     assert roles(runtime, org_id) == {"alice": "owner", "bob": "maintainer"}
-    assert runtime.replica.index.check("bob", "create", "algorithm", None, org_id)
+    assert runtime.replica.snapshot.index.check("bob", "create", "algorithm", None, org_id)
 
 
 def test_non_owner_cannot_change_roles_and_nothing_changes(runtime: Runtime) -> None:
@@ -71,7 +71,7 @@ def test_member_leaves_and_loses_access_at_once(runtime: Runtime) -> None:
     org_id = new_org(runtime)
     add_member(runtime, org_id, "bob", "maintainer")
     members.remove_member(runtime, user("bob"), org_id, "bob")
-    assert not runtime.replica.index.check("bob", "read", "algorithm", None, org_id)
+    assert not runtime.replica.snapshot.index.check("bob", "read", "algorithm", None, org_id)
     assert roles(runtime, org_id) == {"alice": "owner"}
 
 

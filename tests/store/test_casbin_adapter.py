@@ -37,7 +37,7 @@ def test_a_stock_enforcer_with_the_sql_adapter_agrees_with_authz(runtime: Runtim
         for resource_id, context in (("grover", org), (None, org), (None, ids.personal_context(user))):
             scope = ids.resource_scope("algorithm", resource_id) if resource_id else ""
             expected = enforcer.enforce(*casbin_request(ids.subject_of(user), context, "algorithm", scope, action))
-            compiled = runtime.replica.index.check(user, action, "algorithm", resource_id, context)
+            compiled = runtime.replica.snapshot.index.check(user, action, "algorithm", resource_id, context)
             assert compiled == expected, (user, action, resource_id, context)
             questions += 1
             allowed += expected

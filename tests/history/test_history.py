@@ -1,0 +1,58 @@
+"""The history checker (DESIGN.md, "Tests"): random concurrent clients against replicas on PostgreSQL.
+
+A bounded run is part of the suite (`HISTORY_SECONDS`, default 25); `make soak` runs it
+for `SOAK_SECONDS`. The replicas reach the database through a TCP proxy that the workload
+cuts and restores; afterwards `tests.history.verify` checks the database and every answer.
+"""
+
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from tests.history.verify import verify
+from tests.history.workload import Workload
+from tests.postgres import PostgresUnavailable, create_database, drop_database, postgres_required
+from tests.replicas.cluster import Cluster, via
+from tests.replicas.tcp_proxy import TcpProxy
+from tests.smtp_server import SmtpServer
+
+SECONDS = float(os.environ.get("HISTORY_SECONDS", "25"))
+CLIENTS = int(os.environ.get("HISTORY_CLIENTS", "6"))
+REPLICAS = ("a", "b")
+
+
+@pytest.fixture
+def database() -> Iterator[str]:
+    try:
+        url = create_database("authz_history")
+    except PostgresUnavailable as exc:
+        if postgres_required():
+            pytest.fail(f"PostgreSQL is required (CI) but {exc}")
+        pytest.skip(str(exc))
+    yield url
+    drop_database(url)
+
+
+@pytest.mark.postgres
+@pytest.mark.e2e
+def test_random_concurrent_history_keeps_every_invariant(database: str, tmp_path: Path) -> None:
+    seed = int(os.environ.get("HISTORY_SEED", random.randrange(1 << 30)))
+    upstream = make_url(database)
+    smtp = SmtpServer().start()
+    with TcpProxy(upstream.host or "127.0.0.1", upstream.port or 5432) as proxy, Cluster(via(database, "127.0.0.1", proxy.port), tmp_path, sync_poll_interval="0.2",
+                    max_staleness="5", min_revision_wait="1", smtp_host="127.0.0.1", smtp_port=str(smtp.port),
+                    mail_poll_interval="0.2") as cluster:
+        replicas = cluster.start_ready(*REPLICAS, timeout=60)
+        workload = Workload({r.name: r.url for r in replicas}, smtp.inbox, proxy, seed)
+        workload.run(SECONDS, CLIENTS)
+        logs = cluster.logs()
+    smtp.stop()
+    verdict = verify(database, workload.events)
+    print(f"seed {seed}; {SECONDS:.0f}s, {CLIENTS} clients, {len(REPLICAS)} replicas, "
+          f"{workload.cuts} database cuts; {verdict.summary()}")
+    assert len(workload.events) > 50, "the workload did almost nothing: " + logs
+    assert not verdict.violations, "\n".join(verdict.violations[:40])
