@@ -100,6 +100,15 @@ def _check_policy_dir(path: Path) -> None:
                               "(it holds roles.yaml, permissions.yaml and routes.yaml)")
     if not os.access(path, os.R_OK | os.X_OK):
         raise SettingUnusable("AUTHZ_POLICY_DIR", f"{_shown(path)} is not readable")
+    from authz.policy.loader import load_policy_dir
+    from authz.policy.routes import load_routes
+    from authz.policy.yaml_nodes import PolicyInvalid
+
+    try:  # loaded at start (an empty database), by reload and for routes.yaml: it must be valid
+        load_routes(path, load_policy_dir(path))
+    except PolicyInvalid as exc:
+        more = f" (and {len(exc.errors) - 1} more; see `authz policy validate`)" if len(exc.errors) > 1 else ""
+        raise SettingUnusable("AUTHZ_POLICY_DIR", f"{exc.errors[0]}{more}") from None
 
 
 def _check_jwt(settings: Settings) -> None:

@@ -106,6 +106,9 @@ def unusable_settings(folder: Path) -> list[tuple[str, dict[str, str]]]:
     garbage.write_text("-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n")
     unreadable = folder / "unreadable.pem"
     unreadable.mkdir()  # a directory: exists, cannot be read as a file (root ignores file modes)
+    broken_policy = folder / "broken-policies"
+    broken_policy.mkdir()
+    (broken_policy / "roles.yaml").write_text("roles:\n  owner:\n    inherits: [nobody]\n")
     bad_model = folder / "model.conf"
     bad_model.write_text("[request_definition]\nr = sub\n")
     return [
@@ -115,6 +118,7 @@ def unusable_settings(folder: Path) -> list[tuple[str, dict[str, str]]]:
         ("AUTHZ_JWT_PUBLIC_KEY", {"AUTHZ_JWT_PUBLIC_KEY": str(garbage)}),
         ("AUTHZ_JWT_PUBLIC_KEY", {"AUTHZ_JWT_PUBLIC_KEY": str(unreadable)}),
         ("AUTHZ_POLICY_DIR", {"AUTHZ_POLICY_DIR": "policies"}),  # relative: not in this directory
+        ("AUTHZ_POLICY_DIR", {"AUTHZ_POLICY_DIR": str(broken_policy)}),
         ("AUTHZ_POLICY_MODEL", {"AUTHZ_POLICY_MODEL": "policy_model.conf"}),
         ("AUTHZ_POLICY_MODEL", {"AUTHZ_POLICY_MODEL": str(bad_model)}),
         ("AUTHZ_SMTP_CA_FILE", {"AUTHZ_SMTP_CA_FILE": str(folder / "ca.pem")}),
