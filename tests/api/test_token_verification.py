@@ -205,3 +205,26 @@ def test_a_member_with_a_look_alike_email_does_not_block_inviting_the_real_addre
     response = client.post(f"/v1/organizations/{org_id}/invitations", json={"email": "kim@example.com", "role": "viewer"},
                            headers=auth("mallory", email="\u212aim@example.com"))
     assert response.status_code == 201, response.text
+
+
+def test_a_certificate_pem_verifies_with_its_public_key(database_url: str, runtime: Runtime, tmp_path: Path) -> None:
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    private_key = KEYS["rsa"][0]
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "id.example")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(private_key.public_key())
+                   .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+                   .sign(private_key, hashes.SHA256()))
+    path = tmp_path / "cert.pem"
+    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    settings = make_settings(database_url, jwt_secret=None, jwt_public_key=path)
+    with TestClient(create_app(settings, runtime), raise_server_exceptions=False) as client:
+        good = jwt.encode(claims(), private_key, algorithm="RS256")
+        assert client.get("/v1/me", headers={"Authorization": f"Bearer {good}"}).status_code == 200
+        for token in forged_tokens(private_key, "RS256").values():
+            assert_401(client.get("/v1/me", headers={"Authorization": f"Bearer {token}"}))
