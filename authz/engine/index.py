@@ -9,6 +9,10 @@ Rule shapes (all written by authz itself):
 - `g, <role>, <role>, *`             role hierarchy
 - `g, user:<id>, <role>, <org_id>`   membership
 - `g, user:<id>, <role>, <type>:<id>`  a role on one resource
+- either `g` rule may carry a fourth value, its expiry (`authz.domain.grants`): from then on
+  it counts in no decision. The inner dicts then hold `(role, expiry as POSIX time)` instead
+  of the role, and a decision that meets one compares it with its clock (`time.time` unless
+  the caller passes another); a grant without expiry costs the hot path one type test.
 
 A `DecisionIndex` never changes once built (DESIGN.md invariant 4): a replica publishes a
 new one per change, and a request that holds one sees one revision throughout. Changes
@@ -18,13 +22,15 @@ entries at 1M) and the inner dict or sorted set of the one context it changes; e
 other shard is shared with the previous index.
 """
 
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from heapq import merge
 from itertools import islice, takewhile
 from typing import Any
 
 from authz.domain import ids
+from authz.domain.grants import expiry_epoch
 from authz.engine.sorted_ids import SortedIds
 from authz.policy.document import ALL_DOMAINS, Rule
 
@@ -34,6 +40,20 @@ SHARDS = 1024  # a power of two: a key's shard is hash(key) & MASK
 MASK = SHARDS - 1
 Shards = tuple[dict[str, Any], ...]
 Op = dict[str, Any]
+Grant = str | tuple[str, float]  # a role, or (role, expiry) for a grant that ends
+Clock = Callable[[], float]
+
+
+def active_role(grant: Grant | None, clock: Clock) -> str | None:
+    """The role a grant gives now: None once it has expired."""
+    if grant is None or grant.__class__ is str:
+        return grant  # type: ignore[return-value]
+    role, expires = grant  # type: ignore[misc]
+    return role if clock() < expires else None
+
+
+def grant_of(role: str, expiry: str | None) -> Grant:
+    return role if not expiry else (role, expiry_epoch(expiry))
 
 
 @dataclass(frozen=True)
@@ -90,34 +110,42 @@ class DecisionIndex:
 
     # ---- decisions -----------------------------------------------------------------------
 
-    def check(self, user: str, action: str, resource_type: str, resource_id: str | None, context: str | None) -> bool:
-        """The hot path: may `user` do `action` on the resource (or on its type in `context`)?"""
+    def check(self, user: str, action: str, resource_type: str, resource_id: str | None, context: str | None,
+              clock: Clock = time.time) -> bool:
+        """The hot path: may `user` do `action` on the resource (or on its type in `context`)?
+
+        The role in the context is asked first (the usual way in); the resource's own roles,
+        which only ever add, are looked up only when that role does not allow it.
+        """
         subject = "user:" + user
+        shard = 0
         if resource_id is not None:
             scope = resource_type + ":" + resource_id
             shard = hash(scope) & MASK
             context = self._resources[shard].get(scope)
             if context is None:
                 return False
-            scoped = self._resource_roles[shard].get(scope)
-            if scoped is not None:
-                role = scoped.get(subject)
-                if role is not None and (resource_type, action) in self._effective.get(role, ()):
-                    return True
         elif context is None:
             return False
         if context == subject:
             role = "owner"
         else:
             members = self._members[hash(context) & MASK].get(context)
-            if members is None:
-                return False
-            role = members.get(subject)
-            if role is None:
-                return False
-        return (resource_type, action) in self._effective.get(role, ())
+            role = members.get(subject) if members is not None else None
+            if role is not None and role.__class__ is not str:
+                role = active_role(role, clock)
+        if role is not None and (resource_type, action) in self._effective.get(role, ()):
+            return True
+        if resource_id is None:
+            return False
+        scoped = self._resource_roles[shard].get(scope)
+        if scoped is None:
+            return False
+        role = active_role(scoped.get(subject), clock)
+        return role is not None and (resource_type, action) in self._effective.get(role, ())
 
-    def decide(self, user: str, action: str, resource_type: str, resource_id: str | None, context: str | None) -> Decision:
+    def decide(self, user: str, action: str, resource_type: str, resource_id: str | None, context: str | None,
+               clock: Clock = time.time) -> Decision:
         """The same decision as `check`, with the role and path that led to it."""
         subject = ids.subject_of(user)
         permission = (resource_type, action)
@@ -126,8 +154,8 @@ class DecisionIndex:
             context = self.context_of(resource_type, resource_id)
             if context is None:
                 return Decision(False, None, None, "unknown_resource")
-            scoped_role = self.resource_role(user, resource_type, resource_id)
-        context_role = self.role_in(user, context) if context is not None else None
+            scoped_role = self.resource_role(user, resource_type, resource_id, clock)
+        context_role = self.role_in(user, context, clock) if context is not None else None
         via = "personal" if context is not None and context == subject else "membership"
         if context_role is not None and permission in self._effective.get(context_role, ()):
             return Decision(True, context, context_role, via)
@@ -137,15 +165,16 @@ class DecisionIndex:
             return Decision(False, context, None, "no_role")
         return Decision(False, context, context_role or scoped_role, "not_granted")
 
-    def role_in(self, user: str, context: str) -> str | None:
-        """The user's role in a context: "owner" of its personal account, else its membership role."""
+    def role_in(self, user: str, context: str, clock: Clock = time.time) -> str | None:
+        """The user's role in a context now: "owner" of its personal account, else its membership role."""
         subject = ids.subject_of(user)
         if context == subject:
             return "owner"
-        return _get(self._members, context, {}).get(subject)
+        return active_role(_get(self._members, context, {}).get(subject), clock)
 
-    def resource_role(self, user: str, resource_type: str, resource_id: str) -> str | None:
-        return _get(self._resource_roles, ids.resource_scope(resource_type, resource_id), {}).get(ids.subject_of(user))
+    def resource_role(self, user: str, resource_type: str, resource_id: str, clock: Clock = time.time) -> str | None:
+        scope = ids.resource_scope(resource_type, resource_id)
+        return active_role(_get(self._resource_roles, scope, {}).get(ids.subject_of(user)), clock)
 
     def role_allows(self, role: str, resource_type: str, action: str) -> bool:
         return (resource_type, action) in self._effective.get(role, ())
@@ -153,13 +182,18 @@ class DecisionIndex:
     def context_of(self, resource_type: str, resource_id: str) -> str | None:
         return _get(self._resources, ids.resource_scope(resource_type, resource_id), None)
 
-    def contexts_of(self, user: str) -> dict[str, str]:
-        """The org contexts a user is a member of, with the role (personal not included)."""
-        return dict(_get(self._contexts_of, ids.subject_of(user), {}))
+    def contexts_of(self, user: str, clock: Clock = time.time) -> dict[str, str]:
+        """The org contexts a user is a member of now, with the role (personal not included)."""
+        found = {}
+        for context, grant in _get(self._contexts_of, ids.subject_of(user), {}).items():
+            role = active_role(grant, clock)
+            if role is not None:
+                found[context] = role
+        return found
 
     def list_resources(
         self, user: str, action: str, resource_type: str, context: str | None,
-        after: str | None = None, limit: int | None = None,
+        after: str | None = None, limit: int | None = None, clock: Clock = time.time,
     ) -> list[str]:
         """The ids of `resource_type` the user may do `action` on, in id order, after `after`, at most `limit`.
 
@@ -169,7 +203,7 @@ class DecisionIndex:
         subject = ids.subject_of(user)
         prefix = resource_type + ":"
         start, inclusive = (prefix + after, False) if after is not None else (prefix, True)
-        contexts = dict(_get(self._contexts_of, subject, {}))
+        contexts = self.contexts_of(user, clock)
         contexts[subject] = "owner"
         streams: list[Iterator[str]] = []
         for ctx, role in contexts.items():
@@ -178,9 +212,9 @@ class DecisionIndex:
                 if scopes is not None:
                     streams.append(scopes.iter_from(start, inclusive=inclusive))
         shared = sorted(
-            scope for scope, role in _get(self._resource_roles_of, subject, {}).items()
+            scope for scope, grant in _get(self._resource_roles_of, subject, {}).items()
             if scope.startswith(prefix) and (scope > start or (inclusive and scope == start))
-            and self.role_allows(role, resource_type, action)
+            and (role := active_role(grant, clock)) is not None and self.role_allows(role, resource_type, action)
             and (found := _get(self._resources, scope, None)) is not None and (context is None or found == context)
         )
         streams.append(iter(shared))
@@ -189,6 +223,7 @@ class DecisionIndex:
 
     def list_subjects(
         self, action: str, resource_type: str, resource_id: str, after: str | None = None, limit: int | None = None,
+        clock: Clock = time.time,
     ) -> list[str]:
         """The users who may do `action` on the resource, in id order, after `after`, at most `limit`."""
         scope = ids.resource_scope(resource_type, resource_id)
@@ -196,14 +231,13 @@ class DecisionIndex:
         if context is None:
             return []
         found: set[str] = set()
-        for subject, role in _get(self._members, context, {}).items():
-            if self.role_allows(role, resource_type, action):
+        grants = [*_get(self._members, context, {}).items(), *_get(self._resource_roles, scope, {}).items()]
+        for subject, grant in grants:
+            role = active_role(grant, clock)
+            if role is not None and self.role_allows(role, resource_type, action):
                 found.add(subject)
         if ids.is_personal_context(context) and self.role_allows("owner", resource_type, action):
             found.add(context)
-        for subject, role in _get(self._resource_roles, scope, {}).items():
-            if self.role_allows(role, resource_type, action):
-                found.add(subject)
         users = sorted(ids.user_of(s) for s in found)
         if after is not None:
             users = [user for user in users if user > after]
@@ -263,9 +297,9 @@ class IndexEditor:
                 self._owned.add(id(inner))
         return inner
 
-    def _discard(self, shards: list[dict[str, Any]], outer: str, inner_key: str, role: str) -> None:
+    def _discard(self, shards: list[dict[str, Any]], outer: str, inner_key: str, grant: Grant) -> None:
         current = shards[hash(outer) & MASK].get(outer)
-        if current is None or current.get(inner_key) != role:
+        if current is None or current.get(inner_key) != grant:
             return
         entries = self._inner(shards, outer)
         del entries[inner_key]
@@ -299,12 +333,14 @@ class IndexEditor:
             if domain == ALL_DOMAINS:
                 self._parents[member] = self._parents.get(member, frozenset()) | {role}
                 self._policy_changed = True
-            elif _is_resource_scope(domain):
-                self._inner(self._resource_roles, domain)[member] = role
-                self._inner(self._resource_roles_of, member)[domain] = role
+                return
+            grant = grant_of(role, values[3] if len(values) > 3 else None)
+            if _is_resource_scope(domain):
+                self._inner(self._resource_roles, domain)[member] = grant
+                self._inner(self._resource_roles_of, member)[domain] = grant
             else:
-                self._inner(self._members, domain)[member] = role
-                self._inner(self._contexts_of, member)[domain] = role
+                self._inner(self._members, domain)[member] = grant
+                self._inner(self._contexts_of, member)[domain] = grant
 
     def remove_rule(self, rule: Rule) -> None:
         ptype, *values = rule
@@ -319,12 +355,14 @@ class IndexEditor:
                 if member in self._parents:
                     self._parents[member] = self._parents[member] - {role}
                     self._policy_changed = True
-            elif _is_resource_scope(domain):
-                self._discard(self._resource_roles, domain, member, role)
-                self._discard(self._resource_roles_of, member, domain, role)
+                return
+            grant = grant_of(role, values[3] if len(values) > 3 else None)
+            if _is_resource_scope(domain):
+                self._discard(self._resource_roles, domain, member, grant)
+                self._discard(self._resource_roles_of, member, domain, grant)
             else:
-                self._discard(self._members, domain, member, role)
-                self._discard(self._contexts_of, member, domain, role)
+                self._discard(self._members, domain, member, grant)
+                self._discard(self._contexts_of, member, domain, grant)
 
     def add_resource(self, resource_type: str, resource_id: str, context: str) -> None:
         scope = resource_type + ":" + resource_id
