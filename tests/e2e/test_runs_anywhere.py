@@ -6,6 +6,7 @@ dependencies come from the test venv through a plain path entry, which carries n
 install of authz. Every process runs in a directory under /tmp, far from the checkout.
 """
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -31,7 +32,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     purelib = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              check=True, capture_output=True, text=True).stdout.strip()
     Path(purelib, "authz-test-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    built = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps", str(ROOT)],
+    # A copy of the project: setuptools builds in ./build, which must neither litter the
+    # checkout nor ship stale files from an earlier build.
+    source = tmp_path_factory.mktemp("source") / "authz"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "build", "*.egg-info", "__pycache__", ".hypothesis", ".pytest_cache", "*.db", "tests", "bench"))
+    built = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps", str(source)],
                            capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stdout + built.stderr
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import authz, api; print(authz.__file__, api.__file__)"],
