@@ -64,7 +64,7 @@ class CasbinRule(Base):
 
     __table_args__ = (
         # One role per subject per domain: a membership or a role on one resource. Not for the
-        # role hierarchy (domain "*"), where a role may inherit several roles (migration 0002).
+        # role hierarchy (domain "*"), where a role may inherit several roles (migration 0003).
         Index(
             "uq_casbin_rule_g_subject_domain",
             "v0",

@@ -4,8 +4,8 @@ One role per subject per domain holds for memberships and per-resource roles. Th
 hierarchy (`g, <role>, <inherited role>, *`) may name several inherited roles for one
 role; the partial unique index refused the second one (an IntegrityError on apply).
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 0003
+Revises: 0002
 Create Date: 2026-11-29
 """
 
@@ -13,8 +13,8 @@ from alembic import op
 import sqlalchemy as sa
 
 
-revision = '0002'
-down_revision = '0001'
+revision = '0003'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 
