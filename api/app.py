@@ -17,6 +17,7 @@ from api.routers import invitations
 from authz.bootstrap import open_runtime
 from authz.engine.follower import Follower
 from authz.mail.sender import OutboxSender
+from authz.services.expiry import ExpirySweeper
 from authz.services import forward_auth as forward_auth_service
 from authz.services.runtime import Runtime
 from authz.logging_setup import configure_logging
@@ -37,12 +38,14 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         # Delivers the outbox (invitation emails); its state is the outbox table only.
         mail_sender = OutboxSender.from_settings(settings, current.database, clock=lambda: current.clock())
         app.state.mail_sender = mail_sender
+        sweeper = ExpirySweeper(current, settings.expiry_sweep_interval)
         app.state.runtime = current
         app.state.follower = follower
         app.state.token_verifier = TokenVerifier.from_settings(settings)
         app.state.service_key_cache = ServiceKeyCache()
         app.state.routes = forward_auth_service.load_route_table(current)  # policies/routes.yaml
         follower.start()
+        sweeper.start()
         if settings.mail_sender:
             mail_sender.start()
         log.info("authz ready", extra={"revision": current.replica.revision, "database": current.database.engine.url.render_as_string(hide_password=True)})
@@ -50,6 +53,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             yield
         finally:
             follower.stop()
+            sweeper.stop()
             mail_sender.stop()
             if runtime is None:
                 current.database.dispose()

@@ -45,7 +45,8 @@ def account_context(
         context = ids.org_id(value, "X-Account-Context")
     except Invalid:
         raise Invalid("X-Account-Context must be `personal` or an organization id", field="X-Account-Context") from None
-    if runtime.replica.snapshot.index.role_in(principal.id, context) is None:
+    snapshot = runtime.replica.snapshot
+    if snapshot.index.role_in(principal.id, context, snapshot.clock) is None:
         raise OutsiderNotFound("organization not found")
     return context
 

@@ -69,11 +69,27 @@ class RoleBody(Strict):
     role: str = Field(max_length=64)
 
 
+EXPIRES_AT = "RFC 3339 instant when the grant ends (in the future); null or absent: it does not end"
+
+
+class ResourceRoleBody(Strict):
+    role: str = Field(max_length=64)
+    expires_at: str | None = Field(default=None, max_length=40, description=EXPIRES_AT)
+
+
+class MemberPatch(Strict):
+    """Either or both; `expires_at: null` makes the membership permanent again."""
+
+    role: str | None = Field(default=None, max_length=64)
+    expires_at: str | None = Field(default=None, max_length=40, description=EXPIRES_AT)
+
+
 class MemberOut(BaseModel):
     user_id: str
     email: str | None
     role: str
     joined_at: datetime
+    expires_at: datetime | None = None
 
 
 # ---- resources -------------------------------------------------------------------------
@@ -94,6 +110,7 @@ class ResourceOut(BaseModel):
 class ResourceMemberOut(BaseModel):
     user_id: str
     role: str
+    expires_at: datetime | None = None
 
 
 # ---- decisions -------------------------------------------------------------------------
@@ -227,6 +244,8 @@ class AuditPage(BaseModel):
 class InvitationCreate(Strict):
     email: str = Field(max_length=1000)
     role: str = Field(max_length=64)
+    expires_at: str | None = Field(default=None, max_length=40,
+                                   description="when the membership the invitation creates ends (RFC 3339)")
 
 
 class InvitationOut(BaseModel):
@@ -240,6 +259,7 @@ class InvitationOut(BaseModel):
     invited_by: str
     created_at: datetime
     expires_at: datetime
+    grant_expires_at: datetime | None = Field(default=None, description="when the membership it creates ends")
 
 
 class InvitationTokenBody(Strict):

@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     mail_log_tokens: bool = False  # local development only: print unmasked links in the log
     mail_sender: bool = True  # run the outbox sender thread in this process
     mail_poll_interval: float = Field(default=2.0, gt=0, le=300)
+    # Expired grants stop counting at once; the sweeper then removes their rules (a revision each).
+    expiry_sweep_interval: float = Field(default=30.0, gt=0, le=3600)
     mail_max_attempts: int = Field(default=10, ge=1, le=100)
     mail_retry_base: float = Field(default=5.0, gt=0, le=3600, description="seconds before the 2nd attempt")
     mail_retry_max: float = Field(default=3600.0, gt=0, le=86400, description="longest wait between attempts")

@@ -33,7 +33,7 @@ def _wake_mail_sender(request: Request) -> None:
              response_model=InvitationOut, responses=problems(400, 401, 403, 404, 409, 413, 422, 503))
 def create_invitation(org_id: str, body: InvitationCreate, request: Request, runtime: RuntimeDep,
                       principal: UserDep, response: Response) -> InvitationOut:
-    written = invitations.create_invitation(runtime, principal, org_id, body.email, body.role)
+    written = invitations.create_invitation(runtime, principal, org_id, body.email, body.role, body.expires_at)
     _wake_mail_sender(request)
     set_revision(response, runtime, written.revision)
     response.headers["Location"] = f"/v1/organizations/{org_id}/invitations/{written.value.id}"

@@ -5,7 +5,7 @@ from dataclasses import asdict
 from fastapi import APIRouter, Response, status
 
 from api.deps import RuntimeDep, UserDep, problems, set_revision
-from api.schemas import MemberOut, OrganizationCreate, OrganizationOut, OrganizationPatch, RoleBody
+from api.schemas import MemberOut, MemberPatch, OrganizationCreate, OrganizationOut, OrganizationPatch
 from api.staleness import require_fresh
 from authz.services import members, organizations
 from authz.services.views import MemberView, OrganizationView
@@ -70,9 +70,10 @@ def list_members(org_id: str, runtime: RuntimeDep, principal: UserDep) -> list[M
 @router.patch("/{org_id}/members/{user_id}", response_model=MemberOut,
               responses=problems(400, 401, 403, 404, 409, 422, 503))
 def change_role(
-    org_id: str, user_id: str, body: RoleBody, runtime: RuntimeDep, principal: UserDep, response: Response
+    org_id: str, user_id: str, body: MemberPatch, runtime: RuntimeDep, principal: UserDep, response: Response
 ) -> MemberOut:
-    written = members.change_role(runtime, principal, org_id, user_id, body.role)
+    expires_at = body.expires_at if "expires_at" in body.model_fields_set else members.UNCHANGED
+    written = members.change_role(runtime, principal, org_id, user_id, body.role, expires_at)
     set_revision(response, runtime, written.revision)
     return _member(written.value)
 

@@ -5,7 +5,7 @@ from dataclasses import asdict
 from fastapi import APIRouter, Response, status
 
 from api.deps import ContextDep, RuntimeDep, UserDep, problems, set_revision
-from api.schemas import ResourceCreate, ResourceMemberOut, ResourceOut, RoleBody
+from api.schemas import ResourceCreate, ResourceMemberOut, ResourceOut, ResourceRoleBody
 from authz.services import resources
 
 router = APIRouter(prefix="/v1/resources", tags=["resources"])
@@ -41,17 +41,18 @@ def delete_resource(resource_type: str, resource_id: str, runtime: RuntimeDep, p
 def list_resource_members(
     resource_type: str, resource_id: str, runtime: RuntimeDep, principal: UserDep
 ) -> list[ResourceMemberOut]:
-    roles = resources.list_resource_members(runtime, principal, resource_type, resource_id)
-    return [ResourceMemberOut(user_id=user, role=role) for user, role in sorted(roles.items())]
+    found = resources.list_resource_members(runtime, principal, resource_type, resource_id)
+    return [ResourceMemberOut.model_validate(member) for member in found]
 
 
 @router.put("/{resource_type}/{resource_id}/members/{user_id}", response_model=ResourceMemberOut,
             responses=problems(400, 401, 403, 404, 422, 503))
 def set_resource_role(
-    resource_type: str, resource_id: str, user_id: str, body: RoleBody,
+    resource_type: str, resource_id: str, user_id: str, body: ResourceRoleBody,
     runtime: RuntimeDep, principal: UserDep, response: Response,
 ) -> ResourceMemberOut:
-    written = resources.set_resource_role(runtime, principal, resource_type, resource_id, user_id, body.role)
+    written = resources.set_resource_role(runtime, principal, resource_type, resource_id, user_id, body.role,
+                                          body.expires_at)
     set_revision(response, runtime, written.revision)
     return ResourceMemberOut.model_validate(written.value)
 

@@ -335,7 +335,7 @@ class IndexEditor:
                 self._policy_changed = True
                 return
             grant = grant_of(role, values[3] if len(values) > 3 else None)
-            if _is_resource_scope(domain):
+            if is_resource_scope(domain):
                 self._inner(self._resource_roles, domain)[member] = grant
                 self._inner(self._resource_roles_of, member)[domain] = grant
             else:
@@ -357,7 +357,7 @@ class IndexEditor:
                     self._policy_changed = True
                 return
             grant = grant_of(role, values[3] if len(values) > 3 else None)
-            if _is_resource_scope(domain):
+            if is_resource_scope(domain):
                 self._discard(self._resource_roles, domain, member, grant)
                 self._discard(self._resource_roles_of, member, domain, grant)
             else:
@@ -406,7 +406,7 @@ class IndexEditor:
             domain = share(domain, domain)
             pairs = dict(zip(map(share, subjects, subjects), map(share, roles, roles), strict=True))
             count += len(subjects)
-            if _is_resource_scope(domain):
+            if is_resource_scope(domain):
                 target, reverse = self._resource_roles, self._resource_roles_of
             else:
                 target, reverse = self._members, self._contexts_of
@@ -476,6 +476,6 @@ def _unique(ordered: Iterable[str]) -> Iterator[str]:
             previous = item
 
 
-def _is_resource_scope(domain: str) -> bool:
+def is_resource_scope(domain: str) -> bool:
     """Org ids and personal contexts never look like "<type>:<id>" with a policy type name."""
     return ":" in domain and not ids.is_personal_context(domain)

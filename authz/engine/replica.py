@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from authz.engine.index import DecisionIndex, IndexEditor
+from authz.engine.index import Clock, DecisionIndex, IndexEditor
 from authz.engine.snapshot import bulk_allocation, load_index
 from authz.policy.document import PolicyDocument
 from authz.store.database import Database
@@ -52,6 +52,7 @@ class Snapshot:
     index: DecisionIndex
     policy: PolicyDocument | None
     service_keys: Mapping[str, ServiceKeyRecord] = field(default_factory=dict)
+    clock: Clock = time.time  # "now" of the decisions made from it (grants expire): the replica's clock
 
 
 @dataclass
@@ -64,8 +65,9 @@ class _Waiter:
 class Replica:
     """The published snapshot of this process, and the machinery that advances it."""
 
-    def __init__(self) -> None:
-        self.snapshot = Snapshot(-1, DecisionIndex(), None)  # revision -1: not loaded
+    def __init__(self, clock: Clock = time.time) -> None:
+        self.clock = clock
+        self.snapshot = Snapshot(-1, DecisionIndex(), None, clock=clock)  # revision -1: not loaded
         self.last_sync = 0.0  # time.monotonic() of the last successful read of the database
         self.last_sync_error: str | None = None
         self._apply_lock = threading.Lock()
@@ -102,7 +104,7 @@ class Replica:
             keys = _read_service_keys(session)
             index = editor.finish()
         with self._apply_lock:
-            self._publish(Snapshot(revision, index, policy, keys), synced=True)
+            self._publish(Snapshot(revision, index, policy, keys, clock=self.clock), synced=True)
 
     def catch_up(self, database: Database) -> int:
         """Apply every changelog row newer than `revision`, in order; returns how many.

@@ -12,14 +12,17 @@ from authz.domain.errors import Forbidden, NotFound, OutsiderNotFound
 from authz.domain.principal import Principal
 from authz.policy.document import PolicyDocument
 from authz.store.tables import CasbinRule, Resource
+from authz.store.unit_of_work import grant_in_force, session_now
 
 
 def role_in_context(session: Session, user: str, context: str) -> str | None:
+    """The user's role in the context now (an expired grant is no role)."""
     if context == ids.personal_context(user):
         return "owner"
     return session.scalar(
         select(CasbinRule.v1).where(
-            CasbinRule.ptype == "g", CasbinRule.v0 == ids.subject_of(user), CasbinRule.v2 == context
+            CasbinRule.ptype == "g", CasbinRule.v0 == ids.subject_of(user), CasbinRule.v2 == context,
+            grant_in_force(session_now(session)),
         )
     )
 
@@ -30,6 +33,7 @@ def role_on_resource(session: Session, user: str, resource_type: str, resource_i
             CasbinRule.ptype == "g",
             CasbinRule.v0 == ids.subject_of(user),
             CasbinRule.v2 == ids.resource_scope(resource_type, resource_id),
+            grant_in_force(session_now(session)),
         )
     )
 

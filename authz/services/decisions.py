@@ -100,13 +100,14 @@ def check_requests(principal: Principal, items: Iterable[BatchItem], default_con
 
 def check(snapshot: Snapshot, request: CheckRequest) -> bool:
     return snapshot.index.check(
-        request.user, request.action, request.resource_type, request.resource_id, request.context
+        request.user, request.action, request.resource_type, request.resource_id, request.context, snapshot.clock
     )
 
 
 def check_batch(snapshot: Snapshot, requests: list[CheckRequest]) -> list[bool]:
     index = snapshot.index
-    return [index.check(r.user, r.action, r.resource_type, r.resource_id, r.context) for r in requests]
+    clock = snapshot.clock
+    return [index.check(r.user, r.action, r.resource_type, r.resource_id, r.context, clock) for r in requests]
 
 
 def explain(rt: Runtime, snapshot: Snapshot, request: CheckRequest) -> dict[str, Any]:
@@ -116,7 +117,8 @@ def explain(rt: Runtime, snapshot: Snapshot, request: CheckRequest) -> dict[str,
     in that context and on that resource (no other rule can change this decision).
     """
     index = snapshot.index
-    decision = index.decide(request.user, request.action, request.resource_type, request.resource_id, request.context)
+    decision = index.decide(request.user, request.action, request.resource_type, request.resource_id, request.context,
+                            snapshot.clock)
     if decision.via == "unknown_resource" or (request.resource_id is not None and decision.role is None):
         # A subject with no role where the resource lives learns exactly what an unknown id
         # tells it: not the owning org, not the owner of a personal account (API.md, Decisions).
@@ -132,10 +134,11 @@ def explain(rt: Runtime, snapshot: Snapshot, request: CheckRequest) -> dict[str,
     scope = ids.resource_scope(request.resource_type, request.resource_id) if request.resource_id else ""
     assert snapshot.policy is not None, "a loaded snapshot has its policy"
     rules = list(snapshot.policy.rules())
-    context_role = index.role_in(request.user, decision.context)
+    context_role = index.role_in(request.user, decision.context, snapshot.clock)
     if context_role is not None and decision.context != subject:
         rules.append(("g", subject, context_role, decision.context))
-    scoped_role = index.resource_role(request.user, request.resource_type, request.resource_id) if scope else None
+    scoped_role = (index.resource_role(request.user, request.resource_type, request.resource_id, snapshot.clock)
+                   if scope else None)
     if scoped_role is not None:
         rules.append(("g", subject, scoped_role, scope))
     enforcer = build_enforcer(rt.settings.policy_model, rules)
@@ -174,7 +177,7 @@ def list_resources(
     clean_action = ids.name(action, "action")
     clean_type = ids.name(resource_type, "type")
     clean_context = resolve_context(user, context, default_context)
-    return snapshot.index.list_resources(user, clean_action, clean_type, clean_context, after, limit)
+    return snapshot.index.list_resources(user, clean_action, clean_type, clean_context, after, limit, snapshot.clock)
 
 
 def list_subjects(
@@ -191,8 +194,8 @@ def list_subjects(
         raise Invalid("resource.id is required", field="resource.id")
     clean_id = ids.resource_id(resource_id, "resource.id")
     if principal.is_user:
-        if not snapshot.index.check(principal.id, "read", clean_type, clean_id, None):
+        if not snapshot.index.check(principal.id, "read", clean_type, clean_id, None, snapshot.clock):
             raise Forbidden("you may not read this resource")
     elif not principal.has_scope(SCOPE_CHECK):
         raise Forbidden("this service key lacks the `check` scope")
-    return snapshot.index.list_subjects(clean_action, clean_type, clean_id, after, limit)
+    return snapshot.index.list_subjects(clean_action, clean_type, clean_id, after, limit, snapshot.clock)

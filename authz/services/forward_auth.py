@@ -163,7 +163,7 @@ def authorize_original(
     if match.resource_id is not None:
         resource_context = index.context_of(match.resource_type, match.resource_id)
         context = resource_context if resource_context is not None else context
-    allowed = index.check(principal.id, match.action, match.resource_type, match.resource_id, context)
+    allowed = index.check(principal.id, match.action, match.resource_type, match.resource_id, context, snapshot.clock)
     if not allowed:
         return _deny(request, f"{principal.id} may not {match.describe()}", subject=principal.id, match=match,
                      context=context)

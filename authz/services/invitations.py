@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from authz.domain import ids
 from authz.domain import invitations as inv
 from authz.domain.errors import Conflict, Forbidden, Gone, NotFound
+from authz.domain.grants import requested_expiry
 from authz.domain.principal import Principal
 from authz.mail import outbox
 from authz.mail.message import inviter_name, invitation_message
@@ -42,6 +43,7 @@ class InvitationView:
     invited_by: str
     created_at: datetime
     expires_at: datetime
+    grant_expires_at: datetime | None = None  # the membership it creates ends then
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ class AcceptedView:
 def _view(row: Invitation, delivery: str, now: datetime) -> InvitationView:
     return InvitationView(
         row.id, row.org_id, row.email, row.role, inv.visible_status(row.status, row.expires_at, now),
-        delivery, row.invited_by, row.created_at, row.expires_at,
+        delivery, row.invited_by, row.created_at, row.expires_at, row.grant_expires_at,
     )
 
 
@@ -113,12 +115,17 @@ def _org_invitation(uow: UnitOfWork, org_id: str, invitation_id: str) -> Invitat
 
 # ---- owners ------------------------------------------------------------------------------
 
-def create_invitation(rt: Runtime, principal: Principal, org_id: str, email: object, role: object) -> Written[InvitationView]:
-    """A pending invitation and its email in the outbox, in one transaction."""
+def create_invitation(rt: Runtime, principal: Principal, org_id: str, email: object, role: object,
+                      expires_at: object = None) -> Written[InvitationView]:
+    """A pending invitation and its email in the outbox, in one transaction.
+
+    `expires_at`: when the membership it creates ends (None: it does not).
+    """
     ids.org_id(org_id)
     address = inv.email(email)
     clean_role = valid_role(rt, role)
     with rt.unit_of_work(principal) as uow:
+        grant_ends = requested_expiry(expires_at, uow.now)
         org = uow.lock_org(org_id)
         require_in_context(uow.session, rt.policy, principal, "create", "invitation", org_id)
         if _member_with_email(uow, org_id, address):
@@ -131,7 +138,7 @@ def create_invitation(rt: Runtime, principal: Principal, org_id: str, email: obj
         row = Invitation(
             id=invitation_id, org_id=org_id, email=address, role=clean_role, token_hash=token.digest,
             status=inv.PENDING, invited_by=principal.id, created_at=uow.now,
-            expires_at=uow.now + timedelta(seconds=rt.settings.invitation_ttl),
+            expires_at=uow.now + timedelta(seconds=rt.settings.invitation_ttl), grant_expires_at=grant_ends,
         )
         uow.session.add(row)
         uow.session.flush()
@@ -290,8 +297,11 @@ def accept_invitation(rt: Runtime, principal: Principal, token: object) -> Writt
             raise Conflict("you are already a member of this organization")
         if row.role not in rt.policy.roles:
             raise Conflict(f"the role {row.role!r} no longer exists; ask an owner for a new invitation")
+        if row.grant_expires_at is not None and row.grant_expires_at <= uow.now:
+            raise Gone(f"the membership this invitation grants ended at {row.grant_expires_at.isoformat()}; "
+                       "ask an owner for a new invitation")
         _decide(uow, row, inv.ACCEPTED, principal.id)
-        add_member(uow, row.org_id, principal.id, principal.email, row.role)
+        add_member(uow, row.org_id, principal.id, principal.email, row.role, row.grant_expires_at)
         uow.audit("invitation.accept", context=row.org_id, target=principal.id,
                   detail={"invitation": row.id, "email": row.email, "role": row.role})
         try:

@@ -4,17 +4,20 @@ An org never loses its last owner: every change locks the org row first and re-c
 owners inside the transaction (DESIGN.md invariant 5).
 """
 
-from sqlalchemy import delete, func, literal, select
+from datetime import datetime
+
+from sqlalchemy import delete, func, literal, or_, select
 
 from authz.domain import ids
 from authz.domain.errors import Conflict, Invalid, NotFound
+from authz.domain.grants import expiry_epoch, expiry_instant, expiry_value, requested_expiry
 from authz.domain.invitations import canonical_email
 from authz.domain.principal import Principal
-from authz.services.access import require_in_context, role_in_context
+from authz.services.access import require_in_context
 from authz.services.runtime import Runtime, Written
 from authz.services.views import MemberView
 from authz.store.tables import CasbinRule, Membership
-from authz.store.unit_of_work import UnitOfWork
+from authz.store.unit_of_work import Rule, UnitOfWork, grant_in_force
 
 OWNER = "owner"
 
@@ -24,25 +27,46 @@ def list_members(rt: Runtime, principal: Principal, org_id: str) -> list[MemberV
     with rt.database.session() as session:
         require_in_context(session, rt.policy, principal, "read", "member", org_id)
         rows = session.execute(
-            select(Membership.user_id, Membership.email, Membership.joined_at, CasbinRule.v1)
+            select(Membership.user_id, Membership.email, Membership.joined_at, CasbinRule.v1, CasbinRule.v3)
             .join(
                 CasbinRule,
                 (CasbinRule.ptype == "g")
                 & (CasbinRule.v2 == Membership.org_id)
                 & (CasbinRule.v0 == literal(ids.USER_SUBJECT_PREFIX).concat(Membership.user_id)),
             )
-            .where(Membership.org_id == org_id)
+            .where(Membership.org_id == org_id, grant_in_force(rt.clock()))
             .order_by(Membership.joined_at, Membership.user_id)
         ).all()
-    return [MemberView(user_id, email, role, joined_at) for user_id, email, joined_at, role in rows]
+    return [MemberView(user_id, email, role, joined_at, _expires(expiry))
+            for user_id, email, joined_at, role, expiry in rows]
 
 
-def _owner_count(uow: UnitOfWork, org_id: str) -> int:
+def _expires(expiry: str | None) -> datetime | None:
+    return expiry_instant(expiry) if expiry else None
+
+
+def _permanent_owners(uow: UnitOfWork, org_id: str) -> int:
+    """Owners whose grant does not end: the ones that keep the org owned (invariant 5)."""
     return uow.session.scalar(
         select(func.count()).select_from(CasbinRule).where(
-            CasbinRule.ptype == "g", CasbinRule.v2 == org_id, CasbinRule.v1 == OWNER
+            CasbinRule.ptype == "g", CasbinRule.v2 == org_id, CasbinRule.v1 == OWNER,
+            or_(CasbinRule.v3.is_(None), CasbinRule.v3 == ""),
         )
     ) or 0
+
+
+def _membership_rule(uow: UnitOfWork, org_id: str, user: str) -> Rule | None:
+    """The member's rule in force now (with its expiry, if any), read under the org's lock."""
+    rules = uow.rules_where("g", v0=ids.subject_of(user), v2=org_id)
+    return next((rule for rule in rules if len(rule) < 5 or not rule[4] or expiry_epoch(rule[4]) > uow.now.timestamp()),
+                None)
+
+
+def _keeps_an_owner(uow: UnitOfWork, org_id: str, rule: Rule) -> None:
+    """Ending or limiting a permanent owner's grant needs another permanent owner."""
+    permanent = len(rule) < 5 or not rule[4]
+    if rule[2] == OWNER and permanent and _permanent_owners(uow, org_id) <= 1:
+        raise Conflict("the organization must keep at least one owner; make another member owner first")
 
 
 def valid_role(rt: Runtime, role: object, field: str = "role") -> str:
@@ -51,33 +75,56 @@ def valid_role(rt: Runtime, role: object, field: str = "role") -> str:
     return role
 
 
-def add_member(uow: UnitOfWork, org_id: str, user: str, email: str | None, role: str) -> None:
-    """The rows of a new membership (used by org creation and invitation acceptance)."""
+def membership_rule(user: str, role: str, org_id: str, expires_at: datetime | None) -> Rule:
+    rule: Rule = ("g", ids.subject_of(user), role, org_id)
+    return rule if expires_at is None else (*rule, expiry_value(expires_at))
+
+
+def add_member(uow: UnitOfWork, org_id: str, user: str, email: str | None, role: str,
+               expires_at: datetime | None = None) -> None:
+    """The rows of a new membership (org creation, invitation acceptance), replacing one that has ended."""
+    for ended in uow.rules_where("g", v0=ids.subject_of(user), v2=org_id):
+        uow.remove_rule(ended)  # expired, not swept yet: the new membership takes its place
+        uow.session.execute(delete(Membership).where(Membership.org_id == org_id, Membership.user_id == user))
+        uow.session.flush()
     stored = canonical_email(email) if email is not None else None  # compared exactly (invitations)
     uow.session.add(Membership(org_id=org_id, user_id=user, email=stored, joined_at=uow.now))
-    uow.add_rule(("g", ids.subject_of(user), role, org_id))
+    uow.add_rule(membership_rule(user, role, org_id, expires_at))
 
 
-def change_role(rt: Runtime, principal: Principal, org_id: str, user_id: str, role: object) -> Written[MemberView]:
+UNCHANGED = object()
+
+
+def change_role(rt: Runtime, principal: Principal, org_id: str, user_id: str, role: object | None,
+                expires_at: object = UNCHANGED) -> Written[MemberView]:
+    """Change a member's role and/or when the membership ends (`expires_at`: a time, None for never)."""
     ids.org_id(org_id)
     ids.user_id(user_id)
-    new_role = valid_role(rt, role)
+    new_role = valid_role(rt, role) if role is not None else None
     with rt.unit_of_work(principal) as uow:
         uow.lock_org(org_id)
+        new_expiry = (requested_expiry(expires_at, uow.now) if expires_at is not UNCHANGED else UNCHANGED)
         require_in_context(uow.session, rt.policy, principal, "update", "member", org_id)
-        current = role_in_context(uow.session, user_id, org_id)
+        current = _membership_rule(uow, org_id, user_id)
         membership = uow.session.get(Membership, (org_id, user_id))
         if current is None or membership is None:
             raise NotFound("member not found")
-        if current == new_role:
-            return Written(MemberView(user_id, membership.email, current, membership.joined_at), None)
-        if current == OWNER and _owner_count(uow, org_id) <= 1:
-            raise Conflict("the organization must keep at least one owner; make another member owner first")
-        uow.remove_rule(("g", ids.subject_of(user_id), current, org_id))
-        uow.add_rule(("g", ids.subject_of(user_id), new_role, org_id))
-        uow.audit("member.role_change", context=org_id, target=user_id, detail={"from": current, "to": new_role})
+        role_now, expiry_now = current[2], _expires(current[4] if len(current) > 4 else None)
+        wanted = membership_rule(user_id, new_role or role_now, org_id,
+                                 expiry_now if new_expiry is UNCHANGED else new_expiry)  # type: ignore[arg-type]
+        if wanted == current:
+            return Written(MemberView(user_id, membership.email, role_now, membership.joined_at, expiry_now), None)
+        if wanted[2] != OWNER or len(wanted) > 4:
+            _keeps_an_owner(uow, org_id, current)
+        uow.remove_rule(current)
+        uow.add_rule(wanted)
+        detail: dict[str, object] = {"from": role_now, "to": wanted[2]}
+        if len(wanted) > 4 or len(current) > 4:
+            detail["expires_at"] = wanted[4] if len(wanted) > 4 else None
+        uow.audit("member.role_change", context=org_id, target=user_id, detail=detail)
         revision = uow.commit()
-    return Written(MemberView(user_id, membership.email, new_role, membership.joined_at), revision)
+    return Written(MemberView(user_id, membership.email, wanted[2], membership.joined_at,
+                              _expires(wanted[4] if len(wanted) > 4 else None)), revision)
 
 
 def remove_member(rt: Runtime, principal: Principal, org_id: str, user_id: str) -> Written[None]:
@@ -91,13 +138,13 @@ def remove_member(rt: Runtime, principal: Principal, org_id: str, user_id: str) 
             require_in_context(uow.session, rt.policy, principal, "read", "organization", org_id)
         else:
             require_in_context(uow.session, rt.policy, principal, "delete", "member", org_id)
-        current = role_in_context(uow.session, user_id, org_id)
+        current = _membership_rule(uow, org_id, user_id)
         if current is None:
             raise NotFound("member not found")
-        if current == OWNER and _owner_count(uow, org_id) <= 1:
-            raise Conflict("the organization must keep at least one owner; make another member owner first")
-        uow.remove_rule(("g", ids.subject_of(user_id), current, org_id))
+        _keeps_an_owner(uow, org_id, current)
+        uow.remove_rule(current)
         uow.session.execute(delete(Membership).where(Membership.org_id == org_id, Membership.user_id == user_id))
-        uow.audit("member.leave" if leaving else "member.remove", context=org_id, target=user_id, detail={"role": current})
+        uow.audit("member.leave" if leaving else "member.remove", context=org_id, target=user_id,
+                  detail={"role": current[2]})
         revision = uow.commit()
     return Written(None, revision)

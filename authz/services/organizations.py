@@ -63,8 +63,9 @@ def create_organization(rt: Runtime, principal: Principal, name: object, address
 def list_organizations(rt: Runtime, principal: Principal) -> list[OrganizationView]:
     """The orgs the caller is an accepted member of, with its role (from this replica)."""
     user = _require_user(principal)
-    index = rt.replica.snapshot.index
-    roles = index.contexts_of(user)
+    snapshot = rt.replica.snapshot
+    index = snapshot.index
+    roles = index.contexts_of(user, snapshot.clock)
     if not roles:
         return []
     with rt.database.session() as session:
@@ -78,8 +79,9 @@ def list_organizations(rt: Runtime, principal: Principal) -> list[OrganizationVi
 def get_organization(rt: Runtime, principal: Principal, org_id: str) -> OrganizationView:
     user = _require_user(principal)
     ids.org_id(org_id)
-    index = rt.replica.snapshot.index
-    role = index.role_in(user, org_id)
+    snapshot = rt.replica.snapshot
+    index = snapshot.index
+    role = index.role_in(user, org_id, snapshot.clock)
     if role is None:
         raise OutsiderNotFound("organization not found")
     if not index.role_allows(role, "organization", "read"):

@@ -9,12 +9,14 @@ from sqlalchemy.orm import Session
 
 from authz.domain import ids
 from authz.domain.errors import Conflict, Invalid, NotFound
+from authz.domain.grants import expiry_instant, expiry_value, requested_expiry
 from authz.domain.principal import Principal
 from authz.services.access import require_in_context, require_on_resource
 from authz.services.members import valid_role
 from authz.services.runtime import Runtime, Written
 from authz.services.views import ResourceView
 from authz.store.tables import CasbinRule, Resource
+from authz.store.unit_of_work import Rule, grant_in_force
 
 
 def _view(row: Resource) -> ResourceView:
@@ -87,22 +89,29 @@ def delete_resource(rt: Runtime, principal: Principal, resource_type: object, re
     return Written(None, revision)
 
 
-def list_resource_members(rt: Runtime, principal: Principal, resource_type: object, resource_id: object) -> dict[str, str]:
-    """The resource's own roles: user id → role (needs `share`)."""
+def list_resource_members(
+    rt: Runtime, principal: Principal, resource_type: object, resource_id: object
+) -> list[dict[str, object]]:
+    """The resource's own roles in force, by user id: `{user_id, role, expires_at}` (needs `share`)."""
     clean_type = content_type(rt, resource_type)
     clean_id = ids.resource_id(resource_id)
     with rt.database.session() as session:
         row = _load(session, clean_type, clean_id)
         require_on_resource(session, rt.policy, principal, "share", row)
         scope = ids.resource_scope(clean_type, clean_id)
-        rules = session.execute(select(CasbinRule.v0, CasbinRule.v1).where(CasbinRule.ptype == "g", CasbinRule.v2 == scope))
-        return {ids.user_of(subject): role for subject, role in rules}
+        rules = session.execute(select(CasbinRule.v0, CasbinRule.v1, CasbinRule.v3).where(
+            CasbinRule.ptype == "g", CasbinRule.v2 == scope, grant_in_force(rt.clock())))
+        found = [{"user_id": ids.user_of(subject), "role": role, "expires_at": expiry_instant(expiry) if expiry else None}
+                 for subject, role, expiry in rules]
+    return sorted(found, key=lambda member: str(member["user_id"]))
 
 
 def set_resource_role(
-    rt: Runtime, principal: Principal, resource_type: object, resource_id: object, user_id: object, role: object
-) -> Written[dict[str, str]]:
-    """Give a user a role on one resource; it adds to the role it has in the context, never takes away."""
+    rt: Runtime, principal: Principal, resource_type: object, resource_id: object, user_id: object, role: object,
+    expires_at: object = None,
+) -> Written[dict[str, object]]:
+    """Give a user a role on one resource (until `expires_at`, if given); it adds to the role it has
+    in the context, never takes away."""
     clean_type = content_type(rt, resource_type)
     clean_id = ids.resource_id(resource_id)
     user = ids.user_id(user_id)
@@ -110,16 +119,24 @@ def set_resource_role(
     scope = ids.resource_scope(clean_type, clean_id)
     with rt.unit_of_work(principal) as uow:
         row = uow.lock_resource(clean_type, clean_id)  # serialized with its deletion: no role outlives it
+        until = requested_expiry(expires_at, uow.now)
         require_on_resource(uow.session, rt.policy, principal, "share", row)
+        wanted: Rule = ("g", ids.subject_of(user), new_role, scope)
+        if until is not None:
+            wanted = (*wanted, expiry_value(until))
+        view: dict[str, object] = {"user_id": user, "role": new_role, "expires_at": until}
         current = uow.rules_where("g", v0=ids.subject_of(user), v2=scope)
-        if current and current[0][2] == new_role:
-            return Written({"user_id": user, "role": new_role}, None)
+        if current == [wanted]:
+            return Written(view, None)
         for rule in current:
             uow.remove_rule(rule)
-        uow.add_rule(("g", ids.subject_of(user), new_role, scope))
-        uow.audit("resource.share", context=row.context, target=scope, detail={"user_id": user, "role": new_role})
+        uow.add_rule(wanted)
+        detail: dict[str, object] = {"user_id": user, "role": new_role}
+        if until is not None:
+            detail["expires_at"] = wanted[4]
+        uow.audit("resource.share", context=row.context, target=scope, detail=detail)
         revision = uow.commit()
-    return Written({"user_id": user, "role": new_role}, revision)
+    return Written(view, revision)
 
 
 def remove_resource_role(

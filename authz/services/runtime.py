@@ -40,6 +40,13 @@ class Runtime:
     clock: Callable[[], datetime] = utc_now
     key_ring: KeyRing | None = None  # backend-token encryption (authz.secrets); set by open_runtime
 
+    def __post_init__(self) -> None:
+        self.replica.clock = self.epoch  # decisions compare grants' expiry with this runtime's clock
+
+    def epoch(self) -> float:
+        """Now as POSIX time, from `clock` (which tests replace)."""
+        return self.clock().timestamp()
+
     def unit_of_work(self, principal: Principal) -> UnitOfWork:
         return UnitOfWork(
             self.database, self.clock, principal.audit_name, principal.request_id, on_commit=self._apply_committed

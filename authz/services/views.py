@@ -22,6 +22,7 @@ class MemberView:
     email: str | None
     role: str
     joined_at: datetime
+    expires_at: datetime | None = None  # the membership ends then (None: it does not end)
 
 
 @dataclass(frozen=True)

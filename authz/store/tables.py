@@ -127,6 +127,7 @@ class Invitation(Base):
     invited_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    grant_expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())  # the membership it creates ends then
     decided_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     decided_by: Mapped[str | None] = mapped_column(String(128))
 

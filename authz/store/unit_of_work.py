@@ -12,16 +12,17 @@ its single write lock at BEGIN (authz.store.database).
 """
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from authz.domain import ids
 from authz.domain.errors import NotFound, Unavailable
+from authz.domain.grants import expiry_value
 from authz.store.database import Database
 from authz.store.notifications import notify_revision
 from authz.store.tables import AuditEntry, CasbinRule, ChangelogEntry, Organization, Resource, RevisionCounter
@@ -39,6 +40,21 @@ class UnlockedWrite(RuntimeError):
 def rule_values(rule: Rule) -> dict[str, str | None]:
     values = list(rule[1:]) + [None] * (len(RULE_COLUMNS) - len(rule) + 1)
     return {"ptype": rule[0], **dict(zip(RULE_COLUMNS, values, strict=True))}
+
+
+def grant_in_force(now: datetime) -> ColumnElement[bool]:
+    """A `g` rule that has no expiry (v3) or has not reached it at `now` (the format orders as text)."""
+    return or_(CasbinRule.v3.is_(None), CasbinRule.v3 == "", CasbinRule.v3 > expiry_value(now))
+
+
+def grant_expired(now: datetime) -> ColumnElement[bool]:
+    return and_(CasbinRule.v3.is_not(None), CasbinRule.v3 != "", CasbinRule.v3 <= expiry_value(now))
+
+
+def session_now(session: Session) -> datetime:
+    """The "now" of a unit of work's session (its clock), else the wall clock."""
+    now = session.info.get("now")
+    return now if isinstance(now, datetime) else datetime.now(UTC)
 
 
 def rule_of(row: CasbinRule) -> Rule:
@@ -77,6 +93,7 @@ class UnitOfWork:
         self._session_cm = self._database.session()
         try:
             self.session = self._session_cm.__enter__()
+            self.session.info["now"] = self.now  # grants that expire are judged at this instant
             self.session.begin()
         except OperationalError as exc:
             self._session_cm.__exit__(type(exc), exc, exc.__traceback__)

@@ -58,7 +58,7 @@ def test_per_resource_roles_add_and_never_take_away(client: TestClient, runtime:
     # an outsider gets viewer on this one algorithm
     shared = client.put("/v1/resources/algorithm/vqe/members/guest", json={"role": "viewer"}, headers=auth("alice"))
     assert shared.status_code == 200, shared.text
-    assert shared.json() == {"user_id": "guest", "role": "viewer"}
+    assert shared.json() == {"user_id": "guest", "role": "viewer", "expires_at": None}
     assert client.get("/v1/resources/algorithm/vqe", headers=auth("guest")).status_code == 200
     assert client.delete("/v1/resources/algorithm/vqe", headers=auth("guest")).status_code == 403
     # a viewer role on the resource does not reduce the maintainer's org role
@@ -70,7 +70,8 @@ def test_per_resource_roles_add_and_never_take_away(client: TestClient, runtime:
     refused = client.put("/v1/resources/algorithm/vqe/members/eve", json={"role": "owner"}, headers=auth("max"))
     assert refused.status_code == 403
     listing = client.get("/v1/resources/algorithm/vqe/members", headers=auth("alice")).json()
-    assert listing == [{"user_id": "guest", "role": "viewer"}, {"user_id": "max", "role": "viewer"}]
+    assert listing == [{"user_id": "guest", "role": "viewer", "expires_at": None},
+                       {"user_id": "max", "role": "viewer", "expires_at": None}]
     assert client.delete("/v1/resources/algorithm/vqe/members/guest", headers=auth("alice")).status_code == 204
     assert client.get("/v1/resources/algorithm/vqe", headers=auth("guest")).status_code == 404
 

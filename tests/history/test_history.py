@@ -45,7 +45,7 @@ def test_random_concurrent_history_keeps_every_invariant(database: str, tmp_path
     smtp = SmtpServer().start()
     with TcpProxy(upstream.host or "127.0.0.1", upstream.port or 5432) as proxy, Cluster(via(database, "127.0.0.1", proxy.port), tmp_path, sync_poll_interval="0.2",
                     max_staleness="5", min_revision_wait="1", smtp_host="127.0.0.1", smtp_port=str(smtp.port),
-                    mail_poll_interval="0.2") as cluster:
+                    mail_poll_interval="0.2", expiry_sweep_interval="2") as cluster:
         replicas = cluster.start_ready(*REPLICAS, timeout=60)
         workload = Workload({r.name: r.url for r in replicas}, smtp.inbox, proxy, seed)
         workload.run(SECONDS, CLIENTS)

@@ -20,6 +20,7 @@ import casbin
 from sqlalchemy import create_engine, text
 
 from authz.domain import ids
+from authz.domain.grants import expiry_epoch
 from authz.policy.model import build_enforcer, casbin_request
 from tests.conftest import POLICY_MODEL
 from tests.history.workload import RESOURCES, Event
@@ -34,13 +35,15 @@ class Verdict:
     outcomes: Counter[str] = field(default_factory=Counter)
     decisions_compared: int = 0
     listings_compared: int = 0
+    undecidable: int = 0  # answers made while a grant they depend on was expiring (within the request's time)
     violations: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         conflicts = self.outcomes["409"] + self.outcomes["404"] + self.outcomes["410"]
         return (f"history: {sum(self.operations.values())} operations ({dict(sorted(self.operations.items()))}); "
                 f"answers {dict(sorted(self.outcomes.items()))}; conflicts (404/409/410) {conflicts}; "
-                f"decisions compared {self.decisions_compared}; listings compared {self.listings_compared}; "
+                f"decisions compared {self.decisions_compared}; listings compared {self.listings_compared} "
+                f"(skipped at an expiry instant {self.undecidable}); "
                 f"violations {len(self.violations)}")
 
 
@@ -152,17 +155,30 @@ class _State:
             self.revision = number
             self._next += 1
 
-    def decide(self, user: str, action: str, resource_type: str, resource_id: str | None, context: str | None) -> bool:
-        """pycasbin's decision over the policy and the subject's own rules (no other rule can matter)."""
+    def decide(self, user: str, action: str, resource_type: str, resource_id: str | None, context: str | None,
+               between: tuple[float, float]) -> bool | None:
+        """pycasbin's decision over the policy and the subject's rules in force; None when a grant it
+        depends on expired between the request's start and end (either answer is right then)."""
         subject = ids.subject_of(user)
         scope = ids.resource_scope(resource_type, resource_id) if resource_id is not None else ""
         if resource_id is not None:
             context = self.resources.get(scope)
         if context is None:
             return False
-        relevant = frozenset(rule for rule in self.rules
-                             if rule[0] == "p" or rule[3] == "*" or (rule[1] == subject and rule[3] in (context, scope)))
-        return bool(_enforcer(relevant).enforce(*casbin_request(subject, context, resource_type, scope, action)))
+        relevant: set[tuple[str, ...]] = set()
+        for rule in self.rules:
+            if rule[0] == "p" or rule[3] == "*":
+                relevant.add(rule)
+            elif rule[1] == subject and rule[3] in (context, scope):
+                if len(rule) > 4 and rule[4]:
+                    ends = expiry_epoch(rule[4])
+                    if between[0] <= ends <= between[1] + 1:  # + the second the expiry is rounded to
+                        return None
+                    if ends <= between[0]:
+                        continue  # expired: it must not decide (and pycasbin's model has no clock)
+                relevant.add(rule[:4])
+        return bool(_enforcer(frozenset(relevant)).enforce(*casbin_request(subject, context, resource_type, scope,
+                                                                           action)))
 
 
 @lru_cache(maxsize=4096)
@@ -190,14 +206,22 @@ def _decisions(changelog: list[tuple[int, list[dict[str, Any]]]], events: Iterab
             context = body.get("context")
             if context == "personal":
                 context = ids.personal_context(event.user)
-            expected = state.decide(event.user, body["action"], resource["type"], resource.get("id"), context)
+            expected = state.decide(event.user, body["action"], resource["type"], resource.get("id"), context,
+                                    (event.started, event.ended))
+            if expected is None:
+                verdict.undecidable += 1
+                continue
             verdict.decisions_compared += 1
             if event.answer["allowed"] != expected:
                 verdict.violations.append(f"check {event.request_id} by {event.user} {body} at revision "
                                           f"{event.revision}: answered {event.answer['allowed']}, oracle {expected}")
         else:
-            expected_ids = sorted(r for r in RESOURCES
-                                  if state.decide(event.user, body["action"], body["type"], r, None))
+            decided = {r: state.decide(event.user, body["action"], body["type"], r, None, (event.started, event.ended))
+                       for r in RESOURCES}
+            if None in decided.values():
+                verdict.undecidable += 1
+                continue
+            expected_ids = sorted(r for r, allowed in decided.items() if allowed)
             verdict.listings_compared += 1
             if sorted(event.answer["resources"]) != expected_ids:
                 verdict.violations.append(f"list-resources {event.request_id} by {event.user} {body} at revision "

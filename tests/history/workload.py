@@ -168,9 +168,9 @@ class Workload:
         replica = rng.choice(sorted(self._clients))
         request_id = f"hist-{self.seed}-{next(self._ids)}"
         headers = {**auth(user, context=context), "X-Request-Id": request_id}
-        started = time.monotonic()
+        started = time.time()  # wall clock: grants expire at wall-clock instants
         response = self._clients[replica].request(method, path, json=body, headers=headers)
-        ended = time.monotonic()
+        ended = time.time()
         try:
             answer = response.json() if response.content else None
         except ValueError:
@@ -232,8 +232,10 @@ class Workload:
         if org is None:
             return None
         path = f"/v1/organizations/{org}/members/{rng.choice(USERS)}"
-        return self._written(self._send("PATCH", path, self._known.actor(rng, org), "change_role", rng,
-                                        body={"role": rng.choice(ROLES)}))
+        body: dict[str, Any] = {"role": rng.choice(ROLES)}
+        if rng.random() < 0.25:
+            body["expires_at"] = _in_seconds(rng.uniform(1, 4))
+        return self._written(self._send("PATCH", path, self._known.actor(rng, org), "change_role", rng, body=body))
 
     def _remove_member(self, rng: random.Random, _seen: int) -> int | None:
         org = self._known.some_org(rng)
@@ -269,7 +271,10 @@ class Workload:
     def _share(self, rng: random.Random, _seen: int) -> int | None:
         resource_id, user = self._resource_actor(rng)
         path = f"/v1/resources/algorithm/{resource_id}/members/{rng.choice(USERS)}"
-        return self._written(self._send("PUT", path, user, "share", rng, body={"role": rng.choice(ROLES)}))
+        body: dict[str, Any] = {"role": rng.choice(ROLES)}
+        if rng.random() < 0.3:  # a grant that ends within seconds, while clients keep asking
+            body["expires_at"] = _in_seconds(rng.uniform(1, 4))
+        return self._written(self._send("PUT", path, user, "share", rng, body=body))
 
     def _unshare(self, rng: random.Random, _seen: int) -> int | None:
         resource_id, user = self._resource_actor(rng)
@@ -374,3 +379,7 @@ class Workload:
     def _demote(self, rng: random.Random, user: str, org: str | None, target: str) -> int | None:
         return self._written(self._send("PATCH", f"/v1/organizations/{org}/members/{target}", user, "change_role",
                                         rng, body={"role": "maintainer"}))
+
+
+def _in_seconds(seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + seconds))
