@@ -41,12 +41,14 @@ path_ids = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklis
 VALID_BODIES: dict[str, dict[str, Any]] = {
     "organization": {"name": "Lab", "billing_address": BILLING},
     "role": {"role": "viewer"},
+    "expiring_role": {"role": "viewer", "expires_at": "2099-01-01T00:00:00Z"},
     "resource": {"type": "algorithm", "id": "a1"},
     "check": {"action": "read", "resource": {"type": "algorithm", "id": "a1"}},
     "batch": {"checks": [{"subject": "u", "action": "read", "resource": {"type": "job"}, "context": "personal"}]},
     "list_resources": {"action": "read", "type": "algorithm"},
     "list_subjects": {"action": "read", "resource": {"type": "algorithm", "id": "a1"}},
     "invitation": {"email": "bob@example.com", "role": "viewer"},
+    "expiring_invitation": {"email": "bob@example.com", "role": "viewer", "expires_at": "2099-01-01T00:00:00Z"},
     "token": {"token": "inv_" + "0" * 24 + "_" + "A" * 43},
     "backend_token": {"token": "secret-value"},
     "resolve": {"user_id": "u", "context": "user:u", "provider": "ibm"},
@@ -56,6 +58,9 @@ ENDPOINTS = [
     ("POST", "/v1/organizations", "organization"),
     ("PATCH", "/v1/organizations/{id}", "organization"),
     ("PATCH", "/v1/organizations/{id}/members/{id}", "role"),
+    ("PATCH", "/v1/organizations/{id}/members/{id}", "expiring_role"),
+    ("PUT", "/v1/resources/{id}/{id}/members/{id}", "expiring_role"),
+    ("POST", "/v1/organizations/{id}/invitations", "expiring_invitation"),
     ("DELETE", "/v1/organizations/{id}/members/{id}", None),
     ("GET", "/v1/organizations/{id}/audit", None),
     ("POST", "/v1/resources", "resource"),
@@ -83,6 +88,11 @@ def mutated(draw: st.DrawFn, kind: str) -> Any:
     if draw(st.booleans()):
         return draw(json_values)
     key = draw(st.sampled_from(sorted(body)) | st.text(max_size=8))
+    if "expires_at" in body and draw(st.booleans()):  # instants at and past the ends of the calendar
+        body["expires_at"] = draw(st.sampled_from(["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00",
+                                                   "9998-12-31T23:59:59Z", "2099-02-30T00:00:00Z"]) | st.datetimes(
+            timezones=st.timezones()).map(lambda at: at.isoformat()))
+        return body
     body[key] = draw(json_values)
     return body
 

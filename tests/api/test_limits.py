@@ -117,3 +117,21 @@ def test_huge_numbers_where_strings_belong_are_422(client: TestClient) -> None:
     response = client.post("/v1/check", json={"action": "read", "resource": {"type": "job", "id": 2**70}},
                            headers=auth("alice"))
     assert response.status_code == 422, response.text
+
+
+@pytest.mark.parametrize("instant", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59Z",
+                                     "0001-01-01T00:00:00Z", "+275760-09-13T00:00:00Z", "2099-01-01T00:00:00+99:00"])
+def test_an_instant_beyond_what_the_store_holds_is_422(client: TestClient, instant: str) -> None:
+    """expires_at on memberships, per-resource roles and invitations: time is a number too."""
+    org_id = create_org(client, "alice")
+    assert client.post("/v1/resources", json={"type": "algorithm", "id": "a1"},
+                       headers=auth("alice", context=org_id)).status_code == 201
+    for method, path, body in (
+        ("PATCH", f"/v1/organizations/{org_id}/members/alice", {"expires_at": instant}),
+        ("PUT", "/v1/resources/algorithm/a1/members/bob", {"role": "viewer", "expires_at": instant}),
+        ("POST", f"/v1/organizations/{org_id}/invitations", {"email": "bob@example.com", "role": "viewer",
+                                                               "expires_at": instant}),
+    ):
+        response = client.request(method, path, json=body, headers=auth("alice"))
+        assert response.status_code == 422, (method, path, response.text)
+        assert response.json()["errors"][0]["field"].endswith("expires_at")
