@@ -4,7 +4,8 @@ The plaintext exists only in the request that sets it and in the answer to an al
 resolve; the table holds Fernet ciphertext and a short hint (DESIGN.md invariant 8). Who
 may do what is the policy's `backend_token` type, decided on committed rows inside the
 transaction. Token writes are not policy data: no changelog row, but every write and
-every resolve, allowed or not, is an audit entry (never holding the secret).
+every resolve by a key that may resolve, allowed or not, is an audit entry (never holding
+the secret); a caller without the scope is refused before anything is written.
 """
 
 import logging
