@@ -14,15 +14,19 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# A development JWT secret, created once, so `authz dev-token` and `authz serve` agree.
+# Development secrets, created once: `authz dev-token` and `authz serve` agree, and console
+# sign-ins survive a restart.
 .env:
 	@echo "AUTHZ_JWT_SECRET=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))')" > .env
-	@echo "created .env with a development JWT secret"
+	@echo "AUTHZ_SESSION_SECRET=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))')" >> .env
+	@echo "created .env with a development JWT secret and console session secret"
 
-## run: set up and serve on SQLite at http://127.0.0.1:8000
+## run: set up and serve on SQLite at http://127.0.0.1:8000 (API and console), with the
+## development sign-in and mailbox on; the user "admin" sees the policy pages.
 run: $(STAMP) .env
 	$(BIN)/authz db upgrade
-	$(BIN)/authz serve --host 127.0.0.1 --port 8000
+	AUTHZ_DEV_LOGIN=true AUTHZ_ADMIN_USERS="$${AUTHZ_ADMIN_USERS:-admin}" \
+		$(BIN)/authz serve --host 127.0.0.1 --port 8000
 
 ## test: set up and run the whole test suite (PostgreSQL tests too when reachable, always when CI=true)
 test: $(STAMP)

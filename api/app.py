@@ -7,15 +7,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.auth import ServiceKeyCache, TokenVerifier
+from api.console import install_console
 from api.fast_path import DecisionFastPath
 from api.metrics import Metrics
 from api.middleware import RequestMiddleware
+from api.oidc_keys import OidcProvider
 from api.problems import install_problem_handlers
 from api.routers import audit, backend_tokens, decisions, me, operations, organizations, policy, resources
 from api.routers import forward_auth
 from api.routers import invitations
 from authz.bootstrap import open_runtime
 from authz.engine.follower import Follower
+from authz.mail.mailbox import DevMailbox
 from authz.mail.sender import OutboxSender
 from authz.services.expiry import ExpirySweeper
 from authz.services import forward_auth as forward_auth_service
@@ -30,6 +33,8 @@ log = logging.getLogger("authz.api")
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     """Build the app; the lifespan opens the database (or uses `runtime`) and follows the changelog."""
     metrics = Metrics()
+    # One provider object: bearer tokens and the console's sign-in share its keys (rotation-safe).
+    oidc = OidcProvider.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -37,11 +42,17 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         follower = Follower(current.replica, current.database, settings.sync_poll_interval)
         # Delivers the outbox (invitation emails); its state is the outbox table only.
         mail_sender = OutboxSender.from_settings(settings, current.database, clock=lambda: current.clock())
+        if settings.dev_login:
+            log.warning("AUTHZ_DEV_LOGIN is on: anyone can sign in to the console as anyone, and "
+                        "/dev/mailbox shows every email sent with its working link; development only")
+            mailbox = DevMailbox(mail_sender.transport)
+            mail_sender.transport = mailbox
+            console.mailbox = mailbox
         app.state.mail_sender = mail_sender
         sweeper = ExpirySweeper(current, settings.expiry_sweep_interval)
         app.state.runtime = current
         app.state.follower = follower
-        app.state.token_verifier = TokenVerifier.from_settings(settings)
+        app.state.token_verifier = TokenVerifier.from_settings(settings, oidc)
         app.state.service_key_cache = ServiceKeyCache()
         app.state.routes = forward_auth_service.load_route_table(current)  # policies/routes.yaml
         follower.start()
@@ -57,6 +68,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             mail_sender.stop()
             if runtime is None:
                 current.database.dispose()
+            if oidc is not None:
+                oidc.close()
 
     app = FastAPI(
         title="authz",
@@ -72,6 +85,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(forward_auth.router)
     app.include_router(invitations.router)
+    # The console's pages at / (HTML; not part of the OpenAPI document).
+    console = install_console(app, settings, oidc)
     # Added first, so it runs inside RequestMiddleware (which counts and logs every request).
     app.add_middleware(DecisionFastPath)
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)

@@ -11,6 +11,7 @@ import anyio.to_thread
 import jwt
 from fastapi import Request
 
+from api.oidc_keys import KeyUnavailable, OidcProvider
 from api.problems import Unauthenticated
 from authz.domain import ids
 from authz.domain.errors import Invalid
@@ -30,14 +31,15 @@ EMAIL_MAX = 320
 class TokenVerifier:
     """User-token verification, configured once from settings (the key is read at start-up)."""
 
-    key: Any  # a public key object or the HS256 secret (authz.jwt_keys), None: no user tokens
+    key: Any  # a public key object or the HS256 secret (authz.jwt_keys), None: no fixed key
     algorithms: list[str]
     audience: str | None
     issuer: str | None
     leeway: int
+    oidc: OidcProvider | None = None  # AUTHZ_OIDC_ISSUER: keys from its JWKS, by kid
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> "TokenVerifier":
+    def from_settings(cls, settings: Settings, oidc: OidcProvider | None = None) -> "TokenVerifier":
         """Raises authz.jwt_keys.KeyUnusable for a key that cannot verify anything (checked at start-up)."""
         if settings.jwt_public_key is not None:
             verification: VerificationKey | None = load_public_key(settings.jwt_public_key)
@@ -46,23 +48,42 @@ class TokenVerifier:
         else:
             verification = None
         key, algorithms = (verification.key, list(verification.algorithms)) if verification else (None, [])
-        return cls(key, algorithms, settings.jwt_audience, settings.jwt_issuer, settings.jwt_leeway_seconds)
+        return cls(key, algorithms, settings.jwt_audience, settings.jwt_issuer, settings.jwt_leeway_seconds, oidc)
 
-    def verify(self, token: str, request_id: str | None) -> Principal:
+    def _key_for(self, token: str) -> tuple[object, list[str], str | None]:
+        """(key, algorithms, issuer): the provider's JWKS for its own tokens, else the fixed key."""
+        if self.oidc is not None:
+            try:
+                header = jwt.get_unverified_header(token)
+                # Unverified, only to route the token; decode() then verifies the issuer for real.
+                issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+            except Exception:  # noqa: BLE001 - PyJWTError, or a payload that is not an object: unverifiable
+                raise Unauthenticated("invalid token: malformed or unverifiable") from None
+            if issuer == self.oidc.issuer or self.key is None:
+                kid = header.get("kid")
+                try:
+                    found = self.oidc.key_for(kid if isinstance(kid, str) else None)
+                except KeyUnavailable as exc:
+                    raise Unauthenticated(f"invalid token: {exc}") from None
+                return found.key, found.algorithms, self.oidc.issuer
         if self.key is None:
             raise Unauthenticated("user tokens are not accepted: no JWT key is configured")
+        return self.key, self.algorithms, self.issuer
+
+    def verify(self, token: str, request_id: str | None) -> Principal:
         return principal_from_claims(self.decode(token), request_id)
 
     def decode(self, token: str) -> dict[str, Any]:
         """The verified claims; every failure, whatever the token's header says, is Unauthenticated."""
-        required = ["exp", "sub"] + (["aud"] if self.audience else []) + (["iss"] if self.issuer else [])
+        key, algorithms, issuer = self._key_for(token)
+        required = ["exp", "sub"] + (["aud"] if self.audience else []) + (["iss"] if issuer else [])
         try:
             claims = jwt.decode(
                 token,
-                self.key,
-                algorithms=self.algorithms,
+                key,  # type: ignore[arg-type]
+                algorithms=algorithms,
                 audience=self.audience,
-                issuer=self.issuer,
+                issuer=issuer,
                 leeway=self.leeway,
                 options={"require": required, "verify_aud": self.audience is not None},
             )

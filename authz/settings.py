@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The Casbin model ships inside the package, so every command works from any directory.
@@ -26,6 +26,19 @@ class Settings(BaseSettings):
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    # OpenID Connect: discovery and JWKS (by kid) verify bearer tokens; the console signs in there.
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None  # the console's client at the provider (sign-in is off without it)
+    oidc_client_secret: SecretStr | None = None  # unset: a public client (PKCE alone)
+    oidc_scopes: str = "openid email profile"
+    oidc_jwks_refresh: float = Field(default=3600.0, ge=10, le=86400, description="seconds between JWKS refreshes")
+    oidc_timeout: float = Field(default=5.0, gt=0, le=60, description="seconds per request to the provider")
+
+    # The console (api/console): its signed session cookie, dev sign-in, admins.
+    session_secret: SecretStr | None = None  # unset: a random one per process (sessions end at restart)
+    session_ttl: int = Field(default=8 * 3600, ge=60, le=30 * 24 * 3600, description="seconds")
+    dev_login: bool = False  # development only: sign in as anyone, and a mailbox page of sent emails
+    admin_users: str = ""  # comma-separated user ids who see the policy and the "why" explorer
 
     # HTTP.
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
@@ -65,6 +78,16 @@ class Settings(BaseSettings):
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
+    @model_validator(mode="after")
+    def _no_dev_login_in_production(self) -> "Settings":
+        if self.dev_login and self.env == "production":
+            raise ValueError("AUTHZ_DEV_LOGIN must not be set with AUTHZ_ENV=production: it lets anyone sign in as anyone")
+        return self
+
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def admins(self) -> frozenset[str]:
+        return frozenset(name.strip() for name in self.admin_users.split(",") if name.strip())

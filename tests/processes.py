@@ -136,16 +136,18 @@ def start_authz(tmp_path: Path, env: Mapping[str, str | None] | None = None, *, 
                 attempts: int = 3, command: list[str] | None = None, serve_args: tuple[str, ...] = ()) -> ServerProcess:
     """Start `authz serve` on a free loopback port and wait until /readyz answers 200.
 
-    `env` overrides the defaults of `authz_env` (e.g. AUTHZ_DATABASE_URL for PostgreSQL).
-    `command` replaces `python -m authz.cli` (e.g. an installed `authz` script); `serve_args`
-    are added after the port (e.g. `--workers 2`). Retries on a fresh port if another
-    process took the chosen one first.
+    `env` overrides the defaults of `authz_env` (e.g. AUTHZ_DATABASE_URL for PostgreSQL); "{port}"
+    in a value is replaced by the port chosen. `command` replaces `python -m authz.cli` (e.g. an
+    installed `authz` script); `serve_args` are added after the port (e.g. `--workers 2`).
+    Retries on a fresh port if another process took the chosen one first.
     """
     tmp_path.mkdir(parents=True, exist_ok=True)
     values = authz_env(tmp_path, env)
     error: Exception | None = None
     for attempt in range(attempts):
         port = free_port()
+        # "{port}" in a value is this server's port (AUTHZ_PUBLIC_URL=http://127.0.0.1:{port}).
+        values = {name: value.replace("{port}", str(port)) for name, value in authz_env(tmp_path, env).items()}
         log_path = tmp_path / f"authz-{port}.log"
         log_file = log_path.open("wb")
         process = subprocess.Popen(

@@ -60,6 +60,27 @@ class MyInvitationView:
 
 
 @dataclass(frozen=True)
+class InvitationPreview:
+    """What the page an invitation link opens shows to the signed-in holder of the link.
+
+    The organization's name and the inviter are shown only to the invited person (verified
+    email); anyone else holding the link learns only that it is not theirs.
+    """
+
+    status: inv.Status
+    for_caller: bool  # the caller's verified email is the invited one
+    email_verified: bool
+    email_hint: str  # the invited address, partly hidden ("b…@example.com")
+    already_member: bool
+    organization_id: str | None = None
+    organization_name: str | None = None
+    role: str | None = None
+    invited_by: str | None = None
+    expires_at: datetime | None = None
+    grant_expires_at: datetime | None = None  # the membership it creates ends then
+
+
+@dataclass(frozen=True)
 class AcceptedView:
     organization_id: str
     role: str
@@ -235,6 +256,33 @@ def _parse(token: object) -> tuple[str, str]:
     if invitation_id is None:
         raise NotFound(UNKNOWN_TOKEN)
     return invitation_id, str(token).strip()
+
+
+def _hint(address: str) -> str:
+    local, _, domain = address.partition("@")
+    return f"{local[:1]}…@{domain}"
+
+
+def preview_invitation(rt: Runtime, principal: Principal, token: object) -> InvitationPreview:
+    """Read-only: what an invitation link is, for the invitation page (no state changes)."""
+    if not principal.is_user:
+        raise Forbidden("invitations are answered with a user token")
+    invitation_id, value = _parse(token)
+    with rt.database.session() as session:
+        row = session.get(Invitation, invitation_id)
+        if row is None or not inv.token_matches(value, row.token_hash):
+            raise NotFound(UNKNOWN_TOKEN)
+        org = session.get(Organization, row.org_id)
+        if org is None:
+            raise NotFound(UNKNOWN_TOKEN)
+        status = inv.visible_status(row.status, row.expires_at, rt.clock())
+        verified = bool(principal.email) and principal.email_verified
+        mine = verified and inv.same_email(row.email, principal.email)
+        if not mine:
+            return InvitationPreview(status, False, verified, _hint(row.email), False)
+        member = role_in_context(session, principal.id, row.org_id) is not None
+        return InvitationPreview(status, True, True, _hint(row.email), member, org.id, org.name, row.role,
+                                 row.invited_by, row.expires_at, row.grant_expires_at)
 
 
 def _locked_by_token(uow: UnitOfWork, invitation_id: str, token: str) -> Invitation:
