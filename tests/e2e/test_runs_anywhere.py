@@ -81,6 +81,9 @@ def test_serve_from_another_directory_answers_explain(installed: Path, elsewhere
                 assert answer.status_code == 200, answer.text
                 assert answer.json()["allowed"] is True
                 assert answer.json()["explanation"]["rule"][0] == "p"
+            # the console's templates and static files come from the package too
+            assert http.get("/").status_code < 500
+            assert http.get("/static/console/console.css").status_code == 200
             # a chunked body over the limit is 413 from the real server too (class 7)
             chunked = http.post("/v1/organizations", content=iter([b'{"name": "' + b"x" * 65536] * 20),
                                 headers={**alice, "Content-Type": "application/json"})
