@@ -15,7 +15,7 @@ from api.oidc_keys import KeyUnavailable, OidcProvider
 from api.problems import Unauthenticated
 from authz.domain import ids
 from authz.domain.errors import Invalid
-from authz.domain.principal import Principal
+from authz.domain.principal import Principal, email_claim
 from authz.jwt_keys import VerificationKey, load_public_key, shared_secret
 from authz.services.service_keys import ServiceKeyRecord
 from authz.services.runtime import Runtime
@@ -24,7 +24,6 @@ from authz.services.service_keys import is_unknown_here, lookup_service_key, ver
 from authz.settings import Settings
 
 log = logging.getLogger("authz.auth")
-EMAIL_MAX = 320
 
 
 @dataclass(frozen=True)
@@ -105,24 +104,17 @@ def principal_from_claims(claims: dict[str, Any], request_id: str | None) -> Pri
         user = ids.user_id(claims.get("sub"), "sub")
     except Invalid:
         raise Unauthenticated("invalid token: the sub claim is not a valid user id") from None
+    try:
+        email = email_claim(claims.get("email"))
+    except Invalid as exc:
+        raise Unauthenticated(f"invalid token: {exc.detail}") from None
     return Principal(
         kind="user",
         id=user,
-        email=_email_claim(claims.get("email")),
+        email=email,
         email_verified=claims.get("email_verified") is True,
         request_id=request_id,
     )
-
-
-def _email_claim(value: object) -> str | None:
-    """The email claim as given (compared later with authz.domain.invitations.same_email), or None."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not 0 < len(value) <= EMAIL_MAX:
-        raise Unauthenticated(f"invalid token: the email claim must be a string of 1-{EMAIL_MAX} characters")
-    if not value.isprintable():
-        raise Unauthenticated("invalid token: the email claim contains control characters")
-    return value
 
 
 def _reason(exc: jwt.PyJWTError) -> str:
