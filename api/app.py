@@ -3,9 +3,11 @@
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 
+from api import tracing
 from api.auth import ServiceKeyCache, TokenVerifier
 from api.console import install_console
 from api.fast_path import DecisionFastPath
@@ -14,7 +16,7 @@ from api.middleware import RequestMiddleware
 from api.oidc_keys import OidcProvider
 from api.problems import install_problem_handlers
 from api.routers import audit, backend_tokens, decisions, me, operations, organizations, policy, resources
-from api.routers import forward_auth
+from api.routers import authzen, changes, forward_auth
 from api.routers import invitations
 from authz.bootstrap import open_runtime
 from authz.engine.follower import Follower
@@ -27,18 +29,33 @@ from authz.logging_setup import configure_logging
 from authz.settings import Settings
 from authz.startup_checks import check_settings, settings_from_environment
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
 log = logging.getLogger("authz.api")
 
 
-def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
-    """Build the app; the lifespan opens the database (or uses `runtime`) and follows the changelog."""
+def create_app(settings: Settings, runtime: Runtime | None = None, *,
+               tracer_provider: "TracerProvider | None" = None) -> FastAPI:
+    """Build the app; the lifespan opens the database (or uses `runtime`) and follows the changelog.
+
+    Traces go to `tracer_provider` (tests), or to the exporter the OTEL_* variables configure
+    (`api.tracing`); with neither, nothing is traced.
+    """
     metrics = Metrics()
+    if tracer_provider is None and tracing.tracing_configured(settings):
+        from opentelemetry import trace
+
+        tracer_provider = tracing.provider_from_settings(settings)
+        trace.set_tracer_provider(tracer_provider)  # also for spans outside a request (the mail sender)
     # One provider object: bearer tokens and the console's sign-in share its keys (rotation-safe).
     oidc = OidcProvider.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         current = runtime or open_runtime(settings)
+        if tracer_provider is not None:
+            tracing.instrument_engine(current.database.engine, tracer_provider)
         follower = Follower(current.replica, current.database, settings.sync_poll_interval)
         # Delivers the outbox (invitation emails); its state is the outbox table only.
         mail_sender = OutboxSender.from_settings(settings, current.database, clock=lambda: current.clock())
@@ -84,12 +101,17 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     for module in (decisions, operations, me, organizations, resources, policy, audit, backend_tokens):
         app.include_router(module.router)
     app.include_router(forward_auth.router)
+    app.include_router(changes.router)
+    app.include_router(authzen.router)
     app.include_router(invitations.router)
     # The console's pages at / (HTML; not part of the OpenAPI document).
     console = install_console(app, settings, oidc)
     # Added first, so it runs inside RequestMiddleware (which counts and logs every request).
     app.add_middleware(DecisionFastPath)
-    app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes,
+                       tracing=tracer_provider is not None)
+    if tracer_provider is not None:
+        tracing.instrument_app(app, tracer_provider)
     return app
 
 

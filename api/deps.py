@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import Depends, Header, Request, Response
+from fastapi import Depends, Header, Query, Request, Response
 
 from api.auth import authenticate
 from api.schemas import Problem
@@ -78,3 +78,16 @@ _DESCRIPTIONS = {
     422: "Invalid field",
     503: "Not ready, or the database is unavailable",
 }
+
+
+# ---- paged listings (members, invitations) -------------------------------------------------
+
+PageLimit = Annotated[int, Query(ge=1, le=1000, description="items per page (at most 1000)")]
+PageCursor = Annotated[str | None, Query(max_length=1000, description="from the previous page's Link rel=next")]
+
+
+def link_next(request: Request, response: Response, next_cursor: str | None, limit: int) -> None:
+    """GitHub's way for a listing that stays a JSON array: `Link: <...>; rel="next"` while more follow."""
+    if next_cursor is not None:
+        url = request.url.include_query_params(cursor=next_cursor, limit=limit)
+        response.headers["Link"] = f'<{url}>; rel="next"'

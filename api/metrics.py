@@ -32,6 +32,9 @@ class Metrics:
             "Requests refused because the caller has no role or scope where the target lives (not in any audit log)",
             ["route"], registry=r,
         )
+        self.revision_waiters = Gauge(
+            "authz_revision_waiters", "Requests waiting for this replica to reach their min_revision", registry=r
+        )
         # Children resolved once: `labels()` takes a lock and a dict lookup on every call.
         self._allowed = self.decisions.labels("allowed")
         self._denied = self.decisions.labels("denied")

@@ -23,8 +23,11 @@ class _TooLarge(Exception):
 
 
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, max_body_bytes: int, tracing: bool = False) -> None:
         self.app = app
+        # With tracing on, the request runs inside the server span (the instrumentation is the
+        # outermost middleware): its trace id goes into the access line. Off, nothing is looked up.
+        self.tracing = tracing
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
         self.access_log = AccessLog()
@@ -37,6 +40,7 @@ class RequestMiddleware:
         started = time.perf_counter()
         request_id = _request_id(scope) or self._new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
+        trace_id = _trace_id(request_id) if self.tracing else None
         status = 500
         limit = self.max_body_bytes
 
@@ -52,7 +56,7 @@ class RequestMiddleware:
         if too_large:
             status = 413
             await problem(413, f"the request body exceeds {limit} bytes")(scope, receive, send)
-            self._finish(scope, status, started, request_id)
+            self._finish(scope, status, started, request_id, trace_id)
             return
 
         received = 0
@@ -84,18 +88,31 @@ class RequestMiddleware:
             status = 413
             await problem(413, f"the request body exceeds {limit} bytes")(scope, receive, send)
         finally:
-            self._finish(scope, status, started, request_id)
+            self._finish(scope, status, started, request_id, trace_id)
 
-    def _finish(self, scope: Scope, status: int, started: float, request_id: str) -> None:
+    def _finish(self, scope: Scope, status: int, started: float, request_id: str, trace_id: str | None) -> None:
         duration = time.perf_counter() - started
         route = scope.get("route")
         template = getattr(route, "path", None) or "unmatched"
         method = scope["method"]
         self.metrics.observe_request(method, template, status, duration)
-        self.access_log.write(
-            {"method": method, "route": template, "status": status,
-             "duration_ms": round(duration * 1000, 3), "request_id": request_id}
-        )
+        fields = {"method": method, "route": template, "status": status,
+                  "duration_ms": round(duration * 1000, 3), "request_id": request_id}
+        if trace_id is not None:
+            fields["trace_id"] = trace_id
+        self.access_log.write(fields)
+
+
+def _trace_id(request_id: str) -> str | None:
+    """The current (server) span's trace id as 32 hex digits; the request id becomes a span attribute."""
+    from opentelemetry import trace
+
+    span = trace.get_current_span()
+    context = span.get_span_context()
+    if not context.is_valid:
+        return None
+    span.set_attribute("authz.request_id", request_id)
+    return f"{context.trace_id:032x}"
 
 
 def _request_id(scope: Scope) -> str | None:

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from authz.domain.errors import AuthzError, Conflict, Forbidden, Gone, Invalid, NotFound, Unavailable
+from authz.domain.errors import AuthzError, Conflict, Forbidden, Gone, Invalid, Malformed, NotFound, Unavailable
 from authz.policy.yaml_nodes import PolicyInvalid
 
 log = logging.getLogger("authz.api")
@@ -36,7 +36,7 @@ SLUGS = {
     500: "internal", 503: "unavailable",
 }
 STATUS_OF: dict[type[AuthzError], int] = {
-    Invalid: 422, NotFound: 404, Forbidden: 403, Conflict: 409, Gone: 410, Unavailable: 503,
+    Invalid: 422, Malformed: 400, NotFound: 404, Forbidden: 403, Conflict: 409, Gone: 410, Unavailable: 503,
 }
 
 
@@ -71,7 +71,7 @@ async def _authz_error(request: Request, exc: Exception) -> Response:
     status = next((code for kind, code in STATUS_OF.items() if isinstance(exc, kind)), 400)
     if exc.outsider:
         _count_outsider(request, status)
-    errors = [{"field": exc.field, "message": exc.detail}] if status == 422 else None
+    errors = [{"field": exc.field, "message": exc.detail}] if status == 422 or (status == 400 and exc.field) else None
     headers = {"Retry-After": "1"} if status == 503 else None
     return problem(status, exc.detail, errors=errors, headers=headers)
 

@@ -155,28 +155,54 @@ class BatchOut(BaseModel):
     revision: int
 
 
+PAGE_LIMIT = Field(default=1000, ge=1, le=10000, strict=True, description="ids per page (at most 10000)")
+PAGE_CURSOR = Field(default=None, max_length=1000, description="`next_cursor` of the previous page (opaque)")
+NEXT_CURSOR = Field(description="pass as `cursor` for the next page; null on the last page")
+
+
 class ListResourcesBody(Strict):
     subject: str | None = Field(default=None, max_length=1000)
     action: str = Field(max_length=1000)
     type: str = Field(max_length=1000)
     context: str | None = Field(default=None, max_length=1000)
     min_revision: int | None = Field(default=None, ge=0, le=MAX_STORED_INT)
+    limit: int = PAGE_LIMIT
+    cursor: str | None = PAGE_CURSOR
 
 
 class ListResourcesOut(BaseModel):
     resources: list[str]
     revision: int
+    next_cursor: str | None = NEXT_CURSOR
 
 
 class ListSubjectsBody(Strict):
     action: str = Field(max_length=1000)
     resource: ResourceRef
     min_revision: int | None = Field(default=None, ge=0, le=MAX_STORED_INT)
+    limit: int = PAGE_LIMIT
+    cursor: str | None = PAGE_CURSOR
 
 
 class ListSubjectsOut(BaseModel):
     subjects: list[str]
     revision: int
+    next_cursor: str | None = NEXT_CURSOR
+
+
+# ---- change feed -----------------------------------------------------------------------
+
+class ChangeOut(BaseModel):
+    revision: int
+    at: datetime
+    kind: Literal["relationships", "policy", "service_keys"]
+    ops: list[dict[str, Any]] = Field(description="the delta: add_rule/remove_rule {rule}, add_resource {type, id, "
+                                                  "context}, remove_resource {type, id}, policy {document}, service_keys")
+
+
+class ChangesOut(BaseModel):
+    changes: list[ChangeOut]
+    next_after: int = Field(description="pass as `after` for the next changes")
 
 
 # ---- backend tokens --------------------------------------------------------------------
@@ -237,6 +263,7 @@ class AuditOut(BaseModel):
 class AuditPage(BaseModel):
     entries: list[AuditOut]
     next_before: int | None = Field(description="pass as `before` for the next (older) page")
+    next_cursor: str | None = Field(default=None, description="or pass this as `cursor`; null on the last page")
 
 
 # ---- invitations -----------------------------------------------------------------------

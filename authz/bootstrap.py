@@ -2,8 +2,9 @@
 
 import logging
 
+from authz.domain.cursors import CursorCodec, derive_key
 from authz.domain.principal import Principal
-from authz.secrets import load_key_ring
+from authz.secrets import KeyRing, SecretKeyError, load_key_ring
 from authz.services.policy_admin import ensure_policy
 from authz.services.runtime import Runtime
 from authz.settings import Settings
@@ -26,7 +27,7 @@ def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
         with startup_lock(settings.database_url):  # replicas started together take turns
             upgrade(settings.database_url)
     database = Database(settings.database_url)
-    runtime = Runtime(settings=settings, database=database, key_ring=key_ring)
+    runtime = Runtime(settings=settings, database=database, key_ring=key_ring, cursors=cursor_codec(settings, key_ring))
     runtime.replica.load(database)
     with startup_lock(settings.database_url):
         revision = ensure_policy(runtime, STARTUP)
@@ -35,3 +36,13 @@ def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     if revision is not None:
         log.info("loaded the policy from %s as revision %s", settings.policy_dir, revision)
     return runtime
+
+
+def cursor_codec(settings: Settings, key_ring: KeyRing) -> CursorCodec:
+    """AUTHZ_CURSOR_KEY when set, else a key derived from the backend-token keys (shared by every replica)."""
+    if settings.cursor_key is not None:
+        configured = settings.cursor_key.get_secret_value().encode("utf-8")
+        if len(configured) < 16:
+            raise SecretKeyError("AUTHZ_CURSOR_KEY must be at least 16 characters (e.g. `authz secrets new-key`)")
+        return CursorCodec(derive_key(configured, "paging cursors"))
+    return CursorCodec(key_ring.derive("paging cursors"))

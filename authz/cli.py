@@ -29,7 +29,8 @@ app.add_typer(secrets_app, name="secrets")
 # How `authz serve` runs uvicorn (the bench's no-op baseline uses the same): uvloop and the
 # httptools parser explicitly (both come with uvicorn[standard]; "auto" silently falls back
 # to asyncio and h11, several times slower), and no access log (the app logs each request).
-UVICORN_OPTIONS: dict[str, Any] = {"loop": "uvloop", "http": "httptools", "access_log": False, "log_config": None}
+UVICORN_OPTIONS: dict[str, Any] = {"loop": "uvloop", "http": "httptools", "access_log": False, "log_config": None,
+                                   "timeout_graceful_shutdown": 3}  # open event streams end at shutdown; clients resume
 
 DirArg = Annotated[Path | None, typer.Argument(help="policy directory (default: AUTHZ_POLICY_DIR)")]
 
@@ -255,7 +256,7 @@ def dev_token(
 @keys_app.command("create")
 def service_key_create(
     name: Annotated[str, typer.Argument(help="who will use the key")],
-    scope: Annotated[list[str], typer.Option("--scope", help="check, tokens:resolve or admin; repeatable")],
+    scope: Annotated[list[str], typer.Option("--scope", help="check, tokens:resolve, changes:read or admin; repeatable")],
 ) -> None:
     """Create a service key and print it once (only its hash is stored)."""
     from authz.bootstrap import open_runtime

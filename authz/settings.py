@@ -69,6 +69,20 @@ class Settings(BaseSettings):
     mail_retry_base: float = Field(default=5.0, gt=0, le=3600, description="seconds before the 2nd attempt")
     mail_retry_max: float = Field(default=3600.0, gt=0, le=86400, description="longest wait between attempts")
 
+    # Paging cursors: the HMAC key shared by every replica (default: derived from the backend-token keys).
+    cursor_key: SecretStr | None = None
+
+    # Change feed: the longest `wait` of a long-poll, and the SSE keep-alive interval (seconds).
+    changes_max_wait: float = Field(default=30.0, gt=0, le=300)
+    changes_keepalive: float = Field(default=15.0, gt=0, le=300)
+
+    # Tracing: the standard OpenTelemetry variables (no AUTHZ_ prefix); off unless one of these is set.
+    otel_sdk_disabled: bool = Field(default=False, validation_alias="OTEL_SDK_DISABLED")
+    otel_traces_exporter: str | None = Field(default=None, validation_alias="OTEL_TRACES_EXPORTER")
+    otel_exporter_otlp_endpoint: str | None = Field(default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    otel_exporter_otlp_traces_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+
     # Backend token encryption: comma-separated Fernet keys, newest first.
     secret_keys: SecretStr | None = None
     secret_key_file: Path | None = None

@@ -14,13 +14,13 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import console, http, inproc, memory, startup, writes
+from bench import change_feed, console, http, inproc, memory, startup, writes
 from bench.bulk_load import bulk_load
 from bench.dataset import FULL, QUICK, Dataset
 from bench.postgres import postgres_database
 from bench.report import Figure, Report
 
-FIGURES = ("inproc", "http", "writes", "memory", "postgres", "console")
+FIGURES = ("inproc", "http", "writes", "memory", "feed", "postgres", "console")
 
 
 def main() -> None:
@@ -52,6 +52,8 @@ def main() -> None:
             _guard(report, "memory per 100k", lambda: memory.per_100k(report, workdir, shape))
             _guard(report, "memory growth", lambda: memory.growth(report, sqlite_url, dataset, workdir,
                                                                   quick=args.quick))
+        if "feed" in only:
+            _guard(report, "change feed", lambda: change_feed.run(report, workdir, quick=args.quick))
         if "console" in only:
             _guard(report, "console pages", lambda: console.run(report, sqlite_url, dataset, quick=args.quick))
         if "postgres" in only:

@@ -133,19 +133,22 @@ def authz_env(tmp_path: Path, env: Mapping[str, str | None] | None = None) -> di
 
 
 def start_authz(tmp_path: Path, env: Mapping[str, str | None] | None = None, *, timeout: float = START_TIMEOUT,
-                attempts: int = 3, command: list[str] | None = None, serve_args: tuple[str, ...] = ()) -> ServerProcess:
+                attempts: int = 3, port: int | None = None, command: list[str] | None = None,
+                serve_args: tuple[str, ...] = ()) -> ServerProcess:
     """Start `authz serve` on a free loopback port and wait until /readyz answers 200.
 
     `env` overrides the defaults of `authz_env` (e.g. AUTHZ_DATABASE_URL for PostgreSQL); "{port}"
     in a value is replaced by the port chosen. `command` replaces `python -m authz.cli` (e.g. an
     installed `authz` script); `serve_args` are added after the port (e.g. `--workers 2`).
-    Retries on a fresh port if another process took the chosen one first.
+    Retries on a fresh port if another process took the chosen one first; `port` asks for
+    one port only (a restart on the port a client already follows).
     """
     tmp_path.mkdir(parents=True, exist_ok=True)
     values = authz_env(tmp_path, env)
     error: Exception | None = None
-    for attempt in range(attempts):
-        port = free_port()
+    fixed = port
+    for attempt in range(1 if fixed else attempts):
+        port = fixed or free_port()
         # "{port}" in a value is this server's port (AUTHZ_PUBLIC_URL=http://127.0.0.1:{port}).
         values = {name: value.replace("{port}", str(port)) for name, value in authz_env(tmp_path, env).items()}
         log_path = tmp_path / f"authz-{port}.log"

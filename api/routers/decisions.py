@@ -143,11 +143,13 @@ async def list_resources(
     x_account_context: ContextHeader = None,
 ) -> ListResourcesOut:
     snapshot = await ready_snapshot(request, runtime, body.min_revision)
-    found = decisions.list_resources(
-        snapshot, principal, subject=body.subject, action=body.action, resource_type=body.type,
+    page = decisions.list_resources(
+        snapshot, principal, cursors=runtime.cursors, subject=body.subject, action=body.action,
+        resource_type=body.type,
         context=body.context, default_context=x_account_context if principal.is_user else None,
+        limit=body.limit, cursor=body.cursor,
     )
-    return ListResourcesOut(resources=found, revision=snapshot.revision)
+    return ListResourcesOut(resources=page.items, revision=page.revision, next_cursor=page.next_cursor)
 
 
 @router.post("/list-subjects", response_model=ListSubjectsOut, responses=problems(400, 401, 403, 413, 422, 503))
@@ -155,7 +157,8 @@ async def list_subjects(
     body: ListSubjectsBody, request: Request, runtime: RuntimeDep, principal: PrincipalDep,
 ) -> ListSubjectsOut:
     snapshot = await ready_snapshot(request, runtime, body.min_revision)
-    subjects = decisions.list_subjects(
-        snapshot, principal, action=body.action, resource_type=body.resource.type, resource_id=body.resource.id
+    page = decisions.list_subjects(
+        snapshot, principal, cursors=runtime.cursors, action=body.action, resource_type=body.resource.type,
+        resource_id=body.resource.id, limit=body.limit, cursor=body.cursor,
     )
-    return ListSubjectsOut(subjects=subjects, revision=snapshot.revision)
+    return ListSubjectsOut(subjects=page.items, revision=page.revision, next_cursor=page.next_cursor)

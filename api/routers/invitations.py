@@ -4,7 +4,7 @@ from dataclasses import asdict
 
 from fastapi import APIRouter, Request, Response, status
 
-from api.deps import RuntimeDep, UserDep, problems, set_revision
+from api.deps import PageCursor, PageLimit, RuntimeDep, UserDep, link_next, problems, set_revision
 from api.schemas import (
     InvitationAcceptedOut,
     InvitationCreate,
@@ -41,9 +41,13 @@ def create_invitation(org_id: str, body: InvitationCreate, request: Request, run
 
 
 @router.get("/v1/organizations/{org_id}/invitations", response_model=list[InvitationOut],
-            responses=problems(401, 403, 404, 422))
-def list_invitations(org_id: str, runtime: RuntimeDep, principal: UserDep) -> list[InvitationOut]:
-    return [_out(view) for view in invitations.list_invitations(runtime, principal, org_id)]
+            responses=problems(400, 401, 403, 404, 422))
+def list_invitations(org_id: str, runtime: RuntimeDep, principal: UserDep, request: Request, response: Response,
+                     limit: PageLimit = 1000, cursor: PageCursor = None) -> list[InvitationOut]:
+    """Invitations ordered by id, `limit` at a time; `Link: <...>; rel="next"` while more follow."""
+    page = invitations.invitations_page(runtime, principal, org_id, limit=limit, cursor=cursor)
+    link_next(request, response, page.next_cursor, limit)
+    return [_out(view) for view in page.items]
 
 
 @router.post("/v1/organizations/{org_id}/invitations/{invitation_id}/resend", response_model=InvitationOut,

@@ -60,4 +60,5 @@ def metrics(request: Request, runtime: RuntimeDep) -> Response:
     collected.revision.set(runtime.replica.revision)
     collected.staleness.set(runtime.replica.staleness())
     collected.database_up.set(0 if runtime.replica.last_sync_error is not None else 1)
+    collected.revision_waiters.set(runtime.replica.waiting())
     return Response(generate_latest(collected.registry), media_type=CONTENT_TYPE_LATEST)

@@ -2,9 +2,9 @@
 
 from dataclasses import asdict
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
-from api.deps import RuntimeDep, UserDep, problems, set_revision
+from api.deps import PageCursor, PageLimit, RuntimeDep, UserDep, link_next, problems, set_revision
 from api.schemas import MemberOut, MemberPatch, OrganizationCreate, OrganizationOut, OrganizationPatch
 from api.staleness import require_fresh
 from authz.services import members, organizations
@@ -62,9 +62,13 @@ def delete_organization(org_id: str, runtime: RuntimeDep, principal: UserDep) ->
     return response
 
 
-@router.get("/{org_id}/members", response_model=list[MemberOut], responses=problems(401, 403, 404, 422))
-def list_members(org_id: str, runtime: RuntimeDep, principal: UserDep) -> list[MemberOut]:
-    return [_member(m) for m in members.list_members(runtime, principal, org_id)]
+@router.get("/{org_id}/members", response_model=list[MemberOut], responses=problems(400, 401, 403, 404, 422))
+def list_members(org_id: str, runtime: RuntimeDep, principal: UserDep, request: Request, response: Response,
+                 limit: PageLimit = 1000, cursor: PageCursor = None) -> list[MemberOut]:
+    """Members ordered by user id, `limit` at a time; `Link: <...>; rel="next"` while more follow."""
+    page = members.members_page(runtime, principal, org_id, limit=limit, cursor=cursor)
+    link_next(request, response, page.next_cursor, limit)
+    return [_member(m) for m in page.items]
 
 
 @router.patch("/{org_id}/members/{user_id}", response_model=MemberOut,

@@ -21,7 +21,7 @@ from authz.client.errors import (
     Unauthenticated,
     Unavailable,
 )
-from authz.client.models import BatchResult, Check, CheckResult, Resource, ResourceList, SubjectList
+from authz.client.models import BatchResult, Change, Check, CheckResult, Resource, ResourceList, SubjectList
 from authz.client.sync import AuthzClient
 
 __all__ = [
@@ -30,6 +30,7 @@ __all__ = [
     "AuthzError",
     "BadRequest",
     "BatchResult",
+    "Change",
     "Check",
     "CheckResult",
     "Conflict",

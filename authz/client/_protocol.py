@@ -5,6 +5,7 @@ cannot drift apart.
 """
 
 import hashlib
+import json
 import random
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from typing import Any, Generic, TypeVar
 import httpx
 
 from authz.client.errors import AuthzError, Unavailable, error_for
-from authz.client.models import BatchResult, Check, CheckResult, Resource, ResourceList, SubjectList
+from authz.client.models import BatchResult, Change, Check, CheckResult, Resource, ResourceList, SubjectList
 
 T = TypeVar("T")
 USER_AGENT = "authz-client/1"
@@ -103,17 +104,86 @@ def batch_call(checks: Sequence[Check], min_revision: int | None) -> Call[BatchR
 
 
 def list_resources_call(action: str, resource_type: str, *, subject: str | None, context: str | None,
-                        min_revision: int | None) -> Call[ResourceList]:
-    body = _with_given({"action": action, "type": resource_type},
-                       subject=subject, context=context, min_revision=min_revision)
-    return Call("/v1/list-resources", body,
-                lambda data: ResourceList(tuple(str(r) for r in data["resources"]), _revision(data)))
+                        min_revision: int | None, limit: int | None = None,
+                        cursor: str | None = None) -> Call[ResourceList]:
+    body = _with_given({"action": action, "type": resource_type}, subject=subject, context=context,
+                       min_revision=min_revision, limit=limit, cursor=cursor)
+    return Call("/v1/list-resources", body, lambda data: ResourceList(
+        tuple(str(r) for r in data["resources"]), _revision(data), data.get("next_cursor")))
 
 
-def list_subjects_call(action: str, resource: Resource, min_revision: int | None) -> Call[SubjectList]:
-    body = _with_given({"action": action, "resource": resource.to_json()}, min_revision=min_revision)
-    return Call("/v1/list-subjects", body,
-                lambda data: SubjectList(tuple(str(s) for s in data["subjects"]), _revision(data)))
+def list_subjects_call(action: str, resource: Resource, min_revision: int | None, limit: int | None = None,
+                       cursor: str | None = None) -> Call[SubjectList]:
+    body = _with_given({"action": action, "resource": resource.to_json()}, min_revision=min_revision,
+                       limit=limit, cursor=cursor)
+    return Call("/v1/list-subjects", body, lambda data: SubjectList(
+        tuple(str(s) for s in data["subjects"]), _revision(data), data.get("next_cursor")))
+
+
+# ---- the change feed (server-sent events) ---------------------------------------------------
+
+CHANGES_PATH = "/v1/changes"
+FEED_TIMEOUT = httpx.Timeout(5.0, read=60.0)  # the server sends a keep-alive at least every 15 s
+
+
+def feed_headers(credential: str | None, last_revision: int) -> dict[str, str]:
+    values = headers(credential, None) | {"Accept": "text/event-stream"}
+    if last_revision > 0:
+        values["Last-Event-ID"] = str(last_revision)
+    return values
+
+
+class EventParser:
+    """Server-sent events, line by line: yields the `data` of each complete `change` event with its id."""
+
+    def __init__(self) -> None:
+        self._data: list[str] = []
+        self._id: str | None = None
+        self._event = "message"
+
+    def line(self, text: str) -> Change | None:
+        if text == "":
+            data, self._data = self._data, []
+            event, self._event = self._event, "message"
+            if not data or event != "change":
+                return None
+            return Change.from_json(json.loads("\n".join(data)))
+        if text.startswith(":"):
+            return None
+        name, _, value = text.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id":
+            self._id = value
+        return None
+
+
+def feed_failure(response: httpx.Response) -> AuthzError | None:
+    """None when a feed answer is worth retrying (5xx, 429); the error to raise otherwise (401, 403, 422)."""
+    if response.status_code == 200:
+        return None
+    if response.status_code >= 500 or response.status_code == 429:
+        return None
+    return error_of(response)
+
+
+@dataclass
+class Backoff:
+    """Reconnect delays of a feed: doubling from `first` to `longest`, back to `first` after an event."""
+
+    first: float = 0.2
+    longest: float = 10.0
+    current: float = 0.0
+
+    def next(self) -> float:
+        self.current = self.first if self.current == 0 else min(self.longest, self.current * 2)
+        return self.current * (0.5 + random.random() / 2)  # noqa: S311
+
+    def reset(self) -> None:
+        self.current = 0.0
 
 
 def _json(response: httpx.Response) -> Any:

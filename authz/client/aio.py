@@ -1,7 +1,7 @@
 """`AsyncAuthzClient`: the asyncio/trio client of the decision API, for async services and the guard."""
 
 import copy
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import TypeVar
 
 import anyio
@@ -12,6 +12,7 @@ from authz.client.cache import DecisionCache
 from authz.client.errors import AuthzError
 from authz.client.models import (
     BatchResult,
+    Change,
     Check,
     CheckResult,
     Resource,
@@ -98,17 +99,73 @@ class AsyncAuthzClient:
 
     async def list_resources(
         self, action: str, resource_type: str, *, subject: str | None = None, context: str | None = None,
-        min_revision: int | None = None,
+        min_revision: int | None = None, limit: int | None = None, cursor: str | None = None,
     ) -> ResourceList:
-        """Every resource of `resource_type` the subject may do `action` on."""
+        """One page (by id) of the resources of `resource_type` the subject may do `action` on."""
         return await self._send(proto.list_resources_call(
-            action, resource_type, subject=subject, context=context, min_revision=min_revision))
+            action, resource_type, subject=subject, context=context, min_revision=min_revision,
+            limit=limit, cursor=cursor))
+
+    async def iter_resources(
+        self, action: str, resource_type: str, *, subject: str | None = None, context: str | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[str]:
+        """Every such resource id, page after page, each once (fetches the next page as you iterate)."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_resources(action, resource_type, subject=subject, context=context,
+                                             limit=page_size, cursor=cursor)
+            for resource_id in page.resources:
+                yield resource_id
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     async def list_subjects(
-        self, action: str, resource: ResourceLike, *, min_revision: int | None = None
+        self, action: str, resource: ResourceLike, *, min_revision: int | None = None, limit: int | None = None,
+        cursor: str | None = None,
     ) -> SubjectList:
-        """Every user that may do `action` on `resource`."""
-        return await self._send(proto.list_subjects_call(action, Resource.of(resource), min_revision))
+        """One page (by id) of the users that may do `action` on `resource`."""
+        return await self._send(proto.list_subjects_call(action, Resource.of(resource), min_revision, limit, cursor))
+
+    async def iter_subjects(
+        self, action: str, resource: ResourceLike, *, page_size: int | None = None
+    ) -> AsyncIterator[str]:
+        """Every user id that may do `action` on `resource`, page after page."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_subjects(action, resource, limit=page_size, cursor=cursor)
+            for subject in page.subjects:
+                yield subject
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def follow_changes(self, after: int = 0, *, backoff: proto.Backoff | None = None) -> AsyncIterator[Change]:
+        """Every change after revision `after`, in order, for ever (see `AuthzClient.follow_changes`)."""
+        last = after
+        delays = backoff or proto.Backoff()
+        while True:
+            try:
+                async with self._http.stream("GET", proto.CHANGES_PATH, params={"after": last},
+                                             headers=proto.feed_headers(self._credential, last),
+                                             timeout=proto.FEED_TIMEOUT) as response:
+                    if response.status_code != 200:
+                        await response.aread()
+                        failure = proto.feed_failure(response)
+                        if failure is not None:
+                            raise failure
+                    else:
+                        parser = proto.EventParser()
+                        async for line in response.aiter_lines():
+                            change = parser.line(line)
+                            if change is not None and change.revision > last:
+                                last = change.revision
+                                delays.reset()
+                                yield change
+            except httpx.TransportError:
+                pass
+            await anyio.sleep(delays.next())
 
     async def _send(self, call: proto.Call[T]) -> T:
         headers = proto.headers(self._credential, self._account_context)

@@ -73,15 +73,31 @@ class BatchResult:
 
 @dataclass(frozen=True)
 class ResourceList:
-    """Every resource id of a type the subject may do the action on."""
+    """One page of the resource ids of a type the subject may do the action on (by id)."""
 
     resources: tuple[str, ...]
     revision: int
+    next_cursor: str | None = None  # pass as `cursor` for the next page; None on the last page
 
 
 @dataclass(frozen=True)
 class SubjectList:
-    """Every user id that may do the action on a resource."""
+    """One page of the user ids that may do the action on a resource (by id)."""
 
     subjects: tuple[str, ...]
     revision: int
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class Change:
+    """One committed revision of the change feed: `ops` is its delta (API.md "Change feed")."""
+
+    revision: int
+    at: str
+    kind: str
+    ops: tuple[dict[str, Any], ...]
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "Change":
+        return cls(int(data["revision"]), str(data["at"]), str(data["kind"]), tuple(data["ops"]))

@@ -2,7 +2,7 @@
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
 import httpx
@@ -12,6 +12,7 @@ from authz.client.cache import DecisionCache
 from authz.client.errors import AuthzError
 from authz.client.models import (
     BatchResult,
+    Change,
     Check,
     CheckResult,
     Resource,
@@ -109,15 +110,74 @@ class AuthzClient:
 
     def list_resources(
         self, action: str, resource_type: str, *, subject: str | None = None, context: str | None = None,
-        min_revision: int | None = None,
+        min_revision: int | None = None, limit: int | None = None, cursor: str | None = None,
     ) -> ResourceList:
-        """Every resource of `resource_type` the subject may do `action` on."""
+        """One page (by id) of the resources of `resource_type` the subject may do `action` on."""
         return self._send(proto.list_resources_call(
-            action, resource_type, subject=subject, context=context, min_revision=min_revision))
+            action, resource_type, subject=subject, context=context, min_revision=min_revision,
+            limit=limit, cursor=cursor))
 
-    def list_subjects(self, action: str, resource: ResourceLike, *, min_revision: int | None = None) -> SubjectList:
-        """Every user that may do `action` on `resource`."""
-        return self._send(proto.list_subjects_call(action, Resource.of(resource), min_revision))
+    def iter_resources(
+        self, action: str, resource_type: str, *, subject: str | None = None, context: str | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[str]:
+        """Every such resource id, page after page, each once (fetches the next page as you iterate)."""
+        cursor: str | None = None
+        while True:
+            page = self.list_resources(action, resource_type, subject=subject, context=context,
+                                       limit=page_size, cursor=cursor)
+            yield from page.resources
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def list_subjects(
+        self, action: str, resource: ResourceLike, *, min_revision: int | None = None, limit: int | None = None,
+        cursor: str | None = None,
+    ) -> SubjectList:
+        """One page (by id) of the users that may do `action` on `resource`."""
+        return self._send(proto.list_subjects_call(action, Resource.of(resource), min_revision, limit, cursor))
+
+    def iter_subjects(self, action: str, resource: ResourceLike, *, page_size: int | None = None) -> Iterator[str]:
+        """Every user id that may do `action` on `resource`, page after page."""
+        cursor: str | None = None
+        while True:
+            page = self.list_subjects(action, resource, limit=page_size, cursor=cursor)
+            yield from page.subjects
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def follow_changes(self, after: int = 0, *, backoff: proto.Backoff | None = None) -> Iterator[Change]:
+        """Every change after revision `after`, in order, for ever: server-sent events that resume.
+
+        A dropped connection, a restarting server or a 5xx is retried with backoff from the
+        last revision received (`Last-Event-ID`), so no change is lost or repeated. A 401,
+        403 or 422 is raised. Needs a service key with `changes:read`. Stop by breaking out.
+        """
+        last = after
+        delays = backoff or proto.Backoff()
+        while True:
+            try:
+                with self._http.stream("GET", proto.CHANGES_PATH, params={"after": last},
+                                       headers=proto.feed_headers(self._credential, last),
+                                       timeout=proto.FEED_TIMEOUT) as response:
+                    if response.status_code != 200:
+                        response.read()
+                        failure = proto.feed_failure(response)
+                        if failure is not None:
+                            raise failure
+                    else:
+                        parser = proto.EventParser()
+                        for line in response.iter_lines():
+                            change = parser.line(line)
+                            if change is not None and change.revision > last:
+                                last = change.revision
+                                delays.reset()
+                                yield change
+            except httpx.TransportError:
+                pass
+            time.sleep(delays.next())
 
     # ---- sending --------------------------------------------------------------------------
 

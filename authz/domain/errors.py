@@ -18,6 +18,10 @@ class Invalid(AuthzError):
     """An input failed validation; `field` names it."""
 
 
+class Malformed(AuthzError):
+    """The request cannot be used as sent (a forged or foreign paging cursor): 400, `field` names it."""
+
+
 class NotFound(AuthzError):
     """The thing does not exist or is not visible to the caller."""
 

@@ -7,8 +7,9 @@ from authz.domain.errors import Invalid
 
 SCOPE_CHECK = "check"
 SCOPE_TOKENS_RESOLVE = "tokens:resolve"
+SCOPE_CHANGES_READ = "changes:read"
 SCOPE_ADMIN = "admin"
-SCOPES = frozenset({SCOPE_CHECK, SCOPE_TOKENS_RESOLVE, SCOPE_ADMIN})
+SCOPES = frozenset({SCOPE_CHECK, SCOPE_TOKENS_RESOLVE, SCOPE_CHANGES_READ, SCOPE_ADMIN})
 
 
 @dataclass(frozen=True)

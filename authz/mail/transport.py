@@ -13,6 +13,8 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Protocol
 
+from opentelemetry import trace
+
 from authz.settings import Settings
 
 log = logging.getLogger("authz.mail")
@@ -68,7 +70,7 @@ class LogTransport:
 class SmtpTransport:
     """smtplib against AUTHZ_SMTP_HOST:PORT, with STARTTLS (never silently skipped) and login."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, tracer_provider: trace.TracerProvider | None = None) -> None:
         if settings.smtp_host is None:
             raise ValueError("SmtpTransport needs AUTHZ_SMTP_HOST")
         self.host = settings.smtp_host
@@ -80,6 +82,7 @@ class SmtpTransport:
         self.password = settings.smtp_password
         self.ca_file = settings.smtp_ca_file
         self.name = f"smtp://{self.host}:{self.port}"
+        self.tracer_provider = tracer_provider  # None: the process's (a no-op unless tracing is configured)
 
     def build(self, mail: Mail) -> EmailMessage:
         message = EmailMessage()
@@ -93,6 +96,17 @@ class SmtpTransport:
         return message
 
     def send(self, mail: Mail) -> None:
+        """One SMTP conversation, traced as a client span (no maintained smtplib instrumentation exists)."""
+        tracer = trace.get_tracer("authz.mail", tracer_provider=self.tracer_provider)
+        attributes = {"server.address": self.host, "server.port": self.port, "network.protocol.name": "smtp"}
+        with tracer.start_as_current_span("smtp send", kind=trace.SpanKind.CLIENT, attributes=attributes) as span:
+            try:
+                self._send(mail)
+            except DeliveryFailed as exc:
+                span.set_status(trace.Status(trace.StatusCode.ERROR, exc.reason[:200]))
+                raise
+
+    def _send(self, mail: Mail) -> None:
         message = self.build(mail)
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:

@@ -6,6 +6,7 @@ Nothing here ever puts a key or a plaintext into an exception message or a repr.
 """
 
 import hashlib
+import hmac
 import re
 from collections.abc import Sequence
 
@@ -49,12 +50,21 @@ class KeyRing:
                 ) from None
         self._ring = MultiFernet(fernets)
         self._newest = fernets[0]
+        self._newest_material = keys[0].encode("ascii", "replace")  # only ever fed to `derive`
         self.key_ids: tuple[str, ...] = tuple(key_id(k) for k in keys)
 
     @classmethod
     def parse(cls, text: str, *, source: str) -> "KeyRing":
         """Keys separated by commas or whitespace (one per line in a key file), newest first."""
         return cls([k for k in _SEPARATORS.split(text) if k], source=source)
+
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte key for another purpose (paging cursors), derived from the newest key.
+
+        Every replica has the same ring, so every replica derives the same key; a new
+        newest key (rotation) derives a new one.
+        """
+        return hmac.new(self._newest_material, b"authz key derivation\x00" + purpose.encode(), hashlib.sha256).digest()
 
     @property
     def newest_key_id(self) -> str:

@@ -7,16 +7,20 @@ passes it to every function here, so the answer and the revision it reports agre
 """
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from authz.domain import ids
-from authz.domain.errors import Forbidden, Invalid
+from authz.domain.cursors import CursorCodec
+from authz.domain.errors import Forbidden, Invalid, Malformed
 from authz.domain.principal import SCOPE_CHECK, Principal
 from authz.engine.replica import Snapshot
 from authz.policy.model import build_enforcer, casbin_request
 from authz.services.runtime import Runtime
 
 MAX_BATCH = 1000
+DEFAULT_LISTING_PAGE = 1000
+MAX_LISTING_PAGE = 10000
 
 
 class CheckRequest(NamedTuple):
@@ -160,31 +164,76 @@ def explain(rt: Runtime, snapshot: Snapshot, request: CheckRequest) -> dict[str,
     return {"allowed": allowed, "explanation": explanation}
 
 
+@dataclass(frozen=True)
+class Listing:
+    """One page of a reverse query, the revision it was read at, and the next page's cursor."""
+
+    items: list[str]
+    revision: int
+    next_cursor: str | None
+
+
+def page_limit(limit: object) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LISTING_PAGE:
+        raise Invalid(f"limit must be an integer from 1 to {MAX_LISTING_PAGE}", field="limit")
+    return limit
+
+
+def _after(cursors: CursorCodec, query: tuple[str, ...], cursor: object | None) -> str | None:
+    if cursor is None:
+        return None
+    if not isinstance(cursor, str):
+        raise Invalid("cursor must be a string", field="cursor")
+    position = cursors.decode(query, cursor)
+    if not isinstance(position, str):
+        raise Malformed("cursor is not a cursor of this listing", field="cursor")
+    return position
+
+
+def _listing(cursors: CursorCodec, query: tuple[str, ...], found: list[str], limit: int, revision: int) -> Listing:
+    """`found` holds up to limit + 1 ids: one more than the page says whether another page follows."""
+    if len(found) > limit:
+        page = found[:limit]
+        return Listing(page, revision, cursors.encode(query, page[-1]))
+    return Listing(found, revision, None)
+
+
 def list_resources(
     snapshot: Snapshot,
     principal: Principal,
     *,
+    cursors: CursorCodec,
     subject: object | None,
     action: object,
     resource_type: object,
     context: object | None,
     default_context: str | None,
-    after: str | None = None,
-    limit: int | None = None,
-) -> list[str]:
-    """The resources of `resource_type` the subject may do `action` on (in `context`, if given), in id order."""
+    limit: object = DEFAULT_LISTING_PAGE,
+    cursor: object | None = None,
+) -> Listing:
+    """A page of the resources of `resource_type` the subject may do `action` on (in `context`, if given).
+
+    Ordered by id; the cursor is a keyset position (the last id shown), authenticated and
+    bound to this query, so an id that exists for the whole walk is shown exactly once,
+    whatever changes between pages and whichever replica serves them.
+    """
     user = subject_for(principal, subject)
     clean_action = ids.name(action, "action")
     clean_type = ids.name(resource_type, "type")
     clean_context = resolve_context(user, context, default_context)
-    return snapshot.index.list_resources(user, clean_action, clean_type, clean_context, after, limit, snapshot.clock)
+    size = page_limit(limit)
+    query = ("list-resources", user, clean_action, clean_type, clean_context or "")
+    after = _after(cursors, query, cursor)
+    found = snapshot.index.list_resources(user, clean_action, clean_type, clean_context, after, size + 1,
+                                          snapshot.clock)
+    return _listing(cursors, query, found, size, snapshot.revision)
 
 
 def list_subjects(
-    snapshot: Snapshot, principal: Principal, *, action: object, resource_type: object, resource_id: object | None,
-    after: str | None = None, limit: int | None = None,
-) -> list[str]:
-    """Every user who may do `action` on the resource.
+    snapshot: Snapshot, principal: Principal, *, cursors: CursorCodec, action: object, resource_type: object,
+    resource_id: object | None, limit: object = DEFAULT_LISTING_PAGE, cursor: object | None = None,
+) -> Listing:
+    """A page of the users who may do `action` on the resource, ordered by id (paged like `list_resources`).
 
     A service key needs `check`; a user may ask only about a resource it may read itself.
     """
@@ -193,9 +242,13 @@ def list_subjects(
     if resource_id is None:
         raise Invalid("resource.id is required", field="resource.id")
     clean_id = ids.resource_id(resource_id, "resource.id")
+    size = page_limit(limit)
     if principal.is_user:
         if not snapshot.index.check(principal.id, "read", clean_type, clean_id, None, snapshot.clock):
             raise Forbidden("you may not read this resource")
     elif not principal.has_scope(SCOPE_CHECK):
         raise Forbidden("this service key lacks the `check` scope")
-    return snapshot.index.list_subjects(clean_action, clean_type, clean_id, after, limit, snapshot.clock)
+    query = ("list-subjects", clean_action, clean_type, clean_id)
+    after = _after(cursors, query, cursor)
+    found = snapshot.index.list_subjects(clean_action, clean_type, clean_id, after, size + 1, snapshot.clock)
+    return _listing(cursors, query, found, size, snapshot.revision)

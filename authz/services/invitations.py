@@ -16,11 +16,13 @@ from sqlalchemy.exc import IntegrityError
 
 from authz.domain import ids
 from authz.domain import invitations as inv
+from authz.domain.cursors import Page
 from authz.domain.errors import Conflict, Forbidden, Gone, NotFound
 from authz.domain.grants import requested_expiry
 from authz.domain.principal import Principal
 from authz.mail import outbox
 from authz.mail.message import inviter_name, invitation_message
+from authz.services import paging
 from authz.services.access import require_in_context, role_in_context
 from authz.services.members import add_member, valid_role
 from authz.services.runtime import Runtime, Written
@@ -169,17 +171,31 @@ def create_invitation(rt: Runtime, principal: Principal, org_id: str, email: obj
     return Written(_view(row, outbox.PENDING, uow.now), None)
 
 
-def list_invitations(rt: Runtime, principal: Principal, org_id: str) -> list[InvitationView]:
-    """Every invitation of the org, newest first, with its status and delivery state."""
+def list_invitations(
+    rt: Runtime, principal: Principal, org_id: str, *, after: str | None = None, limit: int | None = None,
+) -> list[InvitationView]:
+    """The org's invitations ordered by id, with status and delivery state: after `after`, at most `limit`."""
     ids.org_id(org_id)
     now = rt.clock()
     with rt.database.session() as session:
         require_in_context(session, rt.policy, principal, "read", "invitation", org_id)
-        rows = list(session.scalars(
-            select(Invitation).where(Invitation.org_id == org_id).order_by(Invitation.created_at.desc(), Invitation.id)
-        ))
+        query = select(Invitation).where(Invitation.org_id == org_id)
+        if after is not None:
+            query = query.where(Invitation.id > after)
+        rows = list(session.scalars(query.order_by(Invitation.id).limit(limit)))
         delivery = outbox.delivery_states(session, [row.id for row in rows])
         return [_view(row, delivery.get(row.id, outbox.PENDING), now) for row in rows]
+
+
+def invitations_page(
+    rt: Runtime, principal: Principal, org_id: str, *, limit: object = paging.MAX_PAGE, cursor: str | None = None,
+) -> Page[InvitationView]:
+    """One page of `list_invitations`; `next_cursor` continues after its last invitation."""
+    size = paging.check_limit(limit)
+    query = ("invitations", org_id)
+    after = paging.position(rt.cursors, query, cursor, str)
+    rows = list_invitations(rt, principal, org_id, after=after, limit=size + 1)
+    return paging.page(rt.cursors, query, rows, size, lambda invitation: invitation.id)
 
 
 def resend_invitation(rt: Runtime, principal: Principal, org_id: str, invitation_id: str) -> Written[InvitationView]:

@@ -13,6 +13,8 @@ from authz.domain.errors import Conflict, Invalid, NotFound
 from authz.domain.grants import expiry_epoch, expiry_instant, expiry_value, requested_expiry
 from authz.domain.invitations import canonical_email
 from authz.domain.principal import Principal
+from authz.domain.cursors import Page
+from authz.services import paging
 from authz.services.access import require_in_context
 from authz.services.runtime import Runtime, Written
 from authz.services.views import MemberView
@@ -22,11 +24,14 @@ from authz.store.unit_of_work import Rule, UnitOfWork, grant_in_force
 OWNER = "owner"
 
 
-def list_members(rt: Runtime, principal: Principal, org_id: str) -> list[MemberView]:
+def list_members(
+    rt: Runtime, principal: Principal, org_id: str, *, after: str | None = None, limit: int | None = None,
+) -> list[MemberView]:
+    """The org's members ordered by user id: those after `after`, at most `limit` (keyset paging)."""
     ids.org_id(org_id)
     with rt.database.session() as session:
         require_in_context(session, rt.policy, principal, "read", "member", org_id)
-        rows = session.execute(
+        query = (
             select(Membership.user_id, Membership.email, Membership.joined_at, CasbinRule.v1, CasbinRule.v3)
             .join(
                 CasbinRule,
@@ -35,10 +40,24 @@ def list_members(rt: Runtime, principal: Principal, org_id: str) -> list[MemberV
                 & (CasbinRule.v0 == literal(ids.USER_SUBJECT_PREFIX).concat(Membership.user_id)),
             )
             .where(Membership.org_id == org_id, grant_in_force(rt.clock()))
-            .order_by(Membership.joined_at, Membership.user_id)
-        ).all()
+            .order_by(Membership.user_id)
+        )
+        if after is not None:
+            query = query.where(Membership.user_id > after)
+        rows = session.execute(query.limit(limit)).all()
     return [MemberView(user_id, email, role, joined_at, _expires(expiry))
             for user_id, email, joined_at, role, expiry in rows]
+
+
+def members_page(
+    rt: Runtime, principal: Principal, org_id: str, *, limit: object = paging.MAX_PAGE, cursor: str | None = None,
+) -> Page[MemberView]:
+    """One page of `list_members`; `next_cursor` continues after its last member."""
+    size = paging.check_limit(limit)
+    query = ("members", org_id)
+    after = paging.position(rt.cursors, query, cursor, str)
+    rows = list_members(rt, principal, org_id, after=after, limit=size + 1)
+    return paging.page(rt.cursors, query, rows, size, lambda member: member.user_id)
 
 
 def _expires(expiry: str | None) -> datetime | None:

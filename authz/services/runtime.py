@@ -1,11 +1,13 @@
 """What every service function needs: settings, the database, this replica, and a clock."""
 
 import logging
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+from authz.domain.cursors import CursorCodec
 from authz.domain.principal import Principal
 from authz.engine.replica import Replica
 from authz.policy.document import PolicyDocument
@@ -39,6 +41,8 @@ class Runtime:
     replica: Replica = field(default_factory=Replica)
     clock: Callable[[], datetime] = utc_now
     key_ring: KeyRing | None = None  # backend-token encryption (authz.secrets); set by open_runtime
+    # Paging cursors; open_runtime sets the key every replica shares (a random one only works in this process).
+    cursors: CursorCodec = field(default_factory=lambda: CursorCodec(secrets.token_bytes(32)))
 
     def __post_init__(self) -> None:
         self.replica.clock = self.epoch  # decisions compare grants' expiry with this runtime's clock

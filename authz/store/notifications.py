@@ -11,14 +11,12 @@ import time
 from collections.abc import Callable
 
 import psycopg
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.orm import Session
 
 log = logging.getLogger("authz.listener")
 
 CHANNEL = "authz_changelog"
-NOTIFIES_WAIT = 0.5  # seconds; how quickly the thread notices stop()
+NOTIFIES_WAIT = 0.05  # seconds; how quickly the thread notices stop() (tests stop one per test)
 # libpq options that turn a silently dead peer into an error instead of an endless wait.
 TCP_OPTIONS: dict[str, int] = {
     "keepalives": 1,
@@ -27,11 +25,6 @@ TCP_OPTIONS: dict[str, int] = {
     "keepalives_count": 3,
     "tcp_user_timeout": 10_000,  # ms: unacknowledged data for this long means the link is dead
 }
-
-
-def notify_revision(session: Session, revision: int) -> None:
-    """Queue a notification in the writer's transaction; PostgreSQL delivers it at commit."""
-    session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": CHANNEL, "payload": str(revision)})
 
 
 def libpq_url(url: str) -> str:

@@ -11,12 +11,13 @@ a statement after the lock sees everything its previous holder committed; SQLite
 its single write lock at BEGIN (authz.store.database).
 """
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, or_, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -24,7 +25,7 @@ from authz.domain import ids
 from authz.domain.errors import NotFound, Unavailable
 from authz.domain.grants import expiry_value
 from authz.store.database import Database
-from authz.store.notifications import notify_revision
+from authz.store.notifications import CHANNEL
 from authz.store.tables import AuditEntry, CasbinRule, ChangelogEntry, Organization, Resource, RevisionCounter
 
 Rule = tuple[str, ...]
@@ -213,25 +214,36 @@ class UnitOfWork:
         conditions = [CasbinRule.ptype == ptype] + [getattr(CasbinRule, k) == v for k, v in values.items()]
         return [rule_of(row) for row in self.session.scalars(select(CasbinRule).where(*conditions))]
 
+    def _record_revision_postgres(self) -> int:
+        """The PostgreSQL form of the same rows as the ORM path: one statement (see _RECORD_REVISION)."""
+        self.session.flush()  # the domain rows first, as the ORM path's autoflush does
+        audits = [{"actor": e.actor, "action": e.action, "context": e.context, "target": e.target,
+                   "detail": e.detail, "request_id": e.request_id} for e in self._audits]
+        row = self.session.execute(_RECORD_REVISION, {
+            "at": self.now, "delta": json.dumps(self.ops), "audits": json.dumps(audits),
+        }).one()
+        return int(row[0])
+
     def commit(self) -> int | None:
         """Commit everything; returns the new revision, or None when no policy data changed."""
         if not self._locked and (self.ops or self._audits or self.session.new or self.session.dirty
                                  or self.session.deleted):
             raise UnlockedWrite("a write must lock its aggregate before it reads its preconditions")
         try:
-            if self.ops:
-                self.revision = self.session.scalar(
-                    update(RevisionCounter)
-                    .where(RevisionCounter.id == 1)
-                    .values(value=RevisionCounter.value + 1)
-                    .returning(RevisionCounter.value)
-                )
-                self.session.add(ChangelogEntry(revision=self.revision, created_at=self.now, delta=self.ops))
-                if self._database.is_postgres:
-                    notify_revision(self.session, self.revision)  # delivered to replicas at commit
-            for entry in self._audits:
-                entry.revision = self.revision
-                self.session.add(entry)
+            if self.ops and self._database.is_postgres:
+                self.revision = self._record_revision_postgres()
+            else:
+                if self.ops:
+                    self.revision = self.session.scalar(
+                        update(RevisionCounter)
+                        .where(RevisionCounter.id == 1)
+                        .values(value=RevisionCounter.value + 1)
+                        .returning(RevisionCounter.value)
+                    )
+                    self.session.add(ChangelogEntry(revision=self.revision, created_at=self.now, delta=self.ops))
+                for entry in self._audits:
+                    entry.revision = self.revision
+                    self.session.add(entry)
             self.session.flush()
         except OperationalError as exc:
             self.session.rollback()
@@ -248,6 +260,25 @@ class UnitOfWork:
         if self.revision is not None and self._on_commit is not None:
             self._on_commit(self.revision, self.ops)
         return self.revision
+
+
+# The next revision, its changelog row, its audit rows and the replicas' notification in one
+# round trip (four before): on PostgreSQL a write's own statements are most of its time.
+# Data-modifying CTEs run exactly once whether or not the final SELECT reads them.
+_RECORD_REVISION = text(f"""
+WITH next AS (UPDATE revision_counter SET value = value + 1 WHERE id = 1 RETURNING value),
+logged AS (
+    INSERT INTO changelog (revision, created_at, delta) SELECT value, :at, CAST(:delta AS json) FROM next
+    RETURNING revision
+),
+audited AS (
+    INSERT INTO audit_log (at, actor, action, context, target, detail, request_id, revision)
+    SELECT :at, a.actor, a.action, a.context, a.target, a.detail, a.request_id, logged.revision
+    FROM logged, json_to_recordset(CAST(:audits AS json))
+        AS a(actor text, action text, context text, target text, detail json, request_id text)
+)
+SELECT revision, pg_notify('{CHANNEL}', revision::text) FROM logged
+""")
 
 
 def _aggregate_of(rule: Rule) -> str:

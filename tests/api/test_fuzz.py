@@ -110,6 +110,7 @@ class Fuzzed:
     org_id: str
     rsa_client: TestClient
     rsa_key: Any
+    feed_key: dict[str, str]
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
@@ -136,7 +137,8 @@ def fuzzed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         created = client.post("/v1/organizations", json={"name": "Fuzz Lab", "billing_address": BILLING},
                               headers=auth("fuzzer"))
         assert created.status_code == 201, created.text
-        yield Fuzzed(client, service_key(runtime, "check"), created.json()["id"], rsa_client, private_key)
+        yield Fuzzed(client, service_key(runtime, "check"), created.json()["id"], rsa_client, private_key,
+                     service_key(runtime, "changes:read"))
     runtime.database.dispose()
 
 
@@ -294,8 +296,13 @@ big_ints = st.integers(-(2**80), 2**80) | st.sampled_from([MAX_STORED_INT, MAX_S
 def test_every_integer_is_bounded_by_the_store(fuzzed: Fuzzed, data: st.DataObject) -> None:
     client = fuzzed.client
     value = data.draw(big_ints)
-    where = data.draw(st.sampled_from(["before", "limit", "check", "batch", "list-resources", "list-subjects"]))
-    if where in ("before", "limit"):
+    where = data.draw(st.sampled_from(["before", "limit", "check", "batch", "list-resources", "list-subjects",
+                                       "after", "last-event-id"]))
+    if where in ("after", "last-event-id"):
+        headers = {**fuzzed.feed_key, **({"Last-Event-ID": str(value)} if where == "last-event-id" else {})}
+        response = client.get("/v1/changes", params={"after": value} if where == "after" else {}, headers=headers)
+        low, high = 0, MAX_STORED_INT
+    elif where in ("before", "limit"):
         response = client.get(f"/v1/organizations/{fuzzed.org_id}/audit", params={where: value},
                               headers=auth("fuzzer"))
         low, high = (1, MAX_STORED_INT) if where == "before" else (1, 200)
@@ -313,7 +320,7 @@ def test_every_integer_is_bounded_by_the_store(fuzzed: Fuzzed, data: st.DataObje
         (where, value, response.text)
     if not low <= value <= high:
         assert response.status_code == 422, (where, value, response.text)
-        assert response.json()["errors"][0]["field"] in ("before", "limit", "min_revision")
+        assert response.json()["errors"][0]["field"] in ("before", "limit", "min_revision", "after", "Last-Event-ID")
     else:
         assert response.status_code in (200, 503), (where, value, response.text)  # 503: a revision not reached
 

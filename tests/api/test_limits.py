@@ -135,3 +135,16 @@ def test_an_instant_beyond_what_the_store_holds_is_422(client: TestClient, insta
         response = client.request(method, path, json=body, headers=auth("alice"))
         assert response.status_code == 422, (method, path, response.text)
         assert response.json()["errors"][0]["field"].endswith("expires_at")
+
+
+def test_change_feed_positions_are_bounded(client: TestClient, runtime: Runtime) -> None:
+    key = service_key(runtime, "changes:read")
+    assert client.get("/v1/changes", params={"after": MAX_STORED_INT}, headers=key).json()["changes"] == []
+    for value in [*TOO_BIG, -1]:
+        response = client.get("/v1/changes", params={"after": value}, headers=key)
+        assert response.status_code == 422, (value, response.text)
+        assert response.json()["errors"][0]["field"] == "after"
+    for value in (str(MAX_STORED_INT + 1), "9999999999999999999", "99999999999999999999", "-1", "1e3"):
+        response = client.get("/v1/changes", headers={**key, "Last-Event-ID": value})
+        assert response.status_code == 422, (value, response.text)
+    assert client.get("/v1/changes", headers={**key, "Last-Event-ID": str(MAX_STORED_INT)}).status_code == 200

@@ -15,8 +15,10 @@ from authz.bootstrap import open_runtime
 from authz.domain.errors import Unavailable
 from authz.domain.principal import Principal, cli_principal
 from authz.services.backend_tokens import set_backend_token
-from authz.services.invitations import create_invitation
-from authz.services.members import change_role, list_members, remove_member
+from authz.services.audit import audit_page
+from authz.services.changes import read_changes
+from authz.services.invitations import create_invitation, invitations_page
+from authz.services.members import change_role, list_members, members_page, remove_member
 from authz.services.organizations import create_organization, delete_organization, get_organization, update_organization
 from authz.services.policy_admin import reload_policy
 from authz.services.resources import register_resource, set_resource_role
@@ -80,6 +82,10 @@ def test_every_write_is_unavailable_and_leaves_nothing_behind(
     reads: list[Callable[[], Any]] = [
         lambda: get_organization(proxied, alice(), org),
         lambda: list_members(proxied, alice(), org),
+        lambda: members_page(proxied, alice(), org, limit=10),
+        lambda: invitations_page(proxied, alice(), org, limit=10),
+        lambda: audit_page(proxied, alice(), org, limit=10),
+        lambda: read_changes(proxied, 0),
     ]
     for call in writes + reads:
         with pytest.raises(Unavailable):
