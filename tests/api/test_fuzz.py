@@ -113,7 +113,7 @@ class Fuzzed:
     feed_key: dict[str, str]
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def fuzzed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
            sqlite_template: Path) -> Iterator[Fuzzed]:
     """Module-wide (hypothesis runs many examples against one app), once per database: PostgreSQL
