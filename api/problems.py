@@ -94,14 +94,28 @@ def _field_of(location: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-async def _authz_error(_: Request, exc: Exception) -> Response:
+async def _authz_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AuthzError)
     body = error_body(exc)
     status = body["status"]
+    if exc.outsider:
+        _count_outsider(request, status)
     headers = {"Retry-After": "1"} if status == 503 else None
     if isinstance(exc, TooManyRequests):
         headers = {"Retry-After": str(exc.retry_after)}
     return problem(status, exc.detail, errors=body.get("errors"), headers=headers)
+
+
+def _count_outsider(request: Request, status: int) -> None:
+    """An outsider's refused attempt: the service log and a metric (a tenant's audit log never sees it)."""
+    route = getattr(request.scope.get("route"), "path", None) or "unmatched"
+    log.info("refused a caller with no role or scope there", extra={
+        "route": route, "method": request.method, "status": status,
+        "request_id": request.scope.get("state", {}).get("request_id"),
+    })
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.outsider_refusals.labels(route).inc()
 
 
 async def _policy_invalid(_: Request, exc: Exception) -> Response:

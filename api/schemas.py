@@ -5,6 +5,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from authz.domain.limits import MAX_STORED_INT
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -133,7 +135,7 @@ class CheckBody(Strict):
     action: str = Field(max_length=1000)
     resource: ResourceRef
     context: str | None = Field(default=None, max_length=1000, description="personal or an org id")
-    min_revision: int | None = Field(default=None, ge=0)
+    min_revision: int | None = Field(default=None, ge=0, le=MAX_STORED_INT)
 
 
 class CheckOut(BaseModel):
@@ -151,7 +153,7 @@ class BatchItem(Strict):
 
 class BatchBody(Strict):
     checks: list[BatchItem] = Field(max_length=1000)
-    min_revision: int | None = Field(default=None, ge=0)
+    min_revision: int | None = Field(default=None, ge=0, le=MAX_STORED_INT)
 
 
 class BatchResult(BaseModel):
@@ -173,7 +175,7 @@ class ListResourcesBody(Strict):
     action: str = Field(max_length=1000)
     type: str = Field(max_length=1000)
     context: str | None = Field(default=None, max_length=1000)
-    min_revision: int | None = Field(default=None, ge=0)
+    min_revision: int | None = Field(default=None, ge=0, le=MAX_STORED_INT)
     limit: int = PAGE_LIMIT
     cursor: str | None = PAGE_CURSOR
 
@@ -187,7 +189,7 @@ class ListResourcesOut(BaseModel):
 class ListSubjectsBody(Strict):
     action: str = Field(max_length=1000)
     resource: ResourceRef
-    min_revision: int | None = Field(default=None, ge=0)
+    min_revision: int | None = Field(default=None, ge=0, le=MAX_STORED_INT)
     limit: int = PAGE_LIMIT
     cursor: str | None = PAGE_CURSOR
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from authz.domain import ids
 from authz.domain import invitations as inv
-from authz.domain.errors import Conflict, Forbidden, Gone, NotFound
+from authz.domain.errors import Conflict, Forbidden, Gone, NotFound, OutsiderNotFound
 from authz.domain.principal import Principal
 from authz.services.access import role_in_context
 from authz.services.members import OWNER
@@ -65,14 +65,17 @@ def restore_organization(rt: Runtime, principal: Principal, org_id: str) -> Writ
     if not admin and not principal.is_user:
         raise Forbidden("organizations are restored with a user token")
     with rt.unit_of_work(principal) as uow:
-        org = uow.lock_context(org_id, archived=True)
+        try:
+            org = uow.lock_context(org_id, archived=True)
+        except NotFound:
+            raise NotFound("organization not found") if admin else OutsiderNotFound("organization not found") from None
         assert org is not None
         if org.archived_at is None:
             if admin or role_in_context(uow.session, principal.id, org_id) is not None:
                 raise Conflict("this organization is not archived")
-            raise NotFound("organization not found")
+            raise OutsiderNotFound("organization not found")
         if not admin and not _was_owner(uow, org_id, principal.id):
-            raise NotFound("organization not found")
+            raise OutsiderNotFound("organization not found")  # nobody else learns that it exists
         deadline = purge_after(rt, org)
         assert deadline is not None
         if uow.now >= deadline:

@@ -1,7 +1,7 @@
 """organization lifecycle: archived orgs and their grants kept aside, former members, invitation rate limits
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-11-29
 """
 
@@ -10,8 +10,8 @@ import sqlalchemy as sa
 import authz.store.tables
 
 
-revision = '0003'
-down_revision = '0002'
+revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
