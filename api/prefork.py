@@ -19,19 +19,20 @@ import os
 import signal
 import socket
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from authz.settings import Settings
 
 log = logging.getLogger("authz.serve")
 
 
-def serve_prefork(host: str, port: int, workers: int, uvicorn_options: dict[str, object]) -> int:
+def serve_prefork(settings: "Settings", host: str, port: int, workers: int, uvicorn_options: dict[str, object]) -> int:
     """Run the service with `workers` forked processes; returns the exit status."""
     import uvicorn
 
     from api.app import create_app
     from authz.bootstrap import open_runtime
-    from authz.settings import Settings
-
-    settings = Settings()
     runtime = open_runtime(settings)  # the one load: every worker starts from this index
     runtime.database.engine.dispose()  # no pooled connection may be shared across the fork
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)

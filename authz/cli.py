@@ -25,6 +25,10 @@ app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="service-key")
 secrets_app = typer.Typer(help="Encryption keys of the stored backend tokens.", no_args_is_help=True)
 app.add_typer(secrets_app, name="secrets")
+orgs_app = typer.Typer(help="Organizations: list, show, archive, restore, purge.", no_args_is_help=True)
+app.add_typer(orgs_app, name="orgs")
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of text")]
+OrgArg = Annotated[str, typer.Argument(help="the organization id (org_...)")]
 
 # How `authz serve` runs uvicorn (the bench's no-op baseline uses the same): uvloop and the
 # httptools parser explicitly (both come with uvicorn[standard]; "auto" silently falls back
@@ -36,7 +40,34 @@ DirArg = Annotated[Path | None, typer.Argument(help="policy directory (default: 
 
 
 def _settings() -> Settings:
-    return Settings()
+    """The settings from the environment; an invalid value stops the command with one line naming it."""
+    from authz.startup_checks import SettingUnusable, settings_from_environment
+
+    try:
+        return settings_from_environment()
+    except SettingUnusable as exc:
+        raise _fail(f"invalid setting: {exc}") from None
+
+
+def _startup_checked(settings: Settings) -> Settings:
+    """Stop before listening when a setting cannot work (a missing file, an unreadable key, an empty secret)."""
+    from authz.startup_checks import SettingUnusable, check_settings
+
+    try:
+        check_settings(settings)
+    except SettingUnusable as exc:
+        raise _fail(f"cannot start: {exc}") from None
+    return settings
+
+
+def _model_checked(settings: Settings) -> Settings:
+    from authz.startup_checks import SettingUnusable, check_policy_model
+
+    try:
+        check_policy_model(settings)
+    except SettingUnusable as exc:
+        raise _fail(str(exc)) from None
+    return settings
 
 
 def _fail(message: str) -> typer.Exit:
@@ -52,7 +83,7 @@ def _print_policy_errors(exc: PolicyInvalid) -> None:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on")] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="processes forked after one load, each following the changelog")] = 1,
 ) -> None:
     """Run the HTTP service (upgrades the schema and loads policies/ if the database has none)."""
@@ -60,14 +91,15 @@ def serve(
 
     from authz.logging_setup import configure_logging
 
-    settings = _settings()
+    settings = _startup_checked(_settings())
     configure_logging(settings.log_level)
     _require_secret_keys(settings)
     if workers > 1:
-        # The state is loaded once and the workers are forked from it (api.prefork), sharing its pages.
+        # The state is loaded once and the workers are forked from it (api.prefork), sharing its pages
+        # (and the logging configured above).
         from api.prefork import serve_prefork
 
-        raise typer.Exit(serve_prefork(host, port, workers, UVICORN_OPTIONS))
+        raise typer.Exit(serve_prefork(settings, host, port, workers, UVICORN_OPTIONS))
     from api.app import create_app
 
     uvicorn.run(create_app(settings), host=host, port=port, **UVICORN_OPTIONS)
@@ -78,7 +110,7 @@ def sidecar(
     upstream: Annotated[str, typer.Option(help="the authz service to follow, e.g. http://authz.internal:8000")],
     key_file: Annotated[Path, typer.Option(help="file holding a service key with the changes:read and check scopes")],
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 8001,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on")] = 8001,
 ) -> None:
     """Answer decisions next to an application, from a replica that follows UPSTREAM (no database)."""
     import uvicorn
@@ -93,7 +125,7 @@ def sidecar(
         raise _fail(f"cannot read --key-file {key_file}: {exc.strerror}") from None
     if not key.startswith("azk_") or len(key.split()) != 1:
         raise _fail(f"--key-file {key_file} must hold one service key (azk_...) on one line")
-    settings = _settings()
+    settings = _startup_checked(_settings())
     configure_logging(settings.log_level)
     import logging
 
@@ -115,13 +147,20 @@ def db_upgrade() -> None:
 
 @policy_app.command("validate")
 def policy_validate(directory: DirArg = None) -> None:
-    """Validate the policy files: each error with file, line and reason; exit 1 on any."""
-    path = directory or _settings().policy_dir
-    from authz.policy.routes import load_routes
+    """Validate the policy files: each error with file, line and reason; exit 1 on any.
 
+    Then rehearse: apply them to a scratch database as `apply` would and start a replica
+    from it, so what passes here also applies and serves.
+    """
+    from authz.policy.routes import load_routes
+    from authz.services.policy_admin import rehearse_policy
+
+    settings = _settings()
+    path = directory or settings.policy_dir
     try:
         document = load_policy_dir(path)
         routes = load_routes(path, document)
+        rehearse_policy(settings, path, document)
     except PolicyInvalid as exc:
         _print_policy_errors(exc)
         raise typer.Exit(1) from None
@@ -133,10 +172,13 @@ def policy_validate(directory: DirArg = None) -> None:
 @policy_app.command("test")
 def policy_test(directory: DirArg = None) -> None:
     """Run the policy test suites (tests/*_test.yaml) offline against the real model."""
-    settings = _settings()
+    from authz.services.policy_admin import rehearse_policy
+
+    settings = _model_checked(_settings())
     path = directory or settings.policy_dir
     try:
         document = load_policy_dir(path)
+        rehearse_policy(settings, path, document)  # a suite of a policy that cannot be applied proves nothing
         results = run_suites(path, document, settings.policy_model)
     except PolicyInvalid as exc:
         _print_policy_errors(exc)
@@ -166,7 +208,10 @@ def policy_apply(
         _print_policy_errors(exc)
         raise typer.Exit(1) from None
     runtime = open_runtime(settings)
-    written = apply_policy(runtime, cli_principal(), document, dry_run=dry_run)
+    try:
+        written = apply_policy(runtime, cli_principal(), document, dry_run=dry_run)
+    except AuthzError as exc:
+        raise _fail(f"{path}: {exc.detail}") from None
     for rule in written.value.added:
         typer.echo("+ " + ", ".join(rule))
     for rule in written.value.removed:
@@ -194,7 +239,7 @@ def check(
     from authz.domain.principal import Principal
     from authz.services import decisions
 
-    settings = _settings()
+    settings = _model_checked(_settings()) if explain else _settings()
     resource_type, _, resource_id = resource.partition(":")
     runtime = open_runtime(settings)
     asker = Principal(kind="service", id="cli", scopes=frozenset({"check"}))
@@ -375,6 +420,119 @@ def routes_test(
                f"  resource: {match.resource_type}{':' + match.resource_id if match.resource_id is not None else ' (type-level)'}\n"
                f"  action:   {match.action}\n"
                f"  context:  {context}")
+
+
+
+# ---- organizations (API.md "Organization lifecycle") ------------------------------------------
+
+def _print_org(summary: Any, as_json: bool) -> None:
+    import json
+
+    if as_json:
+        typer.echo(json.dumps(summary.to_json(), indent=2))
+        return
+    typer.echo(f"{summary.id}  {summary.name}")
+    typer.echo(f"  state: {summary.state}" + (f" since {summary.archived_at:%Y-%m-%d %H:%M} by {summary.archived_by};"
+                                               f" purged after {summary.purge_after:%Y-%m-%d %H:%M}"
+                                               if summary.archived_at else ""))
+    typer.echo(f"  created: {summary.created_at:%Y-%m-%d %H:%M}")
+    typer.echo(f"  members: {summary.members} (owners: {', '.join(summary.owners) or '-'})")
+    typer.echo(f"  resources: {summary.resources}; pending invitations: {summary.pending_invitations}; "
+               f"backend tokens: {summary.backend_tokens}")
+
+
+@orgs_app.command("list")
+def orgs_list(
+    archived: Annotated[bool, typer.Option("--archived", help="only archived organizations")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every organization with its state (active or archived), members and resources."""
+    import json
+
+    from authz.bootstrap import open_runtime
+    from authz.services import lifecycle
+
+    summaries = lifecycle.list_all(open_runtime(_settings()), archived_only=archived)
+    if as_json:
+        typer.echo(json.dumps([s.to_json() for s in summaries], indent=2))
+        return
+    for s in summaries:
+        state = f"archived {s.archived_at:%Y-%m-%d}, purge after {s.purge_after:%Y-%m-%d}" if s.archived_at else "active"
+        typer.echo(f"{s.id}  {s.name}  {state}  members={s.members} resources={s.resources}")
+    if not summaries:
+        typer.echo("no organizations", err=True)
+
+
+@orgs_app.command("show")
+def orgs_show(org_id: OrgArg, as_json: JsonOpt = False) -> None:
+    """One organization: state, owners, counts."""
+    from authz.bootstrap import open_runtime
+    from authz.services import lifecycle
+
+    try:
+        summary = lifecycle.show(open_runtime(_settings()), org_id)
+    except AuthzError as exc:
+        raise _fail(exc.detail) from None
+    _print_org(summary, as_json)
+
+
+def _org_command(action: str, org_id: str, as_json: bool, **options: bool) -> None:
+    """archive, restore or purge ORG_ID as the operator (audited as cli:admin)."""
+    import json
+
+    from authz.bootstrap import open_runtime
+    from authz.services import lifecycle, organizations
+
+    runtime = open_runtime(_settings())
+    try:
+        if action == "archive":
+            revision = organizations.delete_organization(runtime, cli_principal(), org_id).revision
+        elif action == "restore":
+            revision = lifecycle.restore_organization(runtime, cli_principal(), org_id).revision
+        else:
+            written = lifecycle.purge_organization(runtime, cli_principal(), org_id, now=options.get("now", False))
+            revision = written.revision
+    except AuthzError as exc:
+        raise _fail(exc.detail) from None
+    if as_json:
+        typer.echo(json.dumps({"organization_id": org_id, "action": action, "revision": revision}))
+    else:
+        done = {"archive": "archived", "restore": "restored", "purge": "purged"}[action]
+        typer.echo(f"{done} {org_id} (revision {revision})")
+
+
+@orgs_app.command("archive")
+def orgs_archive(org_id: OrgArg, as_json: JsonOpt = False) -> None:
+    """Archive an organization (what DELETE does): every decision in it is deny; restorable within the retention."""
+    _org_command("archive", org_id, as_json)
+
+
+@orgs_app.command("restore")
+def orgs_restore(org_id: OrgArg, as_json: JsonOpt = False) -> None:
+    """Restore an archived organization, exactly as it was, within AUTHZ_ORG_RETENTION."""
+    _org_command("restore", org_id, as_json)
+
+
+@orgs_app.command("purge")
+def orgs_purge(
+    org_id: Annotated[str | None, typer.Argument(help="an archived organization; without it: every one past the retention")] = None,
+    now: Annotated[bool, typer.Option("--now", help="purge ORG_ID before its retention ends")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete archived organizations for good (audit rows stay); without ORG_ID, those past the retention."""
+    import json
+
+    if org_id is not None:
+        _org_command("purge", org_id, as_json, now=now)
+        return
+    if now:
+        raise _fail("--now needs an ORG_ID")
+    from authz.bootstrap import open_runtime
+    from authz.services import lifecycle
+
+    purged = lifecycle.purge_due(open_runtime(_settings()), cli_principal(), limit=10_000)
+    typer.echo(json.dumps({"purged": purged}) if as_json else "\n".join(f"purged {p}" for p in purged) or "nothing to purge")
+
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

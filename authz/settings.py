@@ -1,10 +1,14 @@
 """All configuration: one pydantic-settings object, from the environment (AUTHZ_*) and `.env`."""
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# The Casbin model ships inside the package, so every command works from any directory.
+PACKAGED_POLICY_MODEL = Path(__file__).resolve().parent / "policy" / "policy_model.conf"
 
 
 class Settings(BaseSettings):
@@ -15,7 +19,7 @@ class Settings(BaseSettings):
     env: Literal["development", "production", "test"] = "development"
     database_url: str = "sqlite:///./authz.db"
     policy_dir: Path = Path("policies")
-    policy_model: Path = Path("policy_model.conf")
+    policy_model: Path = PACKAGED_POLICY_MODEL
 
     # Authentication of user tokens (API.md "Authentication").
     jwt_secret: SecretStr | None = None
@@ -50,7 +54,7 @@ class Settings(BaseSettings):
     invitation_ttl: int = Field(default=7 * 24 * 3600, ge=60, le=30 * 24 * 3600, description="seconds")
     public_url: str = "http://127.0.0.1:8000"
     smtp_host: str | None = None
-    smtp_port: int = 25
+    smtp_port: int = Field(default=25, ge=1, le=65535)
     smtp_from: str = "authz@localhost"
     smtp_starttls: bool = False
     smtp_username: str | None = None
@@ -65,6 +69,14 @@ class Settings(BaseSettings):
     mail_max_attempts: int = Field(default=10, ge=1, le=100)
     mail_retry_base: float = Field(default=5.0, gt=0, le=3600, description="seconds before the 2nd attempt")
     mail_retry_max: float = Field(default=3600.0, gt=0, le=86400, description="longest wait between attempts")
+
+    # Organization lifecycle (API.md "Organization lifecycle").
+    org_retention: timedelta = Field(
+        default=timedelta(days=30), description="how long an archived org can be restored; seconds or ISO 8601 (P30D)"
+    )
+    org_purger: bool = True  # purge archived orgs past the retention from this process
+    purge_interval: float = Field(default=600.0, gt=0, le=86400, description="seconds between purge runs")
+    invitations_per_day: int = Field(default=50, ge=1, le=100_000, description="per org and per inviter, any 24 h")
 
     # Paging cursors: the HMAC key shared by every replica (default: derived from the backend-token keys).
     cursor_key: SecretStr | None = None
@@ -83,6 +95,24 @@ class Settings(BaseSettings):
     # Backend token encryption: comma-separated Fernet keys, newest first.
     secret_keys: SecretStr | None = None
     secret_key_file: Path | None = None
+
+    @field_validator("org_retention", mode="before")
+    @classmethod
+    def _seconds(cls, value: object) -> object:
+        """AUTHZ_ORG_RETENTION=86400 means seconds, like every other duration here (P30D works too)."""
+        if isinstance(value, str):
+            try:
+                return timedelta(seconds=float(value))
+            except ValueError:
+                return value
+        return value
+
+    @field_validator("org_retention")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("org_retention must be positive")
+        return value
 
     @field_validator("public_url")
     @classmethod

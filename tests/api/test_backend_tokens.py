@@ -12,6 +12,8 @@ from sqlalchemy import func, select
 from api.app import create_app
 from authz.bootstrap import open_runtime
 from authz.logging_setup import JsonFormatter
+from authz.domain.principal import cli_principal
+from authz.services import lifecycle
 from authz.services.runtime import Runtime
 from authz.store.tables import BackendToken
 from tests.conftest import POLICY_DIR, add_member, auth, create_org, make_settings, service_key
@@ -118,18 +120,18 @@ def test_resolve_only_for_members_who_may_use_and_only_with_the_resolve_scope(cl
         assert denied.headers["content-type"] == "application/problem+json"
         assert SECRET not in denied.text
 
+    # Keys that may resolve are audited; callers without the scope are outsiders: they write nothing
+    # into the org's audit log (issue 12, class 5), only the service log and a metric.
     entries = audit_of(client, org_id, "backend_token.resolve")
     outcomes = [(e["actor"].split(":")[0], e["detail"]["user_id"], e["detail"]["outcome"]) for e in reversed(entries)]
     assert outcomes == [
         ("service_key", "max", "allowed"), ("service_key", "olivia", "allowed"),
         ("service_key", "vic", "denied"), ("service_key", "mallory", "denied"),
-        ("service_key", "max", "denied"), ("service_key", "max", "denied"),
-        ("user", "max", "denied"), ("user", "max", "denied"),
     ]
     assert all(e["target"] == "ibm-quantum" and e["detail"]["provider"] == "ibm-quantum" for e in entries)
     assert {e["detail"].get("reason") for e in entries if e["detail"]["outcome"] == "denied"} == {
-        "role 'viewer' may not use backend tokens", "the user is not a member of the context",
-        "the caller lacks the tokens:resolve scope"}
+        "role 'viewer' may not use backend tokens", "the user is not a member of the context"}
+    assert 'authz_outsider_refusals_total{route="/v1/backend-tokens/resolve"} 4.0' in client.get("/metrics").text
     page = client.get(f"/v1/organizations/{org_id}/audit?limit=200", headers=auth("olivia"))
     assert SECRET not in page.text
 
@@ -211,12 +213,16 @@ def test_invalid_provider_and_token_are_422_naming_the_field_without_echoing_the
         assert field in [e["field"] for e in response.json()["errors"]]
 
 
-def test_deleting_the_org_deletes_its_tokens(client: TestClient, runtime: Runtime) -> None:
+def test_deleting_the_org_stops_its_tokens_and_the_purge_destroys_them(client: TestClient, runtime: Runtime) -> None:
     org_id = lab(client, runtime)
     put(client, org_id, "ibm-quantum", SECRET, "olivia")
     put(client, org_id, "ionq", OTHER_SECRET, "olivia")
     client.put("/v1/me/backend-tokens/ionq", json={"token": OTHER_SECRET}, headers=auth("olivia"))
+    resolver = service_key(runtime, "tokens:resolve")
+    assert resolve(client, resolver, "olivia", org_id).status_code == 200
     assert client.delete(f"/v1/organizations/{org_id}", headers=auth("olivia")).status_code == 204
+    assert resolve(client, resolver, "olivia", org_id).status_code == 403  # archived: nothing resolves
+    lifecycle.purge_organization(runtime, cli_principal(), org_id, now=True)
     with runtime.database.session() as session:
         left = session.scalar(select(func.count()).select_from(BackendToken).where(BackendToken.context == org_id))
         contexts = session.scalars(select(BackendToken.context)).all()
