@@ -24,7 +24,7 @@ from api.routers import authzen, decisions, forward_auth, operations
 from authz.domain.cursors import CursorCodec, derive_key
 from authz.domain.errors import Unavailable
 from authz.engine.feed_follower import FeedFollower
-from authz.engine.replica import Replica, Snapshot
+from authz.engine.replica import Replica, ServiceKeyRecord, Snapshot
 from authz.policy.routes import load_routes
 from authz.services.runtime import Runtime
 from authz.settings import Settings
@@ -50,6 +50,17 @@ class NoDatabase:
 
     def dispose(self) -> None:
         pass
+
+
+class FeedKeyCache(ServiceKeyCache):
+    """The service's key cache without its database lookup: the sidecar has no database.
+
+    A key the sidecar does not know yet is refused (401) until the feed brings its
+    creation, a few milliseconds after the upstream committed it.
+    """
+
+    async def lookup(self, runtime: Runtime, credential: str) -> ServiceKeyRecord | None:
+        return self.verify(runtime, credential)
 
 
 def create_sidecar_app(settings: Settings, upstream: str, key: str, *,
@@ -80,7 +91,7 @@ def create_sidecar_app(settings: Settings, upstream: str, key: str, *,
         app.state.runtime = runtime
         app.state.follower = follower
         app.state.token_verifier = TokenVerifier.from_settings(settings, oidc)
-        app.state.service_key_cache = ServiceKeyCache()
+        app.state.service_key_cache = FeedKeyCache()
         follower.start()  # decisions answer 503 until the snapshot is loaded
         log.info("authz sidecar following %s", upstream)
         try:

@@ -176,6 +176,9 @@ def test_service_keys_follow_the_feed_and_writes_go_upstream(
         while local.post("/v1/check", json=body, headers={"Authorization": f"Bearer {key}"}).status_code != 401:
             assert time.monotonic() < deadline, "a revoked key still works at the sidecar"
             time.sleep(0.05)
+        # A well-formed key nobody created: 401 like the service's (the sidecar has no database to ask).
+        unknown = {"Authorization": "Bearer azk_" + "0" * 16 + "_" + "A" * 43}
+        assert local.post("/v1/check", json=body, headers=unknown).status_code == 401
         # Writes, secrets and the console are not the sidecar's: 404 naming the upstream.
         for method, path in [("POST", "/v1/organizations"), ("GET", "/v1/changes"), ("GET", "/v1/snapshot"),
                              ("POST", "/v1/backend-tokens/resolve"), ("GET", "/")]:
