@@ -83,7 +83,8 @@ def test_random_concurrent_history_keeps_every_invariant(database: str, tmp_path
     smtp.stop()
     verdict = verify(database, workload.events, workload.restore_attempts, INVITATIONS_PER_DAY)
     print(f"seed {seed}; {SECONDS:.0f}s, {CLIENTS} clients, {len(REPLICAS)} replicas, "
-          f"{workload.cuts} database cuts; {verdict.summary()}")
+          f"{workload.cuts} database cuts; {verdict.summary()}; "
+          f"the sidecar answered {sum(e.replica == 'sidecar' and e.ok for e in workload.events)}")
     assert len(workload.events) > 50, "the workload did almost nothing: " + logs
     assert any(e.replica == "sidecar" and e.ok for e in workload.events), "the sidecar answered nothing"
     assert not verdict.violations, "\n".join(verdict.violations[:40])
