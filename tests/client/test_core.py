@@ -13,7 +13,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from authz_client import (
     AsyncAuthzClient,
     AuthzClient,
@@ -172,7 +171,7 @@ def test_the_feed_resumes_after_the_last_change_whatever_breaks() -> None:
         ])
     assert [c.revision for c in driver.emitted] == [11, 12, 13]
     opens = driver.requests()
-    assert [r.params["after"] for r in opens] == ["10", "12", "12", "12", "12", "13"]
+    assert [(r.params or {})["after"] for r in opens] == ["10", "12", "12", "12", "12", "13"]
     assert [r.headers.get("Last-Event-ID") for r in opens] == ["10", "12", "12", "12", "12", "13"]
     assert all(r.headers["Accept"] == "text/event-stream" and r.timeout == core.FEED_TIMEOUT for r in opens)
     assert len(driver.sleeps()) == 5  # one before each reconnect, none before raising

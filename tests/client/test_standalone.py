@@ -25,8 +25,8 @@ pytestmark = pytest.mark.e2e
 SCRIPT = r'''
 import asyncio, importlib.util, json, sys
 args = json.loads(sys.argv[1])
-out = {"not_installed": [m for m in ("fastapi", "starlette", "sqlalchemy", "pydantic", "casbin", "authz", "api", "tests")
-                         if importlib.util.find_spec(m) is None]}
+SERVER_SIDE = ("fastapi", "starlette", "sqlalchemy", "pydantic", "casbin", "authz", "api", "tests")
+out = {"not_installed": [m for m in SERVER_SIDE if importlib.util.find_spec(m) is None]}
 
 import authz_client
 from authz_client import AsyncAuthzClient, AuthzClient, Backoff, Unauthenticated

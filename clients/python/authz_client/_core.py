@@ -146,7 +146,7 @@ class Retry:
             raise ValueError("backoff must not be negative")
 
     def delay(self, attempt: int, retry_after: str | None) -> float:
-        wait = min(self.max_backoff, self.backoff * (2**attempt)) * (0.5 + random.random() / 2)  # noqa: S311
+        wait = min(self.max_backoff, self.backoff * (2.0**attempt)) * (0.5 + random.random() / 2)  # noqa: S311
         if retry_after is not None:
             try:
                 wait = max(wait, float(retry_after))

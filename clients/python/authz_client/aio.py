@@ -5,7 +5,7 @@ The same flows as `AuthzClient` (the sans-IO core, `_core.Session`), performed w
 """
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any, TypeVar
 
 import anyio
@@ -79,7 +79,7 @@ class AsyncAuthzClient:
                                                             min_revision=min_revision, limit=limit, cursor=cursor))
 
     def iter_resources(self, action: str, resource_type: str, *, subject: str | None = None,
-                       context: str | None = None, page_size: int | None = None) -> AsyncIterator[str]:
+                       context: str | None = None, page_size: int | None = None) -> AsyncGenerator[str, None]:
         """Every such resource id, page after page, each once (`async for`)."""
         return self._stream(self._session.iter_resources(action, resource_type, subject=subject, context=context,
                                                          page_size=page_size))
@@ -91,11 +91,11 @@ class AsyncAuthzClient:
                                                            cursor=cursor))
 
     def iter_subjects(self, action: str, resource: ResourceLike, *, page_size: int | None = None
-                      ) -> AsyncIterator[str]:
+                      ) -> AsyncGenerator[str, None]:
         """Every user id that may do `action` on `resource`, page after page (`async for`)."""
         return self._stream(self._session.iter_subjects(action, resource, page_size=page_size))
 
-    def follow_changes(self, after: int = 0, *, backoff: core.Backoff | None = None) -> AsyncIterator[Change]:
+    def follow_changes(self, after: int = 0, *, backoff: core.Backoff | None = None) -> AsyncGenerator[Change, None]:
         """Every change after revision `after`, in order, for ever (see `AuthzClient.follow_changes`)."""
         return self._stream(self._session.follow_changes(after, backoff or core.Backoff()))
 
@@ -109,7 +109,7 @@ class AsyncAuthzClient:
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 
-    async def _stream(self, flow: core.ItemFlow) -> AsyncIterator[Any]:
+    async def _stream(self, flow: core.ItemFlow) -> AsyncGenerator[Any, None]:
         async with contextlib.AsyncExitStack() as held:
             try:
                 lines: AsyncIterator[str] | None = None

@@ -72,7 +72,7 @@ class InvalidRequest(AuthzError):
 class Unavailable(AuthzError):
     """503 after the retries, or authz could not be reached at all (timeout, refused connection)."""
 
-    status = 503
+    status: int | None = 503  # None when no answer came back
 
 
 _BY_STATUS: dict[int, type[AuthzError]] = {

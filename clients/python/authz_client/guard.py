@@ -84,7 +84,8 @@ def _fastapi() -> Any:
 @functools.cache
 def refusal_type() -> type[Exception]:
     """The exception a refusal raises: an HTTPException, so an app without `install` still refuses."""
-    HTTPException = _fastapi().HTTPException  # noqa: N806 - the class's own name
+    _fastapi()
+    from fastapi import HTTPException
 
     class GuardRefusal(HTTPException):
         """401/403/422/503 with a problem+json body (rendered by the handler `install` adds)."""

@@ -6,7 +6,7 @@ module only performs the steps with an `httpx.Client` and `time.sleep`.
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any, TypeVar
 
 import httpx
@@ -101,7 +101,7 @@ class AuthzClient:
                                                       min_revision=min_revision, limit=limit, cursor=cursor))
 
     def iter_resources(self, action: str, resource_type: str, *, subject: str | None = None,
-                       context: str | None = None, page_size: int | None = None) -> Iterator[str]:
+                       context: str | None = None, page_size: int | None = None) -> Generator[str, None, None]:
         """Every such resource id, page after page, each once (fetches the next page as you iterate)."""
         return self._stream(self._session.iter_resources(action, resource_type, subject=subject, context=context,
                                                          page_size=page_size))
@@ -112,11 +112,12 @@ class AuthzClient:
         return self._run(self._session.list_subjects(action, resource, min_revision=min_revision, limit=limit,
                                                      cursor=cursor))
 
-    def iter_subjects(self, action: str, resource: ResourceLike, *, page_size: int | None = None) -> Iterator[str]:
+    def iter_subjects(self, action: str, resource: ResourceLike, *, page_size: int | None = None
+                      ) -> Generator[str, None, None]:
         """Every user id that may do `action` on `resource`, page after page."""
         return self._stream(self._session.iter_subjects(action, resource, page_size=page_size))
 
-    def follow_changes(self, after: int = 0, *, backoff: core.Backoff | None = None) -> Iterator[Change]:
+    def follow_changes(self, after: int = 0, *, backoff: core.Backoff | None = None) -> Generator[Change, None, None]:
         """Every change after revision `after`, in order, for ever: server-sent events that resume.
 
         A dropped connection, a restarting server or a 5xx is retried with backoff from the
@@ -136,7 +137,7 @@ class AuthzClient:
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 
-    def _stream(self, flow: core.ItemFlow) -> Iterator[Any]:
+    def _stream(self, flow: core.ItemFlow) -> Generator[Any, None, None]:
         """The items a flow emits, performing its other steps in between. At most one stream is
         open: it is closed before reconnecting or sleeping, and when the caller stops iterating."""
         with contextlib.ExitStack() as held, contextlib.closing(flow):
