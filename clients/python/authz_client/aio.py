@@ -5,6 +5,7 @@ The same flows as `AuthzClient` (the sans-IO core, `_core.Session`), performed w
 """
 
 import contextlib
+import copy
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any, TypeVar
 
@@ -44,8 +45,8 @@ class AsyncAuthzClient:
 
     def with_credential(self, credential: str | None, *, account_context: str | None = None) -> "AsyncAuthzClient":
         """The same connections and cache, asking as another caller (in another account context)."""
-        view = object.__new__(AsyncAuthzClient)
-        view.base_url, view._http, view._owns_http = self.base_url, self._http, False
+        view = copy.copy(self)
+        view._owns_http = False
         view._session = self._session.as_caller(credential, account_context)
         return view
 

@@ -5,6 +5,7 @@ module only performs the steps with an `httpx.Client` and `time.sleep`.
 """
 
 import contextlib
+import copy
 import time
 from collections.abc import Generator, Iterator, Sequence
 from typing import Any, TypeVar
@@ -66,8 +67,8 @@ class AuthzClient:
 
     def with_credential(self, credential: str | None, *, account_context: str | None = None) -> "AuthzClient":
         """The same connections and cache, asking as another caller (in another account context)."""
-        view = object.__new__(AuthzClient)
-        view.base_url, view._http, view._owns_http = self.base_url, self._http, False
+        view = copy.copy(self)
+        view._owns_http = False
         view._session = self._session.as_caller(credential, account_context)
         return view
 
