@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test soak bench bench-quick clean
+.PHONY: run test test-fast soak bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ run: $(STAMP) .env
 ## test: set up and run the whole test suite (PostgreSQL tests too when reachable, always when CI=true)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## test-fast: the edit-test loop: no PostgreSQL, no browser, no processes
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not postgres and not e2e" $(PYTEST_ARGS)
 
 ## soak: the history checker for SOAK_SECONDS (default 600) on PostgreSQL; prints its figures
 SOAK_SECONDS ?= 600

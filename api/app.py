@@ -25,7 +25,9 @@ from authz.mail.sender import OutboxSender
 from authz.services.expiry import ExpirySweeper
 from authz.services import forward_auth as forward_auth_service
 from authz.services.runtime import Runtime
+from authz.logging_setup import configure_logging
 from authz.settings import Settings
+from authz.startup_checks import check_settings, settings_from_environment
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -114,5 +116,12 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *,
 
 
 def app_from_environment() -> FastAPI:
-    """For `uvicorn --factory` (several workers): settings from the environment."""
-    return create_app(Settings())
+    """For `uvicorn --factory` (`authz serve --workers N`): settings from the environment.
+
+    Each worker is a new interpreter started by uvicorn's supervisor, so it configures its
+    own logging here exactly as `authz serve` does for one process (else no access log).
+    """
+    settings = settings_from_environment()
+    check_settings(settings)
+    configure_logging(settings.log_level)
+    return create_app(settings)

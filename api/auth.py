@@ -1,8 +1,13 @@
 """Who is calling: a user JWT or a service key, from `Authorization: Bearer ...`."""
 
+import asyncio
+import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
+import anyio.to_thread
 import jwt
 from fastapi import Request
 
@@ -10,21 +15,22 @@ from api.oidc_keys import KeyUnavailable, OidcProvider
 from api.problems import Unauthenticated
 from authz.domain import ids
 from authz.domain.errors import Invalid
-from authz.domain.principal import Principal
+from authz.domain.principal import Principal, email_claim
+from authz.jwt_keys import VerificationKey, load_public_key, shared_secret
 from authz.services.service_keys import ServiceKeyRecord
 from authz.services.runtime import Runtime
 from authz.services.service_keys import PREFIX as SERVICE_KEY_PREFIX
-from authz.services.service_keys import verify_service_key
+from authz.services.service_keys import is_unknown_here, lookup_service_key, verify_service_key
 from authz.settings import Settings
 
-ASYMMETRIC = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512"]
+log = logging.getLogger("authz.auth")
 
 
 @dataclass(frozen=True)
 class TokenVerifier:
     """User-token verification, configured once from settings (the key is read at start-up)."""
 
-    key: str | None
+    key: Any  # a public key object or the HS256 secret (authz.jwt_keys), None: no fixed key
     algorithms: list[str]
     audience: str | None
     issuer: str | None
@@ -33,14 +39,14 @@ class TokenVerifier:
 
     @classmethod
     def from_settings(cls, settings: Settings, oidc: OidcProvider | None = None) -> "TokenVerifier":
+        """Raises authz.jwt_keys.KeyUnusable for a key that cannot verify anything (checked at start-up)."""
         if settings.jwt_public_key is not None:
-            key = Path(settings.jwt_public_key).read_text(encoding="utf-8")
-            algorithms = ASYMMETRIC
+            verification: VerificationKey | None = load_public_key(settings.jwt_public_key)
         elif settings.jwt_secret is not None:
-            key = settings.jwt_secret.get_secret_value()
-            algorithms = ["HS256"]
+            verification = shared_secret(settings.jwt_secret.get_secret_value(), production=settings.is_production)
         else:
-            key, algorithms = None, []
+            verification = None
+        key, algorithms = (verification.key, list(verification.algorithms)) if verification else (None, [])
         return cls(key, algorithms, settings.jwt_audience, settings.jwt_issuer, settings.jwt_leeway_seconds, oidc)
 
     def _key_for(self, token: str) -> tuple[object, list[str], str | None]:
@@ -50,7 +56,7 @@ class TokenVerifier:
                 header = jwt.get_unverified_header(token)
                 # Unverified, only to route the token; decode() then verifies the issuer for real.
                 issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
-            except jwt.InvalidTokenError:
+            except Exception:  # noqa: BLE001 - PyJWTError, or a payload that is not an object: unverifiable
                 raise Unauthenticated("invalid token: malformed or unverifiable") from None
             if issuer == self.oidc.issuer or self.key is None:
                 kid = header.get("kid")
@@ -64,6 +70,10 @@ class TokenVerifier:
         return self.key, self.algorithms, self.issuer
 
     def verify(self, token: str, request_id: str | None) -> Principal:
+        return principal_from_claims(self.decode(token), request_id)
+
+    def decode(self, token: str) -> dict[str, Any]:
+        """The verified claims; every failure, whatever the token's header says, is Unauthenticated."""
         key, algorithms, issuer = self._key_for(token)
         required = ["exp", "sub"] + (["aud"] if self.audience else []) + (["iss"] if issuer else [])
         try:
@@ -78,23 +88,36 @@ class TokenVerifier:
             )
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("the token has expired") from None
-        except jwt.InvalidTokenError as exc:
+        except jwt.PyJWTError as exc:  # InvalidTokenError, and InvalidKeyError for a key of another family
             raise Unauthenticated(f"invalid token: {_reason(exc)}") from None
-        try:
-            user = ids.user_id(claims.get("sub"), "sub")
-        except Invalid:
-            raise Unauthenticated("invalid token: the sub claim is not a valid user id") from None
-        email = claims.get("email")
-        return Principal(
-            kind="user",
-            id=user,
-            email=email if isinstance(email, str) and len(email) <= 320 else None,
-            email_verified=claims.get("email_verified") is True,
-            request_id=request_id,
-        )
+        except Exception as exc:  # noqa: BLE001 - a token that breaks the verifier is still only unverifiable
+            log.warning("token verification failed unexpectedly", extra={"error": type(exc).__name__})
+            raise Unauthenticated("invalid token: malformed or unverifiable") from None
+        if not isinstance(claims, dict):
+            raise Unauthenticated("invalid token: the claims are not a JSON object")
+        return claims
 
 
-def _reason(exc: jwt.InvalidTokenError) -> str:
+def principal_from_claims(claims: dict[str, Any], request_id: str | None) -> Principal:
+    """The user a verified token names; claims are data from outside and validated like ids."""
+    try:
+        user = ids.user_id(claims.get("sub"), "sub")
+    except Invalid:
+        raise Unauthenticated("invalid token: the sub claim is not a valid user id") from None
+    try:
+        email = email_claim(claims.get("email"))
+    except Invalid as exc:
+        raise Unauthenticated(f"invalid token: {exc.detail}") from None
+    return Principal(
+        kind="user",
+        id=user,
+        email=email,
+        email_verified=claims.get("email_verified") is True,
+        request_id=request_id,
+    )
+
+
+def _reason(exc: jwt.PyJWTError) -> str:
     """A short, safe reason (never the token itself)."""
     if isinstance(exc, jwt.InvalidAudienceError):
         return "wrong audience"
@@ -102,11 +125,19 @@ def _reason(exc: jwt.InvalidTokenError) -> str:
         return "wrong issuer"
     if isinstance(exc, jwt.InvalidSignatureError):
         return "bad signature"
-    if isinstance(exc, jwt.InvalidAlgorithmError):
+    if isinstance(exc, jwt.InvalidAlgorithmError | jwt.InvalidKeyError):
         return "algorithm not allowed"
     if isinstance(exc, jwt.MissingRequiredClaimError):
         return f"missing claim {exc.claim}"
     return "malformed or unverifiable"
+
+
+class UnknownServiceKey(Unauthenticated):
+    """A well-formed service key this replica does not know yet: `authenticate` may look it up."""
+
+    def __init__(self, credential: str) -> None:
+        super().__init__("unknown or revoked service key")
+        self.credential = credential
 
 
 class ServiceKeyCache:
@@ -116,39 +147,112 @@ class ServiceKeyCache:
     `Replica.service_keys` dict: a create or revoke replaces that dict (from the
     changelog), and the next lookup then starts from an empty cache, so a revoked key
     stops working as soon as this replica has applied the revocation.
+
+    A well-formed key the replica does not know is looked up in the database by its id
+    (API.md: a key works on every replica the moment `service-key create` returns, before
+    the changelog reaches this replica). So that unknown keys cannot turn requests into
+    database reads, a credential that missed is remembered for MISS_TTL seconds, one lookup
+    per credential runs at a time, and at most LOOKUPS_PER_SECOND run per process (beyond
+    that a key new to this replica is refused until the changelog brings it, within a poll
+    interval).
     """
 
     MAX = 1024
+    MISS_TTL = 1.0
+    LOOKUPS_PER_SECOND = 20.0
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._source: object = None
         self._records: dict[str, ServiceKeyRecord] = {}
+        self._clock = clock
+        self._misses: dict[str, float] = {}  # credential → monotonic time until which it is not looked up
+        self._pending: dict[str, asyncio.Future[ServiceKeyRecord | None]] = {}
+        self._tokens = self.LOOKUPS_PER_SECOND
+        self._refilled = clock()
+        self.lookups = 0  # database lookups done (for tests and debugging)
 
     def verify(self, runtime: Runtime, credential: str) -> ServiceKeyRecord | None:
-        source = runtime.replica.snapshot.service_keys
-        if source is not self._source:
-            self._source, self._records = source, {}
+        self._follow(runtime)
         record = self._records.get(credential)
         if record is None:
             record = verify_service_key(runtime, credential)
             if record is not None:
-                if len(self._records) >= self.MAX:
-                    self._records.clear()
-                self._records[credential] = record
+                self._remember(credential, record)
         return record
+
+    async def lookup(self, runtime: Runtime, credential: str) -> ServiceKeyRecord | None:
+        """The key's record from the database, within the limits above; None if unknown, revoked or limited."""
+        if not is_unknown_here(runtime, credential):
+            return self.verify(runtime, credential)
+        pending = self._pending.get(credential)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        now = self._clock()
+        if self._misses.get(credential, 0.0) > now or not self._take_token(now):
+            return None
+        future: asyncio.Future[ServiceKeyRecord | None] = asyncio.get_running_loop().create_future()
+        self._pending[credential] = future
+        try:
+            self.lookups += 1
+            record = await anyio.to_thread.run_sync(lookup_service_key, runtime, credential)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: the waiters, if any, get it too
+            raise
+        finally:
+            del self._pending[credential]
+        future.set_result(record)
+        if record is None:
+            if len(self._misses) >= self.MAX:
+                self._misses = {key: until for key, until in self._misses.items() if until > now}
+                if len(self._misses) >= self.MAX:
+                    self._misses.clear()
+            self._misses[credential] = now + self.MISS_TTL
+        else:
+            self._follow(runtime)
+            self._remember(credential, record)
+        return record
+
+    def _follow(self, runtime: Runtime) -> None:
+        source = runtime.replica.snapshot.service_keys
+        if source is not self._source:
+            self._source, self._records = source, {}
+
+    def _remember(self, credential: str, record: ServiceKeyRecord) -> None:
+        if len(self._records) >= self.MAX:
+            self._records.clear()
+        self._records[credential] = record
+
+    def _take_token(self, now: float) -> bool:
+        self._tokens = min(self.LOOKUPS_PER_SECOND, self._tokens + (now - self._refilled) * self.LOOKUPS_PER_SECOND)
+        self._refilled = now
+        if self._tokens < 1:
+            log.warning("service-key lookups are rate-limited: a key new to this replica waits for the changelog")
+            return False
+        self._tokens -= 1
+        return True
 
 
 async def authenticate(request: Request) -> Principal:
-    """The FastAPI dependency of every /v1 route.
+    """The FastAPI dependency of every /v1 route (and what the check routes call).
 
     `async` on purpose: it never blocks (keys are in memory, JWTs are verified in-process),
-    and a sync dependency would cost a thread-pool round trip on every request.
+    and a sync dependency would cost a thread-pool round trip on every request. Only a
+    service key this replica does not know yet is looked up in the database, in a thread.
     """
-    return authenticate_request(request)
+    try:
+        return authenticate_request(request)
+    except UnknownServiceKey as miss:
+        cache: ServiceKeyCache = request.app.state.service_key_cache
+        record = await cache.lookup(request.app.state.runtime, miss.credential)
+        if record is None:
+            raise
+        request_id = request.scope.get("state", {}).get("request_id")
+        return Principal(kind="service", id=record.id, scopes=record.scopes, request_id=request_id)
 
 
 def authenticate_request(request: Request) -> Principal:
-    """The caller of `request`, from its Authorization header (raises Unauthenticated)."""
+    """The caller of `request`, from its Authorization header, from memory (raises Unauthenticated)."""
     header = request.headers.get("authorization")
     if not header:
         raise Unauthenticated("missing Authorization: Bearer credential")
@@ -162,6 +266,8 @@ def authenticate_request(request: Request) -> Principal:
         cache: ServiceKeyCache = request.app.state.service_key_cache
         record = cache.verify(runtime, credential)
         if record is None:
+            if is_unknown_here(runtime, credential):
+                raise UnknownServiceKey(credential)
             raise Unauthenticated("unknown or revoked service key")
         return Principal(kind="service", id=record.id, scopes=record.scopes, request_id=request_id)
     verifier: TokenVerifier = request.app.state.token_verifier

@@ -7,7 +7,7 @@ from fastapi import Depends, Header, Query, Request, Response
 from api.auth import authenticate
 from api.schemas import Problem
 from authz.domain import ids
-from authz.domain.errors import Forbidden, Invalid, NotFound
+from authz.domain.errors import Forbidden, Invalid, OutsiderNotFound
 from authz.domain.principal import Principal
 from authz.services.runtime import Runtime
 
@@ -47,7 +47,7 @@ def account_context(
         raise Invalid("X-Account-Context must be `personal` or an organization id", field="X-Account-Context") from None
     snapshot = runtime.replica.snapshot
     if snapshot.index.role_in(principal.id, context, snapshot.clock) is None:
-        raise NotFound("organization not found")
+        raise OutsiderNotFound("organization not found")
     return context
 
 

@@ -27,6 +27,11 @@ class Metrics:
         self.database_up = Gauge(
             "authz_database_up", "1 if the last read of the changelog succeeded, else 0", registry=r
         )
+        self.outsider_refusals = Counter(
+            "authz_outsider_refusals_total",
+            "Requests refused because the caller has no role or scope where the target lives (not in any audit log)",
+            ["route"], registry=r,
+        )
         self.revision_waiters = Gauge(
             "authz_revision_waiters", "Requests waiting for this replica to reach their min_revision", registry=r
         )

@@ -45,7 +45,15 @@ class RequestMiddleware:
         limit = self.max_body_bytes
 
         declared = _content_length(scope)
-        if declared is not None and declared > limit:
+        too_large = declared is not None and declared > limit
+        if declared is None and _is_chunked(scope):
+            # The size of a chunked body is known only by reading it. Read it here, up to the
+            # limit, so every route answers 413: a limit hit inside FastAPI's own body parsing
+            # would be caught there and turned into 400 "error parsing the body".
+            body, too_large = await _read_at_most(receive, limit)
+            if not too_large:
+                receive = _replay(body, receive)
+        if too_large:
             status = 413
             await problem(413, f"the request body exceeds {limit} bytes")(scope, receive, send)
             self._finish(scope, status, started, request_id, trace_id)
@@ -123,6 +131,41 @@ def _request_ids() -> Iterator[str]:
     prefix = secrets.token_hex(4)
     for n in itertools.count():
         yield f"{prefix}{n & 0xFFFFFFFF:08x}"
+
+
+def _is_chunked(scope: Scope) -> bool:
+    return any(name == b"transfer-encoding" for name, _ in scope["headers"])
+
+
+async def _read_at_most(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    """The whole body, or (what was read, True) as soon as it exceeds `limit` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":  # the client went away
+            return b"".join(chunks), False
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return b"", True
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), False
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives the app the body read here, then the real messages (disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -66,12 +66,26 @@ def _field_of(location: tuple[Any, ...]) -> str:
     return ".".join(parts) or "body"
 
 
-async def _authz_error(_: Request, exc: Exception) -> Response:
+async def _authz_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AuthzError)
     status = next((code for kind, code in STATUS_OF.items() if isinstance(exc, kind)), 400)
+    if exc.outsider:
+        _count_outsider(request, status)
     errors = [{"field": exc.field, "message": exc.detail}] if status == 422 or (status == 400 and exc.field) else None
     headers = {"Retry-After": "1"} if status == 503 else None
     return problem(status, exc.detail, errors=errors, headers=headers)
+
+
+def _count_outsider(request: Request, status: int) -> None:
+    """An outsider's refused attempt: the service log and a metric (a tenant's audit log never sees it)."""
+    route = getattr(request.scope.get("route"), "path", None) or "unmatched"
+    log.info("refused a caller with no role or scope there", extra={
+        "route": route, "method": request.method, "status": status,
+        "request_id": request.scope.get("state", {}).get("request_id"),
+    })
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.outsider_refusals.labels(route).inc()
 
 
 async def _policy_invalid(_: Request, exc: Exception) -> Response:

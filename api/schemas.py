@@ -5,6 +5,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
+from authz.domain.limits import MAX_STORED_INT
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -123,7 +125,7 @@ class CheckBody(Strict):
     action: str = Field(max_length=1000)
     resource: ResourceRef
     context: str | None = Field(default=None, max_length=1000, description="personal or an org id")
-    min_revision: int | None = Field(default=None, ge=0)
+    min_revision: int | None = Field(default=None, ge=0, le=MAX_STORED_INT)
 
 
 class CheckOut(BaseModel):
@@ -141,7 +143,7 @@ class BatchItem(Strict):
 
 class BatchBody(Strict):
     checks: list[BatchItem] = Field(max_length=1000)
-    min_revision: int | None = Field(default=None, ge=0)
+    min_revision: int | None = Field(default=None, ge=0, le=MAX_STORED_INT)
 
 
 class BatchResult(BaseModel):
@@ -163,7 +165,7 @@ class ListResourcesBody(Strict):
     action: str = Field(max_length=1000)
     type: str = Field(max_length=1000)
     context: str | None = Field(default=None, max_length=1000)
-    min_revision: int | None = Field(default=None, ge=0)
+    min_revision: int | None = Field(default=None, ge=0, le=MAX_STORED_INT)
     limit: int = PAGE_LIMIT
     cursor: str | None = PAGE_CURSOR
 
@@ -177,7 +179,7 @@ class ListResourcesOut(BaseModel):
 class ListSubjectsBody(Strict):
     action: str = Field(max_length=1000)
     resource: ResourceRef
-    min_revision: int | None = Field(default=None, ge=0)
+    min_revision: int | None = Field(default=None, ge=0, le=MAX_STORED_INT)
     limit: int = PAGE_LIMIT
     cursor: str | None = PAGE_CURSOR
 

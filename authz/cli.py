@@ -36,7 +36,34 @@ DirArg = Annotated[Path | None, typer.Argument(help="policy directory (default: 
 
 
 def _settings() -> Settings:
-    return Settings()
+    """The settings from the environment; an invalid value stops the command with one line naming it."""
+    from authz.startup_checks import SettingUnusable, settings_from_environment
+
+    try:
+        return settings_from_environment()
+    except SettingUnusable as exc:
+        raise _fail(f"invalid setting: {exc}") from None
+
+
+def _startup_checked(settings: Settings) -> Settings:
+    """Stop before listening when a setting cannot work (a missing file, an unreadable key, an empty secret)."""
+    from authz.startup_checks import SettingUnusable, check_settings
+
+    try:
+        check_settings(settings)
+    except SettingUnusable as exc:
+        raise _fail(f"cannot start: {exc}") from None
+    return settings
+
+
+def _model_checked(settings: Settings) -> Settings:
+    from authz.startup_checks import SettingUnusable, check_policy_model
+
+    try:
+        check_policy_model(settings)
+    except SettingUnusable as exc:
+        raise _fail(str(exc)) from None
+    return settings
 
 
 def _fail(message: str) -> typer.Exit:
@@ -52,18 +79,19 @@ def _print_policy_errors(exc: PolicyInvalid) -> None:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
-    workers: Annotated[int, typer.Option(help="processes, each following the changelog")] = 1,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="processes, each following the changelog")] = 1,
 ) -> None:
     """Run the HTTP service (upgrades the schema and loads policies/ if the database has none)."""
     import uvicorn
 
     from authz.logging_setup import configure_logging
 
-    settings = _settings()
+    settings = _startup_checked(_settings())
     configure_logging(settings.log_level)
     _require_secret_keys(settings)
     if workers > 1:
+        # Each worker is a fresh interpreter: `app_from_environment` configures its logging.
         uvicorn.run("api.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
                     **UVICORN_OPTIONS)
         return
@@ -84,13 +112,20 @@ def db_upgrade() -> None:
 
 @policy_app.command("validate")
 def policy_validate(directory: DirArg = None) -> None:
-    """Validate the policy files: each error with file, line and reason; exit 1 on any."""
-    path = directory or _settings().policy_dir
-    from authz.policy.routes import load_routes
+    """Validate the policy files: each error with file, line and reason; exit 1 on any.
 
+    Then rehearse: apply them to a scratch database as `apply` would and start a replica
+    from it, so what passes here also applies and serves.
+    """
+    from authz.policy.routes import load_routes
+    from authz.services.policy_admin import rehearse_policy
+
+    settings = _settings()
+    path = directory or settings.policy_dir
     try:
         document = load_policy_dir(path)
         routes = load_routes(path, document)
+        rehearse_policy(settings, path, document)
     except PolicyInvalid as exc:
         _print_policy_errors(exc)
         raise typer.Exit(1) from None
@@ -102,10 +137,13 @@ def policy_validate(directory: DirArg = None) -> None:
 @policy_app.command("test")
 def policy_test(directory: DirArg = None) -> None:
     """Run the policy test suites (tests/*_test.yaml) offline against the real model."""
-    settings = _settings()
+    from authz.services.policy_admin import rehearse_policy
+
+    settings = _model_checked(_settings())
     path = directory or settings.policy_dir
     try:
         document = load_policy_dir(path)
+        rehearse_policy(settings, path, document)  # a suite of a policy that cannot be applied proves nothing
         results = run_suites(path, document, settings.policy_model)
     except PolicyInvalid as exc:
         _print_policy_errors(exc)
@@ -135,7 +173,10 @@ def policy_apply(
         _print_policy_errors(exc)
         raise typer.Exit(1) from None
     runtime = open_runtime(settings)
-    written = apply_policy(runtime, cli_principal(), document, dry_run=dry_run)
+    try:
+        written = apply_policy(runtime, cli_principal(), document, dry_run=dry_run)
+    except AuthzError as exc:
+        raise _fail(f"{path}: {exc.detail}") from None
     for rule in written.value.added:
         typer.echo("+ " + ", ".join(rule))
     for rule in written.value.removed:
@@ -163,7 +204,7 @@ def check(
     from authz.domain.principal import Principal
     from authz.services import decisions
 
-    settings = _settings()
+    settings = _model_checked(_settings()) if explain else _settings()
     resource_type, _, resource_id = resource.partition(":")
     runtime = open_runtime(settings)
     asker = Principal(kind="service", id="cli", scopes=frozenset({"check"}))

@@ -6,6 +6,9 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The Casbin model ships inside the package, so every command works from any directory.
+PACKAGED_POLICY_MODEL = Path(__file__).resolve().parent / "policy" / "policy_model.conf"
+
 
 class Settings(BaseSettings):
     """Built once at start-up and passed down; nothing reads the environment elsewhere."""
@@ -15,7 +18,7 @@ class Settings(BaseSettings):
     env: Literal["development", "production", "test"] = "development"
     database_url: str = "sqlite:///./authz.db"
     policy_dir: Path = Path("policies")
-    policy_model: Path = Path("policy_model.conf")
+    policy_model: Path = PACKAGED_POLICY_MODEL
 
     # Authentication of user tokens (API.md "Authentication").
     jwt_secret: SecretStr | None = None
@@ -50,7 +53,7 @@ class Settings(BaseSettings):
     invitation_ttl: int = Field(default=7 * 24 * 3600, ge=60, le=30 * 24 * 3600, description="seconds")
     public_url: str = "http://127.0.0.1:8000"
     smtp_host: str | None = None
-    smtp_port: int = 25
+    smtp_port: int = Field(default=25, ge=1, le=65535)
     smtp_from: str = "authz@localhost"
     smtp_starttls: bool = False
     smtp_username: str | None = None

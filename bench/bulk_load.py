@@ -34,7 +34,7 @@ def bench_settings(database_url: str, **overrides: Any) -> Settings:
         "env": "test",
         "database_url": database_url,
         "policy_dir": ROOT / "policies",
-        "policy_model": ROOT / "policy_model.conf",
+        "policy_model": ROOT / "authz" / "policy" / "policy_model.conf",
         "log_level": "WARNING",
     }
     values.update(overrides)

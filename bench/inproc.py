@@ -122,7 +122,7 @@ def _loaded_enforcer(rules: list[tuple[str, ...]]) -> casbin.Enforcer:
     (minutes at 1M rules); loading through an adapter is pycasbin's own fast path.
     """
     adapter = _RulesAdapter()
-    enforcer = casbin.Enforcer(str(ROOT / "policy_model.conf"), adapter)
+    enforcer = casbin.Enforcer(str(ROOT / "authz" / "policy" / "policy_model.conf"), adapter)
     enforcer.add_named_domain_matching_func("g", domain_matches)
     adapter.rules = rules
     enforcer.load_policy()

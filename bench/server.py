@@ -71,7 +71,7 @@ def authz_env(database_url: str, **extra: str) -> dict[str, str]:
     env.update(
         AUTHZ_DATABASE_URL=database_url,
         AUTHZ_POLICY_DIR=str(ROOT / "policies"),
-        AUTHZ_POLICY_MODEL=str(ROOT / "policy_model.conf"),
+        AUTHZ_POLICY_MODEL=str(ROOT / "authz" / "policy" / "policy_model.conf"),
         AUTHZ_ENV="test",
         AUTHZ_MAIL_SENDER="false",
         AUTHZ_JWT_SECRET=JWT_SECRET,

@@ -30,7 +30,7 @@ from tests.smtp_server import SmtpServer
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY_DIR = ROOT / "policies"
-POLICY_MODEL = ROOT / "policy_model.conf"
+POLICY_MODEL = ROOT / "authz" / "policy" / "policy_model.conf"
 JWT_SECRET = "test-secret-" + "x" * 32
 TEST_SECRET_KEYS = new_key()
 
@@ -77,7 +77,17 @@ def _reset_postgres(url: str) -> None:
     engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark what starts processes or a browser `e2e` (tests/e2e, tests/replicas, tests/history, or a test
+    that asks for a running server), so `make test-fast` can leave them out."""
+    slow_dirs = {"e2e", "replicas", "history"}
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if slow_dirs & set(item.path.parts) or fixtures & {"authz_server", "cluster"}:
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
     """Each test that asks for a database runs once on SQLite and once on PostgreSQL."""
     if request.param == "sqlite":

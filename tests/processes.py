@@ -105,8 +105,11 @@ class ServerProcess:
         self.stop()
 
 
-def authz_env(tmp_path: Path, env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The environment of an authz process: the tests' settings; of the caller's AUTHZ_* only the secret keys."""
+def authz_env(tmp_path: Path, env: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    """The environment of an authz process: the tests' settings; of the caller's AUTHZ_* only the secret keys.
+
+    A value of None in `env` removes that variable (e.g. AUTHZ_POLICY_MODEL, to use the packaged model).
+    """
     values = {k: v for k, v in os.environ.items() if not k.startswith("AUTHZ_")}
     if os.environ.get("AUTHZ_SECRET_KEYS"):  # the session's backend-token key (tests/conftest.py)
         values["AUTHZ_SECRET_KEYS"] = os.environ["AUTHZ_SECRET_KEYS"]
@@ -121,16 +124,22 @@ def authz_env(tmp_path: Path, env: Mapping[str, str] | None = None) -> dict[str,
         "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p),
         "PYTHONUNBUFFERED": "1",
     })
-    values.update(env or {})
+    for name, value in (env or {}).items():
+        if value is None:
+            values.pop(name, None)
+        else:
+            values[name] = value
     return values
 
 
-def start_authz(tmp_path: Path, env: Mapping[str, str] | None = None, *, timeout: float = START_TIMEOUT,
-                attempts: int = 3, port: int | None = None) -> ServerProcess:
+def start_authz(tmp_path: Path, env: Mapping[str, str | None] | None = None, *, timeout: float = START_TIMEOUT,
+                attempts: int = 3, port: int | None = None, command: list[str] | None = None,
+                serve_args: tuple[str, ...] = ()) -> ServerProcess:
     """Start `authz serve` on a free loopback port and wait until /readyz answers 200.
 
     `env` overrides the defaults of `authz_env` (e.g. AUTHZ_DATABASE_URL for PostgreSQL); "{port}"
-    in a value is replaced by the port chosen.
+    in a value is replaced by the port chosen. `command` replaces `python -m authz.cli` (e.g. an
+    installed `authz` script); `serve_args` are added after the port (e.g. `--workers 2`).
     Retries on a fresh port if another process took the chosen one first; `port` asks for
     one port only (a restart on the port a client already follows).
     """
@@ -145,7 +154,8 @@ def start_authz(tmp_path: Path, env: Mapping[str, str] | None = None, *, timeout
         log_path = tmp_path / f"authz-{port}.log"
         log_file = log_path.open("wb")
         process = subprocess.Popen(
-            [sys.executable, "-m", "authz.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            [*(command or [sys.executable, "-m", "authz.cli"]), "serve", "--host", "127.0.0.1", "--port", str(port),
+             *serve_args],
             env=values, cwd=tmp_path, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
         server = ServerProcess(f"http://127.0.0.1:{port}", port, values["AUTHZ_DATABASE_URL"], values, process,

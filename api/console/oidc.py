@@ -18,6 +18,7 @@ from authlib.integrations.base_client.errors import OAuthError
 from api.oidc_keys import KeyUnavailable, OidcProvider
 from authz.domain import ids
 from authz.domain.errors import Invalid
+from authz.domain.principal import email_claim
 from authz.settings import Settings
 
 STATE_COOKIE = "authz_oidc"
@@ -116,7 +117,9 @@ class OidcSignIn:
                 id_token, key.key, algorithms=key.algorithms, audience=self.client_id, issuer=self.provider.issuer,
                 leeway=self.leeway, options={"require": ["exp", "iat", "sub", "aud", "iss"]},
             )
-        except (jwt.InvalidTokenError, KeyUnavailable) as exc:
+        except (jwt.PyJWTError, KeyUnavailable) as exc:  # InvalidKeyError too: a header naming another key family
+            raise SignInFailed(f"the ID token is not valid ({type(exc).__name__})") from None
+        except Exception as exc:  # noqa: BLE001 - a token that breaks the verifier is still not valid
             raise SignInFailed(f"the ID token is not valid ({type(exc).__name__})") from None
         if not secrets.compare_digest(str(claims.get("nonce", "")), nonce):
             raise SignInFailed("the ID token was not issued for this sign-in (nonce mismatch)")
@@ -124,6 +127,8 @@ class OidcSignIn:
             user = ids.user_id(claims.get("sub"), "sub")
         except Invalid:
             raise SignInFailed("the ID token's subject is not a valid user id") from None
-        email = claims.get("email")
-        return Identity(user, email if isinstance(email, str) and len(email) <= 320 else None,
-                        claims.get("email_verified") is True)
+        try:
+            email = email_claim(claims.get("email"))  # claims are data: no control characters
+        except Invalid as exc:
+            raise SignInFailed(f"the ID token's {exc.detail.removeprefix('the ')}") from None
+        return Identity(user, email, claims.get("email_verified") is True)

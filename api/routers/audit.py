@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query
 
 from api.deps import RuntimeDep, UserDep, problems
 from api.schemas import AuditOut, AuditPage
+from authz.domain.limits import MAX_STORED_INT
 from authz.services import audit
 
 router = APIRouter(prefix="/v1/organizations", tags=["audit"])
@@ -19,7 +20,7 @@ def list_audit(
     principal: UserDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=1000, description="`next_cursor` of the previous page")] = None,
-    before: Annotated[int | None, Query(ge=1, description="entries older than this id")] = None,
+    before: Annotated[int | None, Query(ge=1, le=MAX_STORED_INT, description="entries older than this id")] = None,
 ) -> AuditPage:
     page = audit.audit_page(runtime, principal, org_id, limit=limit, cursor=cursor, before=before)
     next_before = page.items[-1].id if page.next_cursor is not None else None

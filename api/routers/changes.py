@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from api.deps import PrincipalDep, RuntimeDep, problems
 from api.schemas import ChangesOut
 from authz.domain.errors import Invalid, Unavailable
+from authz.domain.limits import MAX_STORED_INT
 from authz.services import changes
 from authz.services.runtime import Runtime
 
@@ -30,7 +31,7 @@ async def _newer_than(runtime: Runtime, revision: int, timeout: float) -> bool:
 def _last_event_id(value: str | None) -> int | None:
     if value is None:
         return None
-    if not value.isascii() or not value.isdigit() or len(value) > 19:
+    if not value.isascii() or not value.isdigit() or len(value) > 19 or int(value) > MAX_STORED_INT:
         raise Invalid("Last-Event-ID must be a revision (the id of the last event received)", field="Last-Event-ID")
     return int(value)
 
@@ -43,7 +44,7 @@ async def read_changes(
     request: Request,
     runtime: RuntimeDep,
     principal: PrincipalDep,
-    after: Annotated[int, Query(ge=0, description="changes with a greater revision")] = 0,
+    after: Annotated[int, Query(ge=0, le=MAX_STORED_INT, description="changes with a greater revision")] = 0,
     limit: Annotated[int, Query(ge=1, le=changes.MAX_LIMIT)] = changes.DEFAULT_LIMIT,
     wait: Annotated[float, Query(ge=0, le=30, description="seconds to long-poll when nothing is newer")] = 0,
     accept: Annotated[str | None, Header(include_in_schema=False)] = None,

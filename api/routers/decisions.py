@@ -6,7 +6,7 @@ import orjson
 from fastapi import APIRouter, Header, Request, Response
 
 from api import lean
-from api.auth import authenticate_request
+from api.auth import authenticate
 from api.deps import PrincipalDep, RuntimeDep, problems
 from api.metrics import Metrics
 from api.schemas import (
@@ -117,7 +117,7 @@ async def check(request: Request) -> Response:
     this route answers the rest (explain, min_revision waits, and every error).
     """
     body = await lean.json_body(request, CheckBody)
-    principal = authenticate_request(request)
+    principal = await authenticate(request)
     explain = lean.bool_query(request, "explain")
     snapshot = await ready_snapshot(request, _runtime(request), body.min_revision)
     return _json(answer_check(request, snapshot, principal, body, explain=explain))
@@ -128,7 +128,7 @@ async def check(request: Request) -> Response:
 async def check_batch(request: Request) -> Response:
     """Up to 1000 checks in one request: `{results: [{allowed}], revision}`, in order."""
     body = await lean.json_body(request, BatchBody)
-    principal = authenticate_request(request)
+    principal = await authenticate(request)
     snapshot = await ready_snapshot(request, _runtime(request), body.min_revision)
     return _json(answer_batch(request, snapshot, principal, body))
 

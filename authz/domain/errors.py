@@ -4,6 +4,10 @@
 class AuthzError(Exception):
     """Base of every error the core raises on purpose."""
 
+    # A refusal of someone with no role where the target lives (no membership, no scope):
+    # counted and logged by the service, never written into that tenant's audit log.
+    outsider = False
+
     def __init__(self, detail: str, *, field: str | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
@@ -36,3 +40,15 @@ class Gone(AuthzError):
 
 class Unavailable(AuthzError):
     """A dependency (the database) is unavailable, or the replica is not fresh enough."""
+
+
+class OutsiderNotFound(NotFound):
+    """Not visible to a caller with no role in the context: answered exactly as an unknown id."""
+
+    outsider = True
+
+
+class OutsiderForbidden(Forbidden):
+    """A caller without the scope or role to even ask (e.g. a user token resolving a backend token)."""
+
+    outsider = True

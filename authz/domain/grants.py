@@ -44,7 +44,10 @@ def requested_expiry(value: object, now: datetime, field: str = "expires_at") ->
         raise Invalid(f"{field} must be an RFC 3339 date-time such as 2026-12-31T23:59:59Z", field=field)
     if at.tzinfo is None:
         raise Invalid(f"{field} must carry a time zone (Z or an offset)", field=field)
-    at = at.astimezone(UTC).replace(microsecond=0)
+    try:
+        at = at.astimezone(UTC).replace(microsecond=0)
+    except OverflowError:  # 9999-12-31T23:59:59-14:00 is in the year 10000 in UTC
+        raise Invalid(f"{field} must be before the year 9999", field=field) from None
     if at <= now:
         raise Invalid(f"{field} must be in the future", field=field)
     if at >= LATEST:

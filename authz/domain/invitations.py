@@ -62,11 +62,27 @@ def email(value: object, field: str = "email") -> str:
     )
     if not valid:
         raise Invalid(f"{field} is not a valid email address", field=field)
-    return address.lower()
+    return canonical_email(address)
+
+
+# Only A-Z are folded: str.lower() also maps look-alikes onto ASCII (KELVIN SIGN U+212A
+# lower-cases to "k"), which would let "\u212aim@example.com" match "kim@example.com".
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def canonical_email(address: str) -> str:
+    """An address as it is stored and compared: ASCII letters lower-cased, nothing else changed.
+
+    Two different addresses never get the same canonical form except by ASCII case, so an
+    email claim matches an invitation only when it is that address (case-insensitively, as
+    API.md says, in the only alphabet invitations accept).
+    """
+    return address.translate(_ASCII_LOWER)
 
 
 def same_email(invited: str, claimed: str | None) -> bool:
-    return claimed is not None and invited.lower() == claimed.strip().lower()
+    """Does an email claim name the invited address? Exact after `canonical_email`, no trimming."""
+    return claimed is not None and canonical_email(invited) == canonical_email(claimed)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,8 @@
 from dataclasses import dataclass, field
 from typing import Literal
 
+from authz.domain.errors import Invalid
+
 SCOPE_CHECK = "check"
 SCOPE_TOKENS_RESOLVE = "tokens:resolve"
 SCOPE_CHANGES_READ = "changes:read"
@@ -35,3 +37,21 @@ class Principal:
 def cli_principal() -> Principal:
     """The operator at the command line: trusted like an admin key, audited as `cli:admin`."""
     return Principal(kind="cli", id="admin")
+
+
+EMAIL_CLAIM_MAX = 320
+
+
+def email_claim(value: object, field: str = "email") -> str | None:
+    """An identity token's email claim as given (None when absent): claims are data from outside.
+
+    A string of 1-320 printable characters; anything else (a NUL byte, a line break, another
+    type) is Invalid, so the token is refused instead of the value reaching a database or a mail.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= EMAIL_CLAIM_MAX:
+        raise Invalid(f"the {field} claim must be a string of 1-{EMAIL_CLAIM_MAX} characters", field=field)
+    if not value.isprintable():
+        raise Invalid(f"the {field} claim contains control characters", field=field)
+    return value

@@ -151,7 +151,9 @@ class OutboxSender:
     def _record_sent(self, claim: Claim) -> None:
         now = self.clock()
         with self.database.session() as session, session.begin():
-            row = self._still_pending(session, claim.id)
+            # Sent is what happened, even if an accept, resend or revoke retired the message
+            # while it was on its way (it then says "failed: not sent", which would be false).
+            row = session.scalar(select(OutboxMessage).where(OutboxMessage.id == claim.id).with_for_update())
             if row is not None:
                 row.status, row.token, row.sent_at, row.last_error = SENT, None, now, None
         log.info("mail handed to %s", self.transport.name, extra={"outbox_id": claim.id, "attempt": claim.attempt})

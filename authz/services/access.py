@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from authz.domain import ids
-from authz.domain.errors import Forbidden, NotFound
+from authz.domain.errors import Forbidden, NotFound, OutsiderNotFound
 from authz.domain.principal import Principal
 from authz.policy.document import PolicyDocument
 from authz.store.tables import CasbinRule, Resource
@@ -50,7 +50,7 @@ def require_in_context(
         raise Forbidden("this action needs a user token")
     role = role_in_context(session, principal.id, context)
     if role is None:
-        raise NotFound("organization not found" if ids.is_org_id(context) else "context not found")
+        raise OutsiderNotFound("organization not found" if ids.is_org_id(context) else "context not found")
     if not allows(policy, role, object_type, action):
         raise Forbidden(f"role {role!r} may not {action} {object_type} in this context")
     return role
@@ -65,7 +65,7 @@ def require_on_resource(
     context_role = role_in_context(session, principal.id, resource.context)
     resource_role = role_on_resource(session, principal.id, resource.type, resource.id)
     if context_role is None and resource_role is None:
-        raise NotFound("resource not found")
+        raise OutsiderNotFound("resource not found")
     if any(role is not None and allows(policy, role, resource.type, action) for role in (context_role, resource_role)):
         return
     readable = any(role is not None and allows(policy, role, resource.type, "read") for role in (context_role, resource_role))

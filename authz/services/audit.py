@@ -5,6 +5,7 @@ from sqlalchemy import select
 from authz.domain import ids
 from authz.domain.cursors import Page
 from authz.domain.errors import Invalid
+from authz.domain.limits import stored_int
 from authz.domain.principal import Principal
 from authz.services import paging
 from authz.services.access import require_in_context
@@ -37,6 +38,8 @@ def list_audit(
     ids.context(context, "org_id")
     if not 1 <= limit <= max_limit:
         raise Invalid(f"limit must be 1-{MAX_PAGE}", field="limit")
+    if before is not None:
+        stored_int(before, "before", minimum=1)
     with rt.database.session() as session:
         require_in_context(session, rt.policy, principal, "read", "audit", context)
         query = select(AuditEntry).where(AuditEntry.context == context)

@@ -4,7 +4,8 @@ The plaintext exists only in the request that sets it and in the answer to an al
 resolve; the table holds Fernet ciphertext and a short hint (DESIGN.md invariant 8). Who
 may do what is the policy's `backend_token` type, decided on committed rows inside the
 transaction. Token writes are not policy data: no changelog row, but every write and
-every resolve, allowed or not, is an audit entry (never holding the secret).
+every resolve by a key that may resolve, allowed or not, is an audit entry (never holding
+the secret); a caller without the scope is refused before anything is written.
 """
 
 import logging
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
 
 from authz.domain import ids
-from authz.domain.errors import AuthzError, Conflict, Forbidden, Invalid, NotFound, Unavailable
+from authz.domain.errors import AuthzError, Conflict, Forbidden, Invalid, NotFound, OutsiderForbidden, Unavailable
 from authz.domain.principal import SCOPE_TOKENS_RESOLVE, Principal
 from authz.policy.document import PolicyDocument
 from authz.secrets import KeyRing, UndecryptableSecret
@@ -132,10 +133,8 @@ def delete_backend_token(rt: Runtime, principal: Principal, context: str, provid
     log.info("backend token deleted", extra={"context": clean_context, "provider": clean_provider})
 
 
-def _refusal(session: Session, policy: PolicyDocument, principal: Principal, user: str, context: str) -> str | None:
+def _refusal(session: Session, policy: PolicyDocument, user: str, context: str) -> str | None:
     """Why this resolve must be refused (for the audit log), or None when the user may `use` the token."""
-    if principal.is_user or not principal.has_scope(SCOPE_TOKENS_RESOLVE):
-        return "the caller lacks the tokens:resolve scope"
     role = role_in_context(session, user, context)
     if role is None:
         return "the user is not a member of the context"
@@ -147,9 +146,16 @@ def _refusal(session: Session, policy: PolicyDocument, principal: Principal, use
 def resolve_backend_token(rt: Runtime, principal: Principal, user_id: object, context: object, provider: object) -> str:
     """The plaintext for a job run by `user_id` in `context`, if that user may `use` backend tokens.
 
-    Only a service key with `tokens:resolve` may ask. The decision, and its audit entry
-    (who asked, for whom, which provider, the outcome), are one transaction.
+    Only a service key with `tokens:resolve` may ask, and anyone else is refused before
+    anything is written: an outsider's attempt goes to the service log (and the API's
+    refusal metric), never into the audit log of the context it names. For a key that may
+    ask, the decision and its audit entry (who asked, for whom, which provider, the
+    outcome) are one transaction.
     """
+    if principal.is_user or not principal.has_scope(SCOPE_TOKENS_RESOLVE):
+        log.warning("backend token resolve refused: the caller lacks the tokens:resolve scope",
+                    extra={"asker": principal.audit_name, "request_id": principal.request_id})
+        raise OutsiderForbidden("resolving a backend token needs a service key with the tokens:resolve scope")
     user = ids.user_id(user_id)
     if context == ids.PERSONAL:
         raise Invalid(f"context must be an organization id or {ids.USER_SUBJECT_PREFIX}<user_id>", field="context")
@@ -164,7 +170,7 @@ def resolve_backend_token(rt: Runtime, principal: Principal, user_id: object, co
         except NotFound:
             raise Forbidden("not allowed: a service key with tokens:resolve may resolve a token only for "
                             "a user who may use backend tokens in that context") from None
-        reason = _refusal(uow.session, rt.policy, principal, user, clean_context)
+        reason = _refusal(uow.session, rt.policy, user, clean_context)
         if reason is not None:
             outcome = "denied"
             error = Forbidden("not allowed: a service key with tokens:resolve may resolve a token only for "

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import select
 
 from authz.domain.errors import Forbidden, Invalid
+from authz.domain.limits import MAX_STORED_INT
 from authz.domain.principal import SCOPE_CHANGES_READ, Principal
 from authz.services.runtime import Runtime
 from authz.store.tables import ChangelogEntry
@@ -57,8 +58,8 @@ def require_feed_reader(principal: Principal) -> None:
 
 def read_changes(rt: Runtime, after: int, limit: int = DEFAULT_LIMIT) -> ChangePage:
     """The changes with a revision greater than `after`, in order, without a gap, at most `limit`."""
-    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
-        raise Invalid("after must be a revision (an integer ≥ 0)", field="after")
+    if isinstance(after, bool) or not isinstance(after, int) or not 0 <= after <= MAX_STORED_INT:
+        raise Invalid(f"after must be a revision (an integer from 0 to {MAX_STORED_INT})", field="after")
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise Invalid(f"limit must be 1-{MAX_LIMIT}", field="limit")
     with rt.database.session() as session:

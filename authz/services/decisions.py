@@ -123,10 +123,14 @@ def explain(rt: Runtime, snapshot: Snapshot, request: CheckRequest) -> dict[str,
     index = snapshot.index
     decision = index.decide(request.user, request.action, request.resource_type, request.resource_id, request.context,
                             snapshot.clock)
+    if decision.via == "unknown_resource" or (request.resource_id is not None and decision.role is None):
+        # A subject with no role where the resource lives learns exactly what an unknown id
+        # tells it: not the owning org, not the owner of a personal account (API.md, Decisions).
+        return {"allowed": False, "explanation": {
+            "context": None, "role": None, "via": "unknown_resource",
+            "reason": f"{request.resource_type}:{request.resource_id} is not a registered resource you have a role on",
+        }}
     explanation: dict[str, Any] = {"context": decision.context, "role": decision.role, "via": decision.via}
-    if decision.via == "unknown_resource":
-        explanation["reason"] = f"{request.resource_type}:{request.resource_id} is not a registered resource"
-        return {"allowed": False, "explanation": explanation}
     if decision.context is None:
         explanation["reason"] = "no context: give `context` for a type-level action"
         return {"allowed": False, "explanation": explanation}

@@ -11,7 +11,7 @@ delivery, and as a SHA-256 hash on the invitation.
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from authz.domain import ids
@@ -110,7 +110,8 @@ def _enqueue_mail(rt: Runtime, uow: UnitOfWork, principal: Principal, org: Organ
 
 def _member_with_email(uow: UnitOfWork, org_id: str, email: str) -> bool:
     found = uow.session.scalar(
-        select(Membership.user_id).where(Membership.org_id == org_id, func.lower(Membership.email) == email).limit(1)
+        # Exact: member emails are stored canonical (members.add_member); SQL lower() would fold Unicode.
+        select(Membership.user_id).where(Membership.org_id == org_id, Membership.email == email).limit(1)
     )
     return found is not None
 
@@ -255,7 +256,7 @@ def my_invitations(rt: Runtime, principal: Principal) -> list[MyInvitationView]:
         rows = session.execute(
             select(Invitation, Organization.name)
             .join(Organization, Organization.id == Invitation.org_id)
-            .where(Invitation.email == principal.email.strip().lower(), Invitation.status == inv.PENDING,
+            .where(Invitation.email == inv.canonical_email(principal.email), Invitation.status == inv.PENDING,
                    Invitation.expires_at > now)
             .order_by(Invitation.created_at.desc(), Invitation.id)
         ).all()

@@ -11,6 +11,7 @@ from sqlalchemy import delete, func, literal, or_, select
 from authz.domain import ids
 from authz.domain.errors import Conflict, Invalid, NotFound
 from authz.domain.grants import expiry_epoch, expiry_instant, expiry_value, requested_expiry
+from authz.domain.invitations import canonical_email
 from authz.domain.principal import Principal
 from authz.domain.cursors import Page
 from authz.services import paging
@@ -105,7 +106,8 @@ def add_member(uow: UnitOfWork, org_id: str, user: str, email: str | None, role:
         uow.remove_rule(ended)  # expired, not swept yet: the new membership takes its place
         uow.session.execute(delete(Membership).where(Membership.org_id == org_id, Membership.user_id == user))
         uow.session.flush()
-    uow.session.add(Membership(org_id=org_id, user_id=user, email=email, joined_at=uow.now))
+    stored = canonical_email(email) if email is not None else None  # compared exactly (invitations)
+    uow.session.add(Membership(org_id=org_id, user_id=user, email=stored, joined_at=uow.now))
     uow.add_rule(membership_rule(user, role, org_id, expires_at))
 
 

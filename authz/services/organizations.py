@@ -5,7 +5,7 @@ from typing import Any
 from sqlalchemy import delete, select
 
 from authz.domain import ids
-from authz.domain.errors import Forbidden, NotFound
+from authz.domain.errors import Forbidden, NotFound, OutsiderNotFound
 from authz.domain.organizations import BillingAddress, billing_address, org_name
 from authz.domain.principal import Principal
 from authz.services.members import OWNER, add_member
@@ -82,7 +82,9 @@ def get_organization(rt: Runtime, principal: Principal, org_id: str) -> Organiza
     snapshot = rt.replica.snapshot
     index = snapshot.index
     role = index.role_in(user, org_id, snapshot.clock)
-    if role is None or not index.role_allows(role, "organization", "read"):
+    if role is None:
+        raise OutsiderNotFound("organization not found")
+    if not index.role_allows(role, "organization", "read"):
         raise NotFound("organization not found")
     with rt.database.session() as session:
         org = session.get(Organization, org_id)

@@ -86,3 +86,28 @@ def verify_service_key(rt: Runtime, key: str) -> ServiceKeyRecord | None:
     if not hmac.compare_digest(record.secret_hash, _hash(match.group(2))):
         return None
     return record
+
+
+def is_unknown_here(rt: Runtime, key: str) -> bool:
+    """A well-formed key whose id this replica does not know (yet): only such a key is worth a database lookup."""
+    match = _KEY.fullmatch(key)
+    return match is not None and match.group(1) not in rt.replica.snapshot.service_keys
+
+
+def lookup_service_key(rt: Runtime, key: str) -> ServiceKeyRecord | None:
+    """The key's record read from the database by its id (a key created a moment ago, elsewhere).
+
+    The replica learns of a new key from the changelog within a poll interval; this makes
+    a key work on every replica the moment `service-key create` has committed. Only the
+    row of that id is read (primary key), and it must be active and match in constant time.
+    """
+    match = _KEY.fullmatch(key)
+    if match is None:
+        return None
+    with rt.database.session() as session:
+        row = session.get(ServiceKey, match.group(1))
+        if row is None or row.revoked_at is not None:
+            return None
+        if not hmac.compare_digest(row.secret_hash, _hash(match.group(2))):
+            return None
+        return ServiceKeyRecord(row.id, row.name, row.secret_hash, frozenset(row.scopes.split()))

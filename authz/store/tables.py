@@ -63,14 +63,15 @@ class CasbinRule(Base):
     v5: Mapped[str | None] = mapped_column(String(255))
 
     __table_args__ = (
-        # One role per subject per domain: a membership or a role on one resource.
+        # One role per subject per domain: a membership or a role on one resource. Not for the
+        # role hierarchy (domain "*"), where a role may inherit several roles (migration 0003).
         Index(
             "uq_casbin_rule_g_subject_domain",
             "v0",
             "v2",
             unique=True,
-            sqlite_where=text("ptype = 'g'"),
-            postgresql_where=text("ptype = 'g'"),
+            sqlite_where=text("ptype = 'g' AND v2 <> '*'"),
+            postgresql_where=text("ptype = 'g' AND v2 <> '*'"),
         ),
         Index("ix_casbin_rule_ptype_v2", "ptype", "v2"),
     )

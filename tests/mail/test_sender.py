@@ -174,3 +174,22 @@ def test_the_background_thread_delivers_and_survives_an_outage(runtime: Runtime,
     logged = "\n".join(r.getMessage() for r in caplog.records)
     token = received.text.split("token=", 1)[1].split()[0]
     assert token.split("_", 2)[2] not in logged
+
+
+def test_a_message_accepted_while_on_its_way_is_recorded_as_sent(runtime: Runtime, smtp: SmtpServer) -> None:
+    """The invitee accepts from the email before the sender has recorded it: the record says sent, not failed."""
+    from authz.mail import outbox as outbox_rows
+
+    smtp.start()
+    invite(runtime)
+    sender = sender_for(runtime)
+    [message] = outbox(runtime)
+    claim = sender._claim(message.id)
+    assert claim is not None
+    sender.transport.send(claim.mail)  # handed over to SMTP
+    with runtime.database.session() as session, session.begin():  # what accept does meanwhile
+        outbox_rows.retire_pending(session, message.invitation_id, "not sent: the invitation was accepted")
+    sender._record_sent(claim)
+    [recorded] = outbox(runtime)
+    assert (recorded.status, recorded.token, recorded.last_error) == ("sent", None, None)
+    assert len(smtp.inbox.received) == 1

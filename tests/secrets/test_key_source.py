@@ -107,6 +107,11 @@ def test_serve_in_production_without_keys_exits_with_a_clear_message(tmp_path: P
         raise AssertionError("the server started without keys")
 
     monkeypatch.setattr(uvicorn, "run", must_not_start)
+    # `serve` configures logging onto this runner's stderr, closed afterwards: restore the root
+    # logger, or later in-process commands print "--- Logging error ---" into their output.
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
     env = {"AUTHZ_ENV": "production", "AUTHZ_SECRET_KEYS": "", "AUTHZ_DATABASE_URL": f"sqlite:///{tmp_path / 'p.db'}",
            "AUTHZ_POLICY_DIR": str(POLICY_DIR), "AUTHZ_POLICY_MODEL": str(POLICY_MODEL)}
     result = runner.invoke(app, ["serve"], env=env)
