@@ -22,8 +22,10 @@ from authz.bootstrap import open_runtime
 from authz.engine.follower import Follower
 from authz.mail.mailbox import DevMailbox
 from authz.mail.sender import OutboxSender
+from authz.periodic import PeriodicThread
 from authz.services.expiry import ExpirySweeper
 from authz.services import forward_auth as forward_auth_service
+from authz.services import lifecycle
 from authz.services.runtime import Runtime
 from authz.logging_setup import configure_logging
 from authz.settings import Settings
@@ -72,10 +74,15 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *,
         app.state.token_verifier = TokenVerifier.from_settings(settings, oidc)
         app.state.service_key_cache = ServiceKeyCache()
         app.state.routes = forward_auth_service.load_route_table(current)  # policies/routes.yaml
+        # Purges archived orgs past the retention; every replica may run it (claims are row locks).
+        purger = PeriodicThread("authz-org-purger", settings.purge_interval, lambda: lifecycle.purge_job(current))
+        app.state.org_purger = purger
         follower.start()
         sweeper.start()
         if settings.mail_sender:
             mail_sender.start()
+        if settings.org_purger:
+            purger.start()
         log.info("authz ready", extra={"revision": current.replica.revision, "database": current.database.engine.url.render_as_string(hide_password=True)})
         try:
             yield
@@ -83,6 +90,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *,
             follower.stop()
             sweeper.stop()
             mail_sender.stop()
+            purger.stop()
             if runtime is None:
                 current.database.dispose()
             if oidc is not None:

@@ -76,6 +76,7 @@ _DESCRIPTIONS = {
     410: "Gone",
     413: "Body too large",
     422: "Invalid field",
+    429: "Rate limit reached (see Retry-After)",
     503: "Not ready, or the database is unavailable",
 }
 

@@ -9,7 +9,17 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from authz.domain.errors import AuthzError, Conflict, Forbidden, Gone, Invalid, Malformed, NotFound, Unavailable
+from authz.domain.errors import (
+    AuthzError,
+    Conflict,
+    Forbidden,
+    Gone,
+    Invalid,
+    Malformed,
+    NotFound,
+    TooManyRequests,
+    Unavailable,
+)
 from authz.policy.yaml_nodes import PolicyInvalid
 
 log = logging.getLogger("authz.api")
@@ -27,21 +37,22 @@ TITLES = {
     413: "Request body too large",
     415: "Unsupported media type",
     422: "Invalid request",
+    429: "Too many requests",
     500: "Internal error",
     503: "Service unavailable",
 }
 SLUGS = {
     400: "malformed", 401: "unauthenticated", 403: "forbidden", 404: "not-found", 405: "method-not-allowed",
-    409: "conflict", 410: "gone", 413: "too-large", 415: "unsupported-media-type", 422: "invalid",
+    409: "conflict", 410: "gone", 413: "too-large", 415: "unsupported-media-type", 422: "invalid", 429: "rate-limited",
     500: "internal", 503: "unavailable",
 }
 STATUS_OF: dict[type[AuthzError], int] = {
     Invalid: 422, Malformed: 400, NotFound: 404, Forbidden: 403, Conflict: 409, Gone: 410, Unavailable: 503,
+    TooManyRequests: 429,
 }
 
 
-def problem(status: int, detail: str, *, errors: list[dict[str, Any]] | None = None,
-            headers: dict[str, str] | None = None) -> Response:
+def problem_body(status: int, detail: str, *, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE + SLUGS.get(status, "error"),
         "title": TITLES.get(status, "Error"),
@@ -50,7 +61,24 @@ def problem(status: int, detail: str, *, errors: list[dict[str, Any]] | None = N
     }
     if errors is not None:
         body["errors"] = errors
+    return body
+
+
+def problem(status: int, detail: str, *, errors: list[dict[str, Any]] | None = None,
+            headers: dict[str, str] | None = None) -> Response:
+    body = problem_body(status, detail, errors=errors)
     return Response(orjson.dumps(body), status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def status_of(exc: AuthzError) -> int:
+    return next((code for kind, code in STATUS_OF.items() if isinstance(exc, kind)), 400)
+
+
+def error_body(exc: AuthzError) -> dict[str, Any]:
+    """The problem+json body of a core error (also one row of a bulk answer)."""
+    status = status_of(exc)
+    errors = [{"field": exc.field, "message": exc.detail}] if status == 422 or (status == 400 and exc.field) else None
+    return problem_body(status, exc.detail, errors=errors)
 
 
 class Unauthenticated(Exception):
@@ -68,12 +96,14 @@ def _field_of(location: tuple[Any, ...]) -> str:
 
 async def _authz_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AuthzError)
-    status = next((code for kind, code in STATUS_OF.items() if isinstance(exc, kind)), 400)
+    body = error_body(exc)
+    status = body["status"]
     if exc.outsider:
         _count_outsider(request, status)
-    errors = [{"field": exc.field, "message": exc.detail}] if status == 422 or (status == 400 and exc.field) else None
     headers = {"Retry-After": "1"} if status == 503 else None
-    return problem(status, exc.detail, errors=errors, headers=headers)
+    if isinstance(exc, TooManyRequests):
+        headers = {"Retry-After": str(exc.retry_after)}
+    return problem(status, exc.detail, errors=body.get("errors"), headers=headers)
 
 
 def _count_outsider(request: Request, status: int) -> None:

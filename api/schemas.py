@@ -69,6 +69,16 @@ class RoleBody(Strict):
     role: str = Field(max_length=64)
 
 
+class TransferBody(Strict):
+    to_user_id: str = Field(max_length=1000, description="a member, who becomes owner; the caller becomes maintainer")
+
+
+class TransferOut(BaseModel):
+    organization_id: str
+    owner: str
+    revision: int | None
+
+
 EXPIRES_AT = "RFC 3339 instant when the grant ends (in the future); null or absent: it does not end"
 
 
@@ -197,7 +207,8 @@ class ChangeOut(BaseModel):
     at: datetime
     kind: Literal["relationships", "policy", "service_keys"]
     ops: list[dict[str, Any]] = Field(description="the delta: add_rule/remove_rule {rule}, add_resource {type, id, "
-                                                  "context}, remove_resource {type, id}, policy {document}, service_keys")
+                                                  "context}, remove_resource {type, id}, policy {document}, service_keys, "
+                                                  "archive_org/restore_org/purge_org {id}")
 
 
 class ChangesOut(BaseModel):
@@ -275,6 +286,12 @@ class InvitationCreate(Strict):
                                    description="when the membership the invitation creates ends (RFC 3339)")
 
 
+class InvitationBulk(Strict):
+    invitations: list[dict[str, Any]] = Field(
+        min_length=1, max_length=100, description="1-100 rows of {email, role}; each gets its own result"
+    )
+
+
 class InvitationOut(BaseModel):
     """Never the token: it goes only into the email."""
 
@@ -287,6 +304,16 @@ class InvitationOut(BaseModel):
     created_at: datetime
     expires_at: datetime
     grant_expires_at: datetime | None = Field(default=None, description="when the membership it creates ends")
+
+
+class BulkResult(BaseModel):
+    status: int
+    invitation: InvitationOut | None = None
+    problem: dict[str, Any] | None = Field(default=None, description="application/problem+json of a refused row")
+
+
+class InvitationBulkOut(BaseModel):
+    results: list[BulkResult]
 
 
 class InvitationTokenBody(Strict):

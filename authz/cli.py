@@ -25,6 +25,10 @@ app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="service-key")
 secrets_app = typer.Typer(help="Encryption keys of the stored backend tokens.", no_args_is_help=True)
 app.add_typer(secrets_app, name="secrets")
+orgs_app = typer.Typer(help="Organizations: list, show, archive, restore, purge.", no_args_is_help=True)
+app.add_typer(orgs_app, name="orgs")
+JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of text")]
+OrgArg = Annotated[str, typer.Argument(help="the organization id (org_...)")]
 
 # How `authz serve` runs uvicorn (the bench's no-op baseline uses the same): uvloop and the
 # httptools parser explicitly (both come with uvicorn[standard]; "auto" silently falls back
@@ -385,6 +389,119 @@ def routes_test(
                f"  resource: {match.resource_type}{':' + match.resource_id if match.resource_id is not None else ' (type-level)'}\n"
                f"  action:   {match.action}\n"
                f"  context:  {context}")
+
+
+
+# ---- organizations (API.md "Organization lifecycle") ------------------------------------------
+
+def _print_org(summary: Any, as_json: bool) -> None:
+    import json
+
+    if as_json:
+        typer.echo(json.dumps(summary.to_json(), indent=2))
+        return
+    typer.echo(f"{summary.id}  {summary.name}")
+    typer.echo(f"  state: {summary.state}" + (f" since {summary.archived_at:%Y-%m-%d %H:%M} by {summary.archived_by};"
+                                               f" purged after {summary.purge_after:%Y-%m-%d %H:%M}"
+                                               if summary.archived_at else ""))
+    typer.echo(f"  created: {summary.created_at:%Y-%m-%d %H:%M}")
+    typer.echo(f"  members: {summary.members} (owners: {', '.join(summary.owners) or '-'})")
+    typer.echo(f"  resources: {summary.resources}; pending invitations: {summary.pending_invitations}; "
+               f"backend tokens: {summary.backend_tokens}")
+
+
+@orgs_app.command("list")
+def orgs_list(
+    archived: Annotated[bool, typer.Option("--archived", help="only archived organizations")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every organization with its state (active or archived), members and resources."""
+    import json
+
+    from authz.bootstrap import open_runtime
+    from authz.services import lifecycle
+
+    summaries = lifecycle.list_all(open_runtime(_settings()), archived_only=archived)
+    if as_json:
+        typer.echo(json.dumps([s.to_json() for s in summaries], indent=2))
+        return
+    for s in summaries:
+        state = f"archived {s.archived_at:%Y-%m-%d}, purge after {s.purge_after:%Y-%m-%d}" if s.archived_at else "active"
+        typer.echo(f"{s.id}  {s.name}  {state}  members={s.members} resources={s.resources}")
+    if not summaries:
+        typer.echo("no organizations", err=True)
+
+
+@orgs_app.command("show")
+def orgs_show(org_id: OrgArg, as_json: JsonOpt = False) -> None:
+    """One organization: state, owners, counts."""
+    from authz.bootstrap import open_runtime
+    from authz.services import lifecycle
+
+    try:
+        summary = lifecycle.show(open_runtime(_settings()), org_id)
+    except AuthzError as exc:
+        raise _fail(exc.detail) from None
+    _print_org(summary, as_json)
+
+
+def _org_command(action: str, org_id: str, as_json: bool, **options: bool) -> None:
+    """archive, restore or purge ORG_ID as the operator (audited as cli:admin)."""
+    import json
+
+    from authz.bootstrap import open_runtime
+    from authz.services import lifecycle, organizations
+
+    runtime = open_runtime(_settings())
+    try:
+        if action == "archive":
+            revision = organizations.delete_organization(runtime, cli_principal(), org_id).revision
+        elif action == "restore":
+            revision = lifecycle.restore_organization(runtime, cli_principal(), org_id).revision
+        else:
+            written = lifecycle.purge_organization(runtime, cli_principal(), org_id, now=options.get("now", False))
+            revision = written.revision
+    except AuthzError as exc:
+        raise _fail(exc.detail) from None
+    if as_json:
+        typer.echo(json.dumps({"organization_id": org_id, "action": action, "revision": revision}))
+    else:
+        done = {"archive": "archived", "restore": "restored", "purge": "purged"}[action]
+        typer.echo(f"{done} {org_id} (revision {revision})")
+
+
+@orgs_app.command("archive")
+def orgs_archive(org_id: OrgArg, as_json: JsonOpt = False) -> None:
+    """Archive an organization (what DELETE does): every decision in it is deny; restorable within the retention."""
+    _org_command("archive", org_id, as_json)
+
+
+@orgs_app.command("restore")
+def orgs_restore(org_id: OrgArg, as_json: JsonOpt = False) -> None:
+    """Restore an archived organization, exactly as it was, within AUTHZ_ORG_RETENTION."""
+    _org_command("restore", org_id, as_json)
+
+
+@orgs_app.command("purge")
+def orgs_purge(
+    org_id: Annotated[str | None, typer.Argument(help="an archived organization; without it: every one past the retention")] = None,
+    now: Annotated[bool, typer.Option("--now", help="purge ORG_ID before its retention ends")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete archived organizations for good (audit rows stay); without ORG_ID, those past the retention."""
+    import json
+
+    if org_id is not None:
+        _org_command("purge", org_id, as_json, now=now)
+        return
+    if now:
+        raise _fail("--now needs an ORG_ID")
+    from authz.bootstrap import open_runtime
+    from authz.services import lifecycle
+
+    purged = lifecycle.purge_due(open_runtime(_settings()), cli_principal(), limit=10_000)
+    typer.echo(json.dumps({"purged": purged}) if as_json else "\n".join(f"purged {p}" for p in purged) or "nothing to purge")
+
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(app())

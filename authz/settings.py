@@ -1,5 +1,6 @@
 """All configuration: one pydantic-settings object, from the environment (AUTHZ_*) and `.env`."""
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -69,6 +70,14 @@ class Settings(BaseSettings):
     mail_retry_base: float = Field(default=5.0, gt=0, le=3600, description="seconds before the 2nd attempt")
     mail_retry_max: float = Field(default=3600.0, gt=0, le=86400, description="longest wait between attempts")
 
+    # Organization lifecycle (API.md "Organization lifecycle").
+    org_retention: timedelta = Field(
+        default=timedelta(days=30), description="how long an archived org can be restored; seconds or ISO 8601 (P30D)"
+    )
+    org_purger: bool = True  # purge archived orgs past the retention from this process
+    purge_interval: float = Field(default=600.0, gt=0, le=86400, description="seconds between purge runs")
+    invitations_per_day: int = Field(default=50, ge=1, le=100_000, description="per org and per inviter, any 24 h")
+
     # Paging cursors: the HMAC key shared by every replica (default: derived from the backend-token keys).
     cursor_key: SecretStr | None = None
 
@@ -86,6 +95,24 @@ class Settings(BaseSettings):
     # Backend token encryption: comma-separated Fernet keys, newest first.
     secret_keys: SecretStr | None = None
     secret_key_file: Path | None = None
+
+    @field_validator("org_retention", mode="before")
+    @classmethod
+    def _seconds(cls, value: object) -> object:
+        """AUTHZ_ORG_RETENTION=86400 means seconds, like every other duration here (P30D works too)."""
+        if isinstance(value, str):
+            try:
+                return timedelta(seconds=float(value))
+            except ValueError:
+                return value
+        return value
+
+    @field_validator("org_retention")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("org_retention must be positive")
+        return value
 
     @field_validator("public_url")
     @classmethod

@@ -5,13 +5,18 @@ from dataclasses import asdict
 from fastapi import APIRouter, Request, Response, status
 
 from api.deps import PageCursor, PageLimit, RuntimeDep, UserDep, link_next, problems, set_revision
+from api.problems import error_body
 from api.schemas import (
+    BulkResult,
     InvitationAcceptedOut,
+    InvitationBulk,
+    InvitationBulkOut,
     InvitationCreate,
     InvitationOut,
     InvitationTokenBody,
     MyInvitationOut,
 )
+from authz.domain.errors import TooManyRequests
 from authz.services import invitations
 from authz.services.invitations import InvitationView
 
@@ -30,10 +35,45 @@ def _wake_mail_sender(request: Request) -> None:
 
 
 @router.post("/v1/organizations/{org_id}/invitations", status_code=status.HTTP_201_CREATED,
-             response_model=InvitationOut, responses=problems(400, 401, 403, 404, 409, 413, 422, 503))
+             response_model=InvitationOut, responses=problems(400, 401, 403, 404, 409, 413, 422, 429, 503))
 def create_invitation(org_id: str, body: InvitationCreate, request: Request, runtime: RuntimeDep,
                       principal: UserDep, response: Response) -> InvitationOut:
     written = invitations.create_invitation(runtime, principal, org_id, body.email, body.role, body.expires_at)
+    _wake_mail_sender(request)
+    set_revision(response, runtime, written.revision)
+    response.headers["Location"] = f"/v1/organizations/{org_id}/invitations/{written.value.id}"
+    return _out(written.value)
+
+
+@router.post("/v1/organizations/{org_id}/invitations:bulk", response_model=InvitationBulkOut,
+             responses=problems(400, 401, 403, 404, 413, 422, 503))
+def create_invitations(org_id: str, body: InvitationBulk, request: Request, runtime: RuntimeDep,
+                       principal: UserDep, response: Response) -> InvitationBulkOut:
+    """Up to 100 invitations; `results[i]` answers `invitations[i]` (201 with the invitation, or a problem)."""
+    results = invitations.create_invitations(runtime, principal, org_id, body.invitations)
+    _wake_mail_sender(request)
+    set_revision(response, runtime, None)
+    out: list[BulkResult] = []
+    retry_after = 0
+    for result in results:
+        if isinstance(result, InvitationView):
+            out.append(BulkResult(status=201, invitation=_out(result)))
+        else:
+            problem = error_body(result)
+            out.append(BulkResult(status=problem["status"], problem=problem))
+            if isinstance(result, TooManyRequests):
+                retry_after = max(retry_after, result.retry_after)
+    if retry_after:
+        response.headers["Retry-After"] = str(retry_after)
+    return InvitationBulkOut(results=out)
+
+
+@router.post("/v1/organizations/{org_id}/members/{user_id}/reinstate", status_code=status.HTTP_201_CREATED,
+             response_model=InvitationOut, responses=problems(401, 403, 404, 409, 422, 429, 503))
+def reinstate_member(org_id: str, user_id: str, request: Request, runtime: RuntimeDep, principal: UserDep,
+                     response: Response) -> InvitationOut:
+    """An invitation for a member removed or gone in the last 90 days, with the role they had."""
+    written = invitations.reinstate_member(runtime, principal, org_id, user_id)
     _wake_mail_sender(request)
     set_revision(response, runtime, written.revision)
     response.headers["Location"] = f"/v1/organizations/{org_id}/invitations/{written.value.id}"

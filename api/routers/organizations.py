@@ -5,9 +5,17 @@ from dataclasses import asdict
 from fastapi import APIRouter, Request, Response, status
 
 from api.deps import PageCursor, PageLimit, RuntimeDep, UserDep, link_next, problems, set_revision
-from api.schemas import MemberOut, MemberPatch, OrganizationCreate, OrganizationOut, OrganizationPatch
+from api.schemas import (
+    MemberOut,
+    MemberPatch,
+    OrganizationCreate,
+    OrganizationOut,
+    OrganizationPatch,
+    TransferBody,
+    TransferOut,
+)
 from api.staleness import require_fresh
-from authz.services import members, organizations
+from authz.services import lifecycle, members, organizations
 from authz.services.views import MemberView, OrganizationView
 
 router = APIRouter(prefix="/v1/organizations", tags=["organizations"])
@@ -56,10 +64,28 @@ def update_organization(
 
 @router.delete("/{org_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(401, 403, 404, 422, 503))
 def delete_organization(org_id: str, runtime: RuntimeDep, principal: UserDep) -> Response:
+    """Archives the org: gone for everyone at once, restorable by its owners for AUTHZ_ORG_RETENTION."""
     written = organizations.delete_organization(runtime, principal, org_id)
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
     set_revision(response, runtime, written.revision)
     return response
+
+
+@router.post("/{org_id}/restore", response_model=OrganizationOut, responses=problems(401, 403, 404, 409, 410, 422, 503))
+def restore_organization(org_id: str, runtime: RuntimeDep, principal: UserDep, response: Response) -> OrganizationOut:
+    """An archived org back as it was (a user who was an owner when it was archived; anyone else 404)."""
+    written = lifecycle.restore_organization(runtime, principal, org_id)
+    set_revision(response, runtime, written.revision)
+    return _out(written.value)
+
+
+@router.post("/{org_id}/transfer", response_model=TransferOut, responses=problems(400, 401, 403, 404, 409, 422, 503))
+def transfer_ownership(org_id: str, body: TransferBody, runtime: RuntimeDep, principal: UserDep,
+                       response: Response) -> TransferOut:
+    """The named member becomes owner and the caller maintainer, in one revision."""
+    written = members.transfer_ownership(runtime, principal, org_id, body.to_user_id)
+    set_revision(response, runtime, written.revision)
+    return TransferOut(organization_id=org_id, owner=written.value, revision=written.revision)
 
 
 @router.get("/{org_id}/members", response_model=list[MemberOut], responses=problems(400, 401, 403, 404, 422))

@@ -52,3 +52,11 @@ class OutsiderForbidden(Forbidden):
     """A caller without the scope or role to even ask (e.g. a user token resolving a backend token)."""
 
     outsider = True
+
+
+class TooManyRequests(AuthzError):
+    """A rate limit is reached; `retry_after` says in how many seconds it frees up."""
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after

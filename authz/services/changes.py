@@ -31,6 +31,11 @@ PUBLIC_FIELDS: dict[str, tuple[str, ...]] = {
     "remove_resource": ("type", "id"),
     "policy": ("document",),
     "service_keys": ("id",),  # a key was created or revoked; never its secret
+    # An org archived, restored or purged (authz.services.lifecycle); the rules it moved are
+    # remove_rule/add_rule ops beside it, so a follower's index needs nothing else.
+    "archive_org": ("id",),
+    "restore_org": ("id",),
+    "purge_org": ("id",),
 }
 
 

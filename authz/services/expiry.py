@@ -17,6 +17,7 @@ from authz.domain.errors import NotFound
 from authz.domain.principal import Principal
 from authz.engine.index import is_resource_scope
 from authz.periodic import PeriodicThread
+from authz.services.members import remember_former
 from authz.services.runtime import Runtime
 from authz.store.tables import CasbinRule, Membership
 from authz.store.unit_of_work import Rule, grant_expired, rule_of
@@ -74,6 +75,8 @@ def _remove(rt: Runtime, rule: Rule) -> int | None:
             uow.audit("resource.role_expire", context=None, target=domain,
                       detail={"user_id": user, "role": role, "expired_at": expiry})
         else:
+            membership = uow.session.get(Membership, (domain, user))
+            remember_former(uow, domain, user, membership.email if membership else None, role, "expired")  # reinstate
             uow.session.execute(delete(Membership).where(Membership.org_id == domain, Membership.user_id == user))
             uow.audit("member.expire", context=domain, target=user, detail={"role": role, "expired_at": expiry})
         return uow.commit()

@@ -8,6 +8,7 @@ the token itself is returned to nobody: it exists in clear only in that outbox r
 delivery, and as a SHA-256 hash on the invitation.
 """
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,18 +18,21 @@ from sqlalchemy.exc import IntegrityError
 from authz.domain import ids
 from authz.domain import invitations as inv
 from authz.domain.cursors import Page
-from authz.domain.errors import Conflict, Forbidden, Gone, NotFound
+from authz.domain.errors import AuthzError, Conflict, Forbidden, Gone, Invalid, NotFound, TooManyRequests
 from authz.domain.grants import requested_expiry
 from authz.domain.principal import Principal
 from authz.mail import outbox
 from authz.mail.message import inviter_name, invitation_message
 from authz.services import paging
 from authz.services.access import require_in_context, role_in_context
+from authz.services.invitation_limits import check_invitation_limits, lock_inviter
 from authz.services.members import add_member, valid_role
 from authz.services.runtime import Runtime, Written
-from authz.store.tables import Invitation, Membership, Organization
+from authz.store.tables import FormerMember, Invitation, Membership, Organization
 from authz.store.unit_of_work import UnitOfWork
 
+BULK_MAX = 100
+REINSTATE_WINDOW = timedelta(days=90)
 UNKNOWN_TOKEN = "no invitation matches this token; if it was resent, use the link in the newest email"
 
 
@@ -138,6 +142,39 @@ def _org_invitation(uow: UnitOfWork, org_id: str, invitation_id: str) -> Invitat
 
 # ---- owners ------------------------------------------------------------------------------
 
+def _create(rt: Runtime, uow: UnitOfWork, principal: Principal, org: Organization, address: str, role: str,
+            grant_ends: datetime | None = None, *, action: str = "invitation.create",
+            detail: dict[str, object] | None = None) -> Invitation:
+    """One new invitation of a locked org (the caller may create invitations): its row, email and audit entry."""
+    if _member_with_email(uow, org.id, address):
+        raise Conflict(f"{address} is already a member of this organization")
+    pending = _live_invitation(uow, org.id, address)
+    if pending is not None:
+        raise Conflict(f"{address} already has a pending invitation ({pending}); resend or revoke it instead")
+    check_invitation_limits(uow, org.id, principal.id, rt.settings.invitations_per_day)
+    invitation_id = inv.new_invitation_id()
+    token = inv.new_token(invitation_id)
+    row = Invitation(
+        id=invitation_id, org_id=org.id, email=address, role=role, token_hash=token.digest,
+        status=inv.PENDING, invited_by=principal.id, created_at=uow.now,
+        expires_at=uow.now + timedelta(seconds=rt.settings.invitation_ttl), grant_expires_at=grant_ends,
+    )
+    uow.session.add(row)
+    uow.session.flush()
+    _enqueue_mail(rt, uow, principal, org, row, token.value)
+    extra = {"grant_expires_at": grant_ends.isoformat()} if grant_ends is not None else {}
+    uow.audit(action, context=org.id, target=invitation_id,
+              detail={"email": address, "role": role, **extra, **(detail or {})})
+    return row
+
+
+def _lock_for_inviting(rt: Runtime, uow: UnitOfWork, principal: Principal, org_id: str) -> Organization:
+    org = uow.lock_org(org_id)
+    require_in_context(uow.session, rt.policy, principal, "create", "invitation", org_id)
+    lock_inviter(uow, principal.id)  # after the org's lock, always (authz.services.invitation_limits)
+    return org
+
+
 def create_invitation(rt: Runtime, principal: Principal, org_id: str, email: object, role: object,
                       expires_at: object = None) -> Written[InvitationView]:
     """A pending invitation and its email in the outbox, in one transaction.
@@ -149,24 +186,61 @@ def create_invitation(rt: Runtime, principal: Principal, org_id: str, email: obj
     clean_role = valid_role(rt, role)
     with rt.unit_of_work(principal) as uow:
         grant_ends = requested_expiry(expires_at, uow.now)
-        org = uow.lock_org(org_id)
-        require_in_context(uow.session, rt.policy, principal, "create", "invitation", org_id)
-        if _member_with_email(uow, org_id, address):
-            raise Conflict(f"{address} is already a member of this organization")
-        pending = _live_invitation(uow, org_id, address)
-        if pending is not None:
-            raise Conflict(f"{address} already has a pending invitation ({pending}); resend or revoke it instead")
-        invitation_id = inv.new_invitation_id()
-        token = inv.new_token(invitation_id)
-        row = Invitation(
-            id=invitation_id, org_id=org_id, email=address, role=clean_role, token_hash=token.digest,
-            status=inv.PENDING, invited_by=principal.id, created_at=uow.now,
-            expires_at=uow.now + timedelta(seconds=rt.settings.invitation_ttl), grant_expires_at=grant_ends,
-        )
-        uow.session.add(row)
-        uow.session.flush()
-        _enqueue_mail(rt, uow, principal, org, row, token.value)
-        uow.audit("invitation.create", context=org_id, target=invitation_id, detail={"email": address, "role": clean_role})
+        org = _lock_for_inviting(rt, uow, principal, org_id)
+        row = _create(rt, uow, principal, org, address, clean_role, grant_ends)
+        uow.commit()
+    return Written(_view(row, outbox.PENDING, uow.now), None)
+
+
+def create_invitations(rt: Runtime, principal: Principal, org_id: str,
+                       rows: Sequence[Mapping[str, object]]) -> list[InvitationView | AuthzError]:
+    """Up to BULK_MAX invitations in one transaction: per row, the invitation or why not, in order.
+
+    Who may invite and whether the org exists are asked once (an error for the whole
+    request); everything about one row (its email, role, a duplicate, the rate limit)
+    is that row's answer, and a refused row changes nothing.
+    """
+    ids.org_id(org_id)
+    if not 1 <= len(rows) <= BULK_MAX:
+        raise Invalid(f"invitations must hold 1-{BULK_MAX} rows", field="invitations")
+    results: list[InvitationView | AuthzError] = []
+    with rt.unit_of_work(principal) as uow:
+        org = _lock_for_inviting(rt, uow, principal, org_id)
+        for number, fields in enumerate(rows):
+            try:
+                unknown = sorted(set(fields) - {"email", "role", "expires_at"})
+                if unknown:
+                    raise Invalid(f"invitations[{number}].{unknown[0]} is not an invitation field",
+                                  field=f"invitations[{number}].{unknown[0]}")
+                address = inv.email(fields.get("email"), f"invitations[{number}].email")
+                clean_role = valid_role(rt, fields.get("role"), f"invitations[{number}].role")
+                grant_ends = requested_expiry(fields.get("expires_at"), uow.now, f"invitations[{number}].expires_at")
+                row = _create(rt, uow, principal, org, address, clean_role, grant_ends)
+            except (Invalid, Conflict, TooManyRequests) as exc:
+                results.append(exc)
+                continue
+            results.append(_view(row, outbox.PENDING, uow.now))
+        uow.commit()
+    return results
+
+
+def reinstate_member(rt: Runtime, principal: Principal, org_id: str, user_id: str) -> Written[InvitationView]:
+    """An invitation that brings back a member removed or gone in the last REINSTATE_WINDOW, with their role."""
+    ids.org_id(org_id)
+    user = ids.user_id(user_id)
+    with rt.unit_of_work(principal) as uow:
+        org = _lock_for_inviting(rt, uow, principal, org_id)
+        former = uow.session.get(FormerMember, (org_id, user))
+        if role_in_context(uow.session, user, org_id) is not None:
+            raise Conflict(f"{user} is a member of this organization")
+        if former is None or former.left_at <= uow.now - REINSTATE_WINDOW:
+            raise NotFound(f"{user} was not a member of this organization in the last {REINSTATE_WINDOW.days} days")
+        if former.email is None:
+            raise Conflict(f"no email address is known for {user}; invite them by email instead")
+        if former.role not in rt.policy.roles:
+            raise Conflict(f"their former role {former.role!r} no longer exists; invite them with another role")
+        row = _create(rt, uow, principal, org, former.email.lower(), former.role, action="member.reinstate",
+                      detail={"user_id": user, "left_at": former.left_at.isoformat(), "how": former.how})
         uow.commit()
     return Written(_view(row, outbox.PENDING, uow.now), None)
 
@@ -306,7 +380,12 @@ def _locked_by_token(uow: UnitOfWork, invitation_id: str, token: str) -> Invitat
     found = uow.session.get(Invitation, invitation_id)
     if found is None or not inv.token_matches(token, found.token_hash):
         raise NotFound(UNKNOWN_TOKEN)
-    uow.lock_org(found.org_id)
+    try:
+        org = uow.lock_context(found.org_id, archived=True)
+    except NotFound:  # purged meanwhile
+        raise NotFound(UNKNOWN_TOKEN) from None
+    if org is not None and org.archived_at is not None:  # its invitations were revoked by the archive
+        raise Gone("this invitation no longer works: the organization was deleted")
     row = uow.session.scalar(
         select(Invitation).where(Invitation.id == invitation_id).with_for_update()
         .execution_options(populate_existing=True)

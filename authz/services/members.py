@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import delete, func, literal, or_, select
 
 from authz.domain import ids
-from authz.domain.errors import Conflict, Invalid, NotFound
+from authz.domain.errors import Conflict, Forbidden, Invalid, NotFound
 from authz.domain.grants import expiry_epoch, expiry_instant, expiry_value, requested_expiry
 from authz.domain.invitations import canonical_email
 from authz.domain.principal import Principal
@@ -18,10 +18,11 @@ from authz.services import paging
 from authz.services.access import require_in_context
 from authz.services.runtime import Runtime, Written
 from authz.services.views import MemberView
-from authz.store.tables import CasbinRule, Membership
+from authz.store.tables import CasbinRule, FormerMember, Membership
 from authz.store.unit_of_work import Rule, UnitOfWork, grant_in_force
 
 OWNER = "owner"
+MAINTAINER = "maintainer"  # what an owner becomes by transferring the ownership
 
 
 def list_members(
@@ -109,6 +110,13 @@ def add_member(uow: UnitOfWork, org_id: str, user: str, email: str | None, role:
     stored = canonical_email(email) if email is not None else None  # compared exactly (invitations)
     uow.session.add(Membership(org_id=org_id, user_id=user, email=stored, joined_at=uow.now))
     uow.add_rule(membership_rule(user, role, org_id, expires_at))
+    uow.session.execute(delete(FormerMember).where(FormerMember.org_id == org_id, FormerMember.user_id == user))
+
+
+def remember_former(uow: UnitOfWork, org_id: str, user: str, email: str | None, role: str, how: str) -> None:
+    """What `reinstate` needs later: the role and the email of a member who is gone."""
+    uow.session.execute(delete(FormerMember).where(FormerMember.org_id == org_id, FormerMember.user_id == user))
+    uow.session.add(FormerMember(org_id=org_id, user_id=user, email=email, role=role, left_at=uow.now, how=how))
 
 
 UNCHANGED = object()
@@ -162,8 +170,43 @@ def remove_member(rt: Runtime, principal: Principal, org_id: str, user_id: str) 
             raise NotFound("member not found")
         _keeps_an_owner(uow, org_id, current)
         uow.remove_rule(current)
+        membership = uow.session.get(Membership, (org_id, user_id))
+        remember_former(uow, org_id, user_id, membership.email if membership else None, current[2],
+                         "left" if leaving else "removed")
         uow.session.execute(delete(Membership).where(Membership.org_id == org_id, Membership.user_id == user_id))
         uow.audit("member.leave" if leaving else "member.remove", context=org_id, target=user_id,
                   detail={"role": current[2]})
         revision = uow.commit()
     return Written(None, revision)
+
+
+def transfer_ownership(rt: Runtime, principal: Principal, org_id: str, to_user_id: object) -> Written[str]:
+    """An owner hands the org to a member: the member becomes owner, the caller maintainer, in one revision.
+
+    Under the org's lock, like every role change: the caller must still be an owner and
+    the target still a member when it runs, and the org has an owner throughout.
+    """
+    ids.org_id(org_id)
+    target = ids.user_id(to_user_id, "to_user_id")
+    if MAINTAINER not in rt.policy.roles:
+        raise Conflict(f"the policy has no {MAINTAINER!r} role for the previous owner")
+    with rt.unit_of_work(principal) as uow:
+        uow.lock_org(org_id)
+        require_in_context(uow.session, rt.policy, principal, "read", "organization", org_id)
+        mine = _membership_rule(uow, org_id, principal.id)
+        if mine is None or mine[2] != OWNER:
+            raise Forbidden("only an owner can transfer the ownership")
+        theirs = _membership_rule(uow, org_id, target)
+        if theirs is None:
+            raise Invalid("to_user_id is not a member of this organization; invite them first", field="to_user_id")
+        if theirs[2] == OWNER:
+            raise Conflict(f"{target} is already an owner of this organization")
+        # The new owner's grant does not end (a transfer is for good); the caller keeps any end theirs had.
+        uow.remove_rule(theirs)
+        uow.add_rule(membership_rule(target, OWNER, org_id, None))
+        uow.remove_rule(mine)
+        uow.add_rule(membership_rule(principal.id, MAINTAINER, org_id, _expires(mine[4] if len(mine) > 4 else None)))
+        uow.audit("organization.transfer", context=org_id, target=target,
+                  detail={"from": principal.id, "to": target, "their_role_before": theirs[2]})
+        revision = uow.commit()
+    return Written(target, revision)

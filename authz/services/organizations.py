@@ -1,10 +1,11 @@
-"""Creating, reading, updating and deleting organizations."""
+"""Creating, reading, updating and archiving (DELETE) organizations; restore and purge: authz.services.lifecycle."""
 
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import insert, select
 
 from authz.domain import ids
+from authz.domain import invitations as inv
 from authz.domain.errors import Forbidden, NotFound, OutsiderNotFound
 from authz.domain.organizations import BillingAddress, billing_address, org_name
 from authz.domain.principal import Principal
@@ -12,7 +13,11 @@ from authz.services.members import OWNER, add_member
 from authz.services.access import require_in_context
 from authz.services.runtime import Runtime, Written
 from authz.services.views import OrganizationView
-from authz.store.tables import BackendToken, Membership, Organization, Resource
+from authz.mail import outbox
+from authz.store.tables import ArchivedGrant, Invitation, Organization
+from authz.store.unit_of_work import UnitOfWork
+
+CHUNK = 500  # values per IN (...) list
 
 
 def _address(org: Organization) -> BillingAddress:
@@ -33,7 +38,7 @@ def _set_address(org: Organization, address: BillingAddress) -> None:
     org.billing_country = address.country
 
 
-def _view(org: Organization, role: str | None, show_billing: bool) -> OrganizationView:
+def org_view(org: Organization, role: str | None, show_billing: bool) -> OrganizationView:
     return OrganizationView(org.id, org.name, _address(org) if show_billing else None, org.created_at, role)
 
 
@@ -57,7 +62,7 @@ def create_organization(rt: Runtime, principal: Principal, name: object, address
         add_member(uow, org.id, user, principal.email, OWNER)
         uow.audit("organization.create", context=org.id, target=org.id, detail={"name": clean_name})
         revision = uow.commit()
-    return Written(_view(org, OWNER, True), revision)
+    return Written(org_view(org, OWNER, True), revision)
 
 
 def list_organizations(rt: Runtime, principal: Principal) -> list[OrganizationView]:
@@ -69,9 +74,12 @@ def list_organizations(rt: Runtime, principal: Principal) -> list[OrganizationVi
     if not roles:
         return []
     with rt.database.session() as session:
-        orgs = session.scalars(select(Organization).where(Organization.id.in_(roles)).order_by(Organization.created_at))
+        orgs = session.scalars(
+            select(Organization).where(Organization.id.in_(roles), Organization.archived_at.is_(None))
+            .order_by(Organization.created_at)
+        )
         return [
-            _view(org, roles[org.id], index.role_allows(roles[org.id], "billing", "read"))
+            org_view(org, roles[org.id], index.role_allows(roles[org.id], "billing", "read"))
             for org in orgs
         ]
 
@@ -88,9 +96,9 @@ def get_organization(rt: Runtime, principal: Principal, org_id: str) -> Organiza
         raise NotFound("organization not found")
     with rt.database.session() as session:
         org = session.get(Organization, org_id)
-        if org is None:
+        if org is None or org.archived_at is not None:
             raise NotFound("organization not found")
-        return _view(org, role, index.role_allows(role, "billing", "read"))
+        return org_view(org, role, index.role_allows(role, "billing", "read"))
 
 
 def update_organization(
@@ -117,27 +125,63 @@ def update_organization(
             uow.audit("organization.update", context=org_id, target=org_id, detail=changed)
         uow.commit()
         show_billing = rt.replica.snapshot.index.role_allows(role, "billing", "read")
-        view = _view(org, role, show_billing)
+        view = org_view(org, role, show_billing)
     return Written(view, None)
 
 
 def delete_organization(rt: Runtime, principal: Principal, org_id: str) -> Written[None]:
-    """Delete the org with its memberships, invitations, tokens, resources and their roles."""
+    """DELETE archives the org (API.md "Organization lifecycle"); nothing is destroyed.
+
+    In one revision: every `g` rule of the org (its memberships) and of its resources
+    (their own roles) moves from casbin_rule to archived_grants, so every decision in it
+    is deny on every replica by Casbin's own meaning, and the org leaves every member's
+    contexts; pending invitations are revoked (and stay so after a restore); its backend
+    tokens stay encrypted but cannot be resolved (the archived org cannot be locked as a
+    context); its resource rows stay, so their ids stay taken. `authz.services.lifecycle`
+    restores or purges it.
+    """
     ids.org_id(org_id)
     with rt.unit_of_work(principal) as uow:
         org = uow.lock_org(org_id)
-        require_in_context(uow.session, rt.policy, principal, "delete", "organization", org_id)
-        for rule in uow.rules_where("g", v2=org_id):
-            uow.remove_rule(rule)
-        # Resources first: their row locks wait for a role change in flight, whose rule
-        # rows the next statements then see and remove (no role outlives its resource).
-        resources = uow.delete_resources_in(org_id)
-        for resource_type, resource_id in resources:
-            for rule in uow.rules_where("g", v2=ids.resource_scope(resource_type, resource_id)):
-                uow.remove_rule(rule)
-        uow.session.execute(delete(BackendToken).where(BackendToken.context == org_id))
-        uow.session.execute(delete(Membership).where(Membership.org_id == org_id))
-        uow.session.delete(org)
-        uow.audit("organization.delete", context=org_id, target=org_id, detail={"name": org.name, "resources": len(resources)})
+        if principal.kind != "cli":  # the operator (`authz orgs archive`) needs no role in it
+            require_in_context(uow.session, rt.policy, principal, "delete", "organization", org_id)
+        # Resource rows first: their locks wait for a role change in flight, whose rule
+        # rows the next statements then see and move (no role survives the archive).
+        resources = uow.lock_resources_in(org_id)
+        members = archive_grants(uow, org_id, [org_id])
+        shared = archive_grants(uow, org_id, [ids.resource_scope(t, r) for t, r in resources])
+        revoked = revoke_pending_invitations(uow, org_id, principal.id)
+        org.archived_at, org.archived_by = uow.now, principal.audit_name
+        uow.record({"op": "archive_org", "id": org_id})
+        uow.audit("organization.archive", context=org_id, target=org_id, detail={
+            "name": org.name, "members": members, "resources": len(resources), "resource_roles": shared,
+            "revoked_invitations": revoked,
+        })
         revision = uow.commit()
     return Written(None, revision)
+
+
+def archive_grants(uow: UnitOfWork, org_id: str, domains: list[str]) -> int:
+    """Move the `g` rules of `domains` (locked) from casbin_rule to archived_grants; how many."""
+    moved = 0
+    for start in range(0, len(domains), CHUNK):
+        rules = uow.remove_grants_in(domains[start:start + CHUNK])
+        if rules:
+            uow.session.execute(insert(ArchivedGrant), [
+                {"org_id": org_id, "subject": rule[1], "role": rule[2], "domain": rule[3],
+                 "expires": rule[4] if len(rule) > 4 and rule[4] else None}
+                for rule in rules
+            ])
+        moved += len(rules)
+    return moved
+
+
+def revoke_pending_invitations(uow: UnitOfWork, org_id: str, by: str) -> int:
+    """Revoke every pending invitation of the org (expired ones too) and stop their unsent emails."""
+    pending = list(uow.session.scalars(
+        select(Invitation).where(Invitation.org_id == org_id, Invitation.status == inv.PENDING).with_for_update()
+    ))
+    for row in pending:
+        row.status, row.decided_at, row.decided_by = inv.REVOKED, uow.now, by
+        outbox.retire_pending(uow.session, row.id, "not sent: the organization was archived")
+    return len(pending)

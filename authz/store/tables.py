@@ -89,6 +89,42 @@ class Organization(Base):
     created_by: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Archived (DELETE): gone for everyone until restored or purged (authz.services.lifecycle).
+    archived_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    archived_by: Mapped[str | None] = mapped_column(String(160))
+
+    __table_args__ = (Index("ix_organizations_archived_at", "archived_at"),)
+
+
+class ArchivedGrant(Base):
+    """A `g` rule of an archived org (a membership, or a role on one of its resources), kept aside.
+
+    Archiving moves the org's rules out of casbin_rule, so every decision in it is deny by
+    Casbin's own meaning (the compiled index, pycasbin and any Casbin adapter agree), and
+    restoring moves them back unchanged.
+    """
+
+    __tablename__ = "archived_grants"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    subject: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(255))
+    domain: Mapped[str] = mapped_column(String(255))
+    expires: Mapped[str | None] = mapped_column(String(255))  # the rule's end (authz.domain.grants), if it has one
+
+    __table_args__ = (Index("ix_archived_grants_org_id", "org_id"),)
+
+
+class FormerMember(Base):
+    """A member who was removed or left: what `reinstate` restores (for REINSTATE_WINDOW)."""
+
+    __tablename__ = "former_members"
+    org_id: Mapped[str] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    email: Mapped[str | None] = mapped_column(String(320))
+    role: Mapped[str] = mapped_column(String(64))
+    left_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    how: Mapped[str] = mapped_column(String(16))  # removed, left
 
 
 class Membership(Base):
@@ -134,6 +170,8 @@ class Invitation(Base):
     __table_args__ = (
         Index("ix_invitations_org_id_email", "org_id", "email"),
         Index("ix_invitations_email", "email"),  # GET /v1/me/invitations
+        Index("ix_invitations_org_id_created_at", "org_id", "created_at"),  # rate limit per org
+        Index("ix_invitations_invited_by_created_at", "invited_by", "created_at"),  # rate limit per inviter
     )
 
 
@@ -233,11 +271,13 @@ class AuditEntry(Base):
 
 
 __all__ = [
+    "ArchivedGrant",
     "AuditEntry",
     "BackendToken",
     "Base",
     "CasbinRule",
     "ChangelogEntry",
+    "FormerMember",
     "Invitation",
     "Membership",
     "Organization",

@@ -31,6 +31,9 @@ from authz.store.tables import AuditEntry, CasbinRule, ChangelogEntry, Organizat
 Rule = tuple[str, ...]
 Op = dict[str, Any]
 RULE_COLUMNS = ("v0", "v1", "v2", "v3", "v4", "v5")
+# Markers of an org's lifecycle in the changelog (no rule change of their own: the rules
+# moved are remove_rule/add_rule ops beside them); the index ignores them.
+ORG_STATE_OPS = frozenset({"archive_org", "restore_org", "purge_org"})
 GLOBAL = "*"  # the aggregate of the policy itself and of service keys (the policy's own domain)
 
 
@@ -108,12 +111,14 @@ class UnitOfWork:
 
     # ---- locks ---------------------------------------------------------------------------
 
-    def lock_context(self, context: str, *, shared: bool = False) -> Organization | None:
+    def lock_context(self, context: str, *, shared: bool = False, archived: bool = False) -> Organization | None:
         """Lock a context for the rest of the transaction: its org row, or the personal account.
 
         Returns the org row (None for a personal context). An org that does not exist (or
-        no longer does) is NotFound. `shared` (FOR SHARE) lets readers that write only an
-        audit row run side by side while excluding every change of the context.
+        no longer does) is NotFound, and so is an archived one unless `archived` (only the
+        lifecycle's own writes: restore, purge, and telling an invitation's holder why).
+        `shared` (FOR SHARE) lets readers that write only an audit row run side by side
+        while excluding every change of the context.
         """
         if ids.is_personal_context(context):
             if self._database.is_postgres:
@@ -124,7 +129,7 @@ class UnitOfWork:
         org = self.session.scalar(
             select(Organization).where(Organization.id == context).with_for_update(read=shared)
         )
-        if org is None:
+        if org is None or (org.archived_at is not None and not archived):
             raise NotFound("organization not found")
         self._locked.add(context)
         return org
@@ -170,6 +175,43 @@ class UnitOfWork:
             self.ops.append({"op": "remove_resource", "type": resource_type, "id": resource_id})
         return [(resource_type, resource_id) for resource_type, resource_id in deleted]
 
+    def lock_resources_in(self, context: str) -> list[tuple[str, str]]:
+        """Lock every resource row of a locked context (waiting for role changes in flight); their (type, id)."""
+        self._require(context)
+        rows = self.session.execute(
+            select(Resource.type, Resource.id).where(Resource.context == context)
+            .order_by(Resource.type, Resource.id).with_for_update()
+        ).all()
+        for resource_type, resource_id in rows:
+            self._locked.add(ids.resource_scope(resource_type, resource_id))
+        return [(resource_type, resource_id) for resource_type, resource_id in rows]
+
+    def remove_grants_in(self, domains: list[str]) -> list[Rule]:
+        """Delete every `g` rule of these locked domains in one statement; the rules, as remove_rule ops.
+
+        One DELETE ... RETURNING instead of a statement per rule: archiving an org with
+        thousands of members and shared resources stays one short transaction.
+        """
+        for domain in domains:
+            self._require(domain)
+        if not domains:
+            return []
+        rows = self.session.execute(
+            delete(CasbinRule).where(CasbinRule.ptype == "g", CasbinRule.v2.in_(domains))
+            .returning(CasbinRule.ptype, CasbinRule.v0, CasbinRule.v1, CasbinRule.v2, CasbinRule.v3,
+                       CasbinRule.v4, CasbinRule.v5)
+            .execution_options(synchronize_session=False)
+        ).all()
+        rules: list[Rule] = []
+        for row in rows:
+            values = list(row[1:])
+            while values and values[-1] is None:
+                values.pop()
+            rule = (row[0], *(v or "" for v in values))
+            rules.append(rule)
+            self.ops.append({"op": "remove_rule", "rule": list(rule)})
+        return rules
+
     def _require(self, aggregate: str) -> None:
         if aggregate not in self._locked:
             raise UnlockedWrite(f"a write changed {aggregate!r} without locking it first")
@@ -194,6 +236,8 @@ class UnitOfWork:
             self._require(op["context"])
         elif op["op"] == "remove_resource":
             self._require(ids.resource_scope(op["type"], op["id"]))
+        elif op["op"] in ORG_STATE_OPS:
+            self._require(op["id"])
         else:
             self._require(GLOBAL)
         self.ops.append(op)

@@ -12,6 +12,8 @@ from sqlalchemy import func, select
 from api.app import create_app
 from authz.bootstrap import open_runtime
 from authz.logging_setup import JsonFormatter
+from authz.domain.principal import cli_principal
+from authz.services import lifecycle
 from authz.services.runtime import Runtime
 from authz.store.tables import BackendToken
 from tests.conftest import POLICY_DIR, add_member, auth, create_org, make_settings, service_key
@@ -211,12 +213,16 @@ def test_invalid_provider_and_token_are_422_naming_the_field_without_echoing_the
         assert field in [e["field"] for e in response.json()["errors"]]
 
 
-def test_deleting_the_org_deletes_its_tokens(client: TestClient, runtime: Runtime) -> None:
+def test_deleting_the_org_stops_its_tokens_and_the_purge_destroys_them(client: TestClient, runtime: Runtime) -> None:
     org_id = lab(client, runtime)
     put(client, org_id, "ibm-quantum", SECRET, "olivia")
     put(client, org_id, "ionq", OTHER_SECRET, "olivia")
     client.put("/v1/me/backend-tokens/ionq", json={"token": OTHER_SECRET}, headers=auth("olivia"))
+    resolver = service_key(runtime, "tokens:resolve")
+    assert resolve(client, resolver, "olivia", org_id).status_code == 200
     assert client.delete(f"/v1/organizations/{org_id}", headers=auth("olivia")).status_code == 204
+    assert resolve(client, resolver, "olivia", org_id).status_code == 403  # archived: nothing resolves
+    lifecycle.purge_organization(runtime, cli_principal(), org_id, now=True)
     with runtime.database.session() as session:
         left = session.scalar(select(func.count()).select_from(BackendToken).where(BackendToken.context == org_id))
         contexts = session.scalars(select(BackendToken.context)).all()

@@ -15,6 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from authz.domain.principal import cli_principal
+from authz.services.lifecycle import purge_organization
 from authz.services.runtime import Runtime
 from authz.settings import Settings
 from tests.conftest import BILLING, add_member, auth, create_org
@@ -63,7 +65,8 @@ def test_sharing_that_races_a_deletion_never_plants_a_role_for_a_later_resource(
     assert listed.json()["resources"] == []
 
 
-def test_sharing_that_races_the_organizations_deletion_leaves_no_role(client: TestClient) -> None:
+def test_sharing_that_races_the_organizations_deletion_leaves_no_role(client: TestClient, runtime: Runtime) -> None:
+    """The org's DELETE archives it; its purge frees the id: no role planted by the racing share survives."""
     for round_ in range(ROUNDS):
         org = create_org(client, "alice", f"Lab {round_}")
         resource = f"shared{round_}"
@@ -75,6 +78,7 @@ def test_sharing_that_races_the_organizations_deletion_leaves_no_role(client: Te
             lambda: client.delete(f"/v1/organizations/{org}", headers=auth("alice")),
         )
         assert deleted == 204 and shared in (200, 404), (shared, deleted)
+        purge_organization(runtime, cli_principal(), org, now=True)
         mine = create_org(client, "victor", f"Other {round_}")
         assert client.post("/v1/resources", json={"type": "algorithm", "id": resource},
                            headers=auth("victor", context=mine)).status_code == 201
@@ -83,8 +87,8 @@ def test_sharing_that_races_the_organizations_deletion_leaves_no_role(client: Te
         assert answer["allowed"] is False, round_
 
 
-def test_content_registered_while_its_organization_is_deleted_goes_with_it(client: TestClient) -> None:
-    """No orphaned content: afterwards the id is either gone with the org or was never registered."""
+def test_content_registered_while_its_organization_is_deleted_goes_with_it(client: TestClient, runtime: Runtime) -> None:
+    """No orphaned content: after the purge the id is either gone with the org or was never registered."""
     for round_ in range(ROUNDS):
         org = create_org(client, "alice", f"Doomed {round_}")
         resource = f"late{round_}"
@@ -94,6 +98,7 @@ def test_content_registered_while_its_organization_is_deleted_goes_with_it(clien
             lambda: client.delete(f"/v1/organizations/{org}", headers=auth("alice")),
         )
         assert deleted == 204 and registered in (201, 404), (registered, deleted)
+        purge_organization(runtime, cli_principal(), org, now=True)
         # The id is free again: a new owner can register it (never a 409 for a context that is gone).
         mine = create_org(client, "bob", f"Next {round_}")
         again = client.post("/v1/resources", json={"type": "algorithm", "id": resource}, headers=auth("bob", context=mine))

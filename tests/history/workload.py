@@ -2,8 +2,8 @@
 
 Each client thread picks an operation, a user and a replica at random, sends it over HTTP
 and records the request and the answer (`Event`). Some operations are fired as racing
-pairs from two threads released by one barrier (share vs delete, register vs delete of
-the org, demote vs demote, ...): the races DESIGN.md invariant 5a is about. A chaos thread
+pairs from two threads released by one barrier (share vs delete, register vs archive of
+the org, demote vs demote, transfer vs demote, restore vs purge, accept vs archive, ...): the races DESIGN.md invariant 5a is about. A chaos thread
 cuts and restores the replicas' database connection meanwhile. Nothing here decides
 whether an answer was right: `tests.history.verify` does, afterwards, from the database.
 """
@@ -20,7 +20,9 @@ from typing import Any
 
 import httpx
 
+from api.problems import status_of
 from authz.domain import ids
+from authz.domain.errors import AuthzError
 from tests.conftest import BILLING, auth
 from tests.replicas.tcp_proxy import TcpProxy
 from tests.smtp_server import Inbox
@@ -58,6 +60,9 @@ class Knowledge:
     """What the clients have learnt (from answers) to aim their next operations; shared, locked."""
 
     orgs: dict[str, str] = field(default_factory=dict)  # org id → its creator
+    archived: dict[str, str] = field(default_factory=dict)  # archived org id → its creator
+    members_of: dict[str, set[str]] = field(default_factory=dict)  # org id → users who accepted an invitation
+    gone_from: dict[str, set[str]] = field(default_factory=dict)  # org id → users removed or who left
     resources: dict[str, tuple[str, str]] = field(default_factory=dict)  # id → (creator, context as sent)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -74,12 +79,50 @@ class Knowledge:
             return rng.choice(sorted(self.orgs)) if self.orgs else None
 
     def forget_org(self, org_id: str) -> None:
+        """Archived: it may come back (restore) or go for good (purge)."""
         with self.lock:
-            self.orgs.pop(org_id, None)
+            creator = self.orgs.pop(org_id, None)
+            if creator is not None:
+                self.archived[org_id] = creator
+
+    def joined(self, org_id: str, user: str) -> None:
+        with self.lock:
+            self.members_of.setdefault(org_id, set()).add(user)
+
+    def left(self, org_id: str, user: str) -> None:
+        with self.lock:
+            self.gone_from.setdefault(org_id, set()).add(user)
+
+    def some_former(self, rng: random.Random, org_id: str) -> str:
+        with self.lock:
+            gone = sorted(self.gone_from.get(org_id, ()))
+        return rng.choice(gone) if gone and rng.random() < 0.8 else rng.choice(USERS)
+
+    def some_member(self, rng: random.Random, org_id: str) -> str:
+        """Someone who joined the org at some point (maybe gone since), else anyone."""
+        with self.lock:
+            joined = sorted(self.members_of.get(org_id, ()))
+        return rng.choice(joined) if joined and rng.random() < 0.8 else rng.choice(USERS)
+
+    def restored(self, org_id: str) -> None:
+        with self.lock:
+            creator = self.archived.pop(org_id, None)
+            if creator is not None:
+                self.orgs[org_id] = creator
+
+    def some_archived(self, rng: random.Random) -> tuple[str, str] | None:
+        """(org id, creator) of an org archived at some point."""
+        with self.lock:
+            if not self.archived:
+                return None
+            org_id = rng.choice(sorted(self.archived))
+            return org_id, self.archived[org_id]
 
     def creator(self, org_id: str | None) -> str | None:
         with self.lock:
-            return self.orgs.get(org_id) if org_id is not None else None
+            if org_id is None:
+                return None
+            return self.orgs.get(org_id) or self.archived.get(org_id)
 
     def some_resource(self, rng: random.Random) -> tuple[str, str, str] | None:
         """(id, creator, context) of a resource registered at some point."""
@@ -98,8 +141,13 @@ class Knowledge:
 class Workload:
     """Runs the clients for a while against the replicas' URLs; `events` is the history."""
 
-    def __init__(self, urls: dict[str, str], inbox: Inbox, proxy: TcpProxy | None, seed: int) -> None:
+    def __init__(self, urls: dict[str, str], inbox: Inbox, proxy: TcpProxy | None, seed: int, *,
+                 resolver_key: str | None = None, purge: Callable[[str, str], None] | None = None) -> None:
+        """`resolver_key`: a service key with tokens:resolve; `purge(org, request_id)`: the operator's purge --now."""
         self.urls = urls
+        self.resolver_key = resolver_key
+        self.purge = purge
+        self.restore_attempts: list[tuple[str, float]] = []  # (org, when sent) of every restore, answered or not
         self.inbox = inbox
         self.proxy = proxy
         self.seed = seed
@@ -152,6 +200,8 @@ class Workload:
             (3, self._remove_member), (8, self._register), (4, self._delete_resource), (6, self._share),
             (2, self._unshare), (1, self._delete_org), (3, self._set_token), (1, self._delete_token),
             (25, self._check), (5, self._list_resources), (8, self._race),
+            (2, self._transfer), (2, self._restore), (3, self._resolve), (1, self._purge),
+            (1, self._bulk_invite), (2, self._reinstate),
         ]
         population = [operation for weight, operation in operations for _ in range(weight)]
         while not stop.is_set():
@@ -203,6 +253,24 @@ class Workload:
         return self._written(self._send("POST", f"/v1/organizations/{org}/invitations", self._known.actor(rng, org),
                                         "invite", rng, body=body))
 
+    def _bulk_invite(self, rng: random.Random, _seen: int) -> int | None:
+        org = self._known.some_org(rng)
+        if org is None:
+            return None
+        rows = [{"email": f"{rng.choice(USERS)}@example.com", "role": rng.choice(ROLES)}
+                for _ in range(rng.randint(1, 4))]
+        self._send("POST", f"/v1/organizations/{org}/invitations:bulk", self._known.actor(rng, org), "bulk_invite",
+                   rng, body={"invitations": rows})
+        return None
+
+    def _reinstate(self, rng: random.Random, _seen: int) -> int | None:
+        org = self._known.some_org(rng)
+        if org is None:
+            return None
+        path = f"/v1/organizations/{org}/members/{self._known.some_former(rng, org)}/reinstate"
+        self._send("POST", path, self._known.actor(rng, org), "reinstate", rng)
+        return None
+
     def _accept_event(self, rng: random.Random) -> tuple[str, str] | None:
         """(user, token) of an invitation email not used yet."""
         with self.inbox.arrived:
@@ -225,7 +293,10 @@ class Workload:
         if found is None:
             return None
         user, token = found
-        return self._written(self._send("POST", "/v1/invitations/accept", user, "accept", rng, body={"token": token}))
+        event = self._send("POST", "/v1/invitations/accept", user, "accept", rng, body={"token": token})
+        if event.status == 200:
+            self._known.joined(event.answer["organization_id"], user)
+        return self._written(event)
 
     def _change_role(self, rng: random.Random, _seen: int) -> int | None:
         org = self._known.some_org(rng)
@@ -243,8 +314,10 @@ class Workload:
             return None
         user = self._known.actor(rng, org)
         target = user if rng.random() < 0.4 else rng.choice(USERS)  # leaving, or removing someone
-        return self._written(self._send("DELETE", f"/v1/organizations/{org}/members/{target}", user,
-                                        "remove_member", rng))
+        event = self._send("DELETE", f"/v1/organizations/{org}/members/{target}", user, "remove_member", rng)
+        if event.status == 204:
+            self._known.left(org, target)
+        return self._written(event)
 
     def _register(self, rng: random.Random, _seen: int) -> int | None:
         org = self._known.some_org(rng)
@@ -287,6 +360,79 @@ class Workload:
             return None
         return self._delete_org_as(rng, self._known.actor(rng, org), org)
 
+    def _transfer(self, rng: random.Random, _seen: int) -> int | None:
+        org = self._known.some_org(rng)
+        if org is None:
+            return None
+        return self._transfer_as(rng, self._known.actor(rng, org), org, self._known.some_member(rng, org))
+
+    def _transfer_as(self, rng: random.Random, user: str, org: str | None, target: str) -> int | None:
+        return self._written(self._send("POST", f"/v1/organizations/{org}/transfer", user, "transfer", rng,
+                                        body={"to_user_id": target}))
+
+    def _restore(self, rng: random.Random, _seen: int) -> int | None:
+        found = self._known.some_archived(rng)
+        if found is None:
+            return None
+        org, creator = found
+        return self._restore_as(rng, creator if rng.random() < 0.7 else rng.choice(USERS), org)
+
+    def _restore_as(self, rng: random.Random, user: str, org: str | None) -> int | None:
+        if org is None:
+            return None
+        with self._events_lock:
+            self.restore_attempts.append((org, time.monotonic()))
+        event = self._send("POST", f"/v1/organizations/{org}/restore", user, "restore", rng)
+        event.body["org"] = org
+        if event.status == 200:
+            self._known.restored(org)
+        return self._written(event)
+
+    def _purge(self, rng: random.Random, _seen: int) -> int | None:
+        """The operator's `authz orgs purge --now` of an archived org, from outside the replicas."""
+        found = self._known.some_archived(rng)
+        if found is None or self.purge is None:
+            return None
+        return self._purge_org(found[0])
+
+    def _purge_org(self, org: str | None) -> int | None:
+        if org is None or self.purge is None:
+            return None
+        request_id = f"hist-{self.seed}-{next(self._ids)}"
+        started = time.monotonic()
+        try:
+            self.purge(org, request_id)
+            status, answer = 200, None
+        except AuthzError as exc:  # not archived (restored first): 409; purged already: 404
+            status, answer = status_of(exc), exc.detail
+        except Exception as exc:  # noqa: BLE001 - recorded as a 500: a violation for the checker
+            status, answer = 500, repr(exc)
+        event = Event("purge", "cli", "direct", request_id, {"org": org}, status, answer, None, started,
+                      time.monotonic())
+        with self._events_lock:
+            self.events.append(event)
+        return None
+
+    def _resolve(self, rng: random.Random, _seen: int) -> int | None:
+        """A job asks for a backend token of an org (live, or archived: which must not resolve)."""
+        if self.resolver_key is None:
+            return None
+        found = self._known.some_archived(rng) if rng.random() < 0.4 else None
+        org = found[0] if found is not None else self._known.some_org(rng)
+        if org is None:
+            return None
+        body = {"user_id": self._known.actor(rng, org), "context": org, "provider": rng.choice(PROVIDERS)}
+        replica = rng.choice(sorted(self._clients))
+        request_id = f"hist-{self.seed}-{next(self._ids)}"
+        started = time.monotonic()
+        response = self._clients[replica].post("/v1/backend-tokens/resolve", json=body, headers={
+            "Authorization": f"Bearer {self.resolver_key}", "X-Request-Id": request_id})
+        event = Event("resolve", body["user_id"], replica, request_id, body, response.status_code,
+                      response.json() if response.content else None, None, started, time.monotonic())
+        with self._events_lock:
+            self.events.append(event)
+        return None
+
     def _set_token(self, rng: random.Random, _seen: int) -> int | None:
         org = self._known.some_org(rng)
         if org is None:
@@ -309,7 +455,8 @@ class Workload:
         if rng.random() < 0.7:
             body["resource"]["id"] = rng.choice(RESOURCES)
         else:
-            org = self._known.some_org(rng)
+            archived = self._known.some_archived(rng) if rng.random() < 0.2 else None
+            org = archived[0] if archived is not None else self._known.some_org(rng)
             body["context"] = org if org is not None and rng.random() < 0.8 else "personal"
         if seen and rng.random() < 0.3:
             body["min_revision"] = seen  # read your writes
@@ -333,12 +480,18 @@ class Workload:
             resource, org = rng.choice(RESOURCES), self._known.some_org(rng)
             owner = self._known.creator(org) or rng.choice(USERS)
         other = rng.choice([user for user in USERS if user != owner])
+        archived_org, archived_owner = self._known.some_archived(rng) or (org, owner)
         pairs: list[tuple[Callable[[random.Random, int], int | None], ...]] = [
             (lambda r, s: self._share_as(r, owner, resource, other), lambda r, s: self._delete_as(r, owner, resource)),
             (lambda r, s: self._register_as(r, owner, resource, org), lambda r, s: self._delete_org_as(r, owner, org)),
             (lambda r, s: self._share_as(r, owner, resource, other), lambda r, s: self._delete_org_as(r, owner, org)),
             (lambda r, s: self._demote(r, owner, org, owner), lambda r, s: self._demote(r, other, org, other)),
             (self._accept, lambda r, s: self._delete_org_as(r, owner, org)),
+            (lambda r, s: self._transfer_as(r, owner, org, other), lambda r, s: self._demote(r, other, org, owner)),
+            (lambda r, s: self._transfer_as(r, owner, org, other), lambda r, s: self._demote(r, owner, org, other)),
+            (lambda r, s: self._restore_as(r, archived_owner, archived_org), lambda r, s: self._purge_org(archived_org)),
+            (lambda r, s: self._restore_as(r, archived_owner, archived_org),
+             lambda r, s: self._delete_org_as(r, archived_owner, archived_org)),
         ]
         first, second = rng.choice(pairs)
         if org is None:
@@ -371,7 +524,8 @@ class Workload:
                                         body={"type": "algorithm", "id": resource}, context=org))
 
     def _delete_org_as(self, rng: random.Random, user: str, org: str | None) -> int | None:
-        event = self._send("DELETE", f"/v1/organizations/{org}", user, "delete_org", rng)
+        event = self._send("DELETE", f"/v1/organizations/{org}", user, "archive_org", rng)
+        event.body["org"] = org
         if event.status == 204 and org is not None:
             self._known.forget_org(org)
         return self._written(event)

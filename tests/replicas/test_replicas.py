@@ -113,6 +113,53 @@ def test_min_revision_gives_read_your_writes_across_replicas(replicas: Replicas)
     assert plain.status_code == 200 and isinstance(plain.json()["revision"], int)
 
 
+def test_invitations_are_rate_limited_in_the_database_whichever_replica_is_asked(
+    replicas: Replicas, direct: Runtime
+) -> None:
+    """60 invitations into one org at once through three replicas: exactly the 50 of the limit are made."""
+    org, _ = create_org(replicas[0], "rita", "Limited Lab")
+    inviters = ["rita", "rolf", "rosa"]  # three owners: the org's limit is reached, not an inviter's
+    for inviter in inviters[1:]:
+        add_member(direct, org, inviter, "owner")
+
+    def invite(n: int) -> httpx.Response:
+        return replicas[n % 3].http.post(f"/v1/organizations/{org}/invitations", headers=auth(inviters[n % 3]),
+                                         json={"email": f"guest{n}@example.com", "role": "viewer"})
+
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(invite, range(60)))
+    statuses = sorted(response.status_code for response in answers)
+    assert statuses == [201] * 50 + [429] * 10, statuses
+    for response in answers:
+        if response.status_code == 429:
+            assert response.headers["content-type"].startswith(PROBLEM)
+            assert 0 < int(response.headers["Retry-After"]) <= 24 * 3600
+    for replica in replicas:  # and every replica goes on refusing
+        late = replica.http.post(f"/v1/organizations/{org}/invitations", headers=auth("rita"),
+                                 json={"email": "late@example.com", "role": "viewer"})
+        assert late.status_code == 429, late.text
+
+
+def test_an_archive_on_one_replica_is_deny_on_the_others_and_a_restore_brings_it_back(replicas: Replicas) -> None:
+    a, b, c = replicas
+    org, _ = create_org(a, "arne", "Archived Lab")
+    register(a, "arne", org, "archived-algo")
+    archived = a.http.delete(f"/v1/organizations/{org}", headers=auth("arne"))
+    assert archived.status_code == 204, archived.text
+    revision = int(archived.headers["X-Authz-Revision"])
+    for replica in (b, c):
+        response = replica.check("arne", "read", "algorithm", resource_id="archived-algo", min_revision=revision)
+        assert response.status_code == 200 and response.json()["allowed"] is False, response.text
+        contexts = replica.http.get("/v1/me", headers=auth("arne")).json()["contexts"]
+        assert [context["id"] for context in contexts] == ["personal"]
+    restored = c.http.post(f"/v1/organizations/{org}/restore", headers=auth("arne"))
+    assert restored.status_code == 200, restored.text
+    revision = int(restored.headers["X-Authz-Revision"])
+    for replica in (a, b):
+        response = replica.check("arne", "read", "algorithm", resource_id="archived-algo", min_revision=revision)
+        assert response.status_code == 200 and response.json()["allowed"] is True, response.text
+
+
 def test_a_late_replica_catches_up_to_the_same_revision_and_answers(
     cluster: Cluster, replicas: Replicas, direct: Runtime
 ) -> None:

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from authz.domain.errors import Conflict, Forbidden, Gone, Invalid, NotFound
 from authz.domain.principal import Principal, cli_principal
 from authz.mail.sender import OutboxSender
-from authz.services import invitations, organizations
+from authz.services import invitations, lifecycle, organizations
 from authz.services.policy_admin import reload_policy
 from authz.services.runtime import Runtime
 from authz.settings import Settings
@@ -343,15 +343,21 @@ def test_concurrent_accepts_of_one_token_exactly_one_wins(runtime: Runtime, send
         assert [a.target for a in accepts] == [winner]
 
 
-def test_deleting_the_org_takes_its_invitations_and_mails(runtime: Runtime, sender: OutboxSender,
-                                                          smtp: SmtpServer) -> None:
+def test_deleting_the_org_revokes_its_invitations_and_the_purge_takes_them_and_their_mails(
+        runtime: Runtime, sender: OutboxSender, smtp: SmtpServer) -> None:
     org_id = new_org(runtime)
     _, token = invite(runtime, sender, smtp, org_id, "bob@example.com")
     invitations.create_invitation(runtime, user("alice"), org_id, "carol@example.com", "viewer")
     organizations.delete_organization(runtime, user("alice"), org_id)
     with runtime.database.session() as session:
+        statuses = session.scalars(select(Invitation.status)).all()
+        assert statuses == ["revoked", "revoked"]
+    with pytest.raises(Gone):
+        invitations.accept_invitation(runtime, user("bob"), token)
+    assert sender.deliver_due() == 0  # carol's unsent email is never sent
+    lifecycle.purge_organization(runtime, cli_principal(), org_id, now=True)
+    with runtime.database.session() as session:
         assert session.scalar(select(func.count()).select_from(Invitation)) == 0
         assert session.scalar(select(func.count()).select_from(OutboxMessage)) == 0
     with pytest.raises(NotFound):
         invitations.accept_invitation(runtime, user("bob"), token)
-    assert sender.deliver_due() == 0
