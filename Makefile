@@ -10,8 +10,9 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+# The client is its own distribution (clients/python); authz.client re-exports it.
+$(STAMP): pyproject.toml clients/python/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e './clients/python[fastapi]' -e '.[test]'
 	touch $(STAMP)
 
 # Development secrets, created once: `authz dev-token` and `authz serve` agree, and console

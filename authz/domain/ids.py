@@ -12,6 +12,7 @@ from typing import Final
 from authz.domain.errors import Invalid
 
 PERSONAL: Final = "personal"
+ALL_DOMAINS: Final = "*"  # the policy's own domain: rules written once for every context (the only wildcard)
 USER_SUBJECT_PREFIX: Final = "user:"
 
 _ORG_ID = re.compile(r"org_[0-9a-f]{24}")

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-ALL_DOMAINS = "*"
+from authz.domain.ids import ALL_DOMAINS
 
 Rule = tuple[str, ...]
 """A Casbin rule as stored: (ptype, v0, v1, ...)."""

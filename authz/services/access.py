@@ -4,38 +4,25 @@ Writes decide on committed rows, not on this replica's memory, so a membership r
 moment ago on another replica cannot authorize a write here.
 """
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from authz.domain import ids
 from authz.domain.errors import Forbidden, NotFound, OutsiderNotFound
 from authz.domain.principal import Principal
 from authz.policy.document import PolicyDocument
-from authz.store.tables import CasbinRule, Resource
-from authz.store.unit_of_work import grant_in_force, session_now
+from authz.store import rules
+from authz.store.tables import Resource
 
 
 def role_in_context(session: Session, user: str, context: str) -> str | None:
     """The user's role in the context now (an expired grant is no role)."""
     if context == ids.personal_context(user):
         return "owner"
-    return session.scalar(
-        select(CasbinRule.v1).where(
-            CasbinRule.ptype == "g", CasbinRule.v0 == ids.subject_of(user), CasbinRule.v2 == context,
-            grant_in_force(session_now(session)),
-        )
-    )
+    return rules.role_in(session, ids.subject_of(user), context)
 
 
 def role_on_resource(session: Session, user: str, resource_type: str, resource_id: str) -> str | None:
-    return session.scalar(
-        select(CasbinRule.v1).where(
-            CasbinRule.ptype == "g",
-            CasbinRule.v0 == ids.subject_of(user),
-            CasbinRule.v2 == ids.resource_scope(resource_type, resource_id),
-            grant_in_force(session_now(session)),
-        )
-    )
+    return rules.role_in(session, ids.subject_of(user), ids.resource_scope(resource_type, resource_id))
 
 
 def require_in_context(

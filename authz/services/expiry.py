@@ -10,7 +10,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 
 from authz.domain import ids
 from authz.domain.errors import NotFound
@@ -19,8 +19,9 @@ from authz.engine.index import is_resource_scope
 from authz.periodic import PeriodicThread
 from authz.services.members import remember_former
 from authz.services.runtime import Runtime
-from authz.store.tables import CasbinRule, Membership
-from authz.store.unit_of_work import Rule, grant_expired, rule_of
+from authz.store import rules
+from authz.store.rules import Rule
+from authz.store.tables import Membership
 
 log = logging.getLogger("authz.expiry")
 SWEEPER = Principal(kind="service", id="expiry-sweeper", scopes=frozenset())
@@ -48,10 +49,7 @@ def sweep_expired(rt: Runtime) -> Swept:
 
 def _expired(rt: Runtime) -> Iterator[Rule]:
     with rt.database.session() as session:
-        rows = session.scalars(
-            select(CasbinRule).where(CasbinRule.ptype == "g", grant_expired(rt.clock())).limit(BATCH)
-        ).all()
-        found = [rule_of(row) for row in rows]
+        found = rules.expired_grants(session, rt.clock(), BATCH)
     yield from found
 
 

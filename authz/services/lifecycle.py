@@ -29,10 +29,10 @@ from authz.services.members import OWNER
 from authz.services.organizations import CHUNK, org_view
 from authz.services.runtime import Runtime, Written
 from authz.services.views import OrganizationView
+from authz.store import rules
 from authz.store.tables import (
     ArchivedGrant,
     BackendToken,
-    CasbinRule,
     FormerMember,
     Invitation,
     Membership,
@@ -207,8 +207,7 @@ class OrganizationSummary:
 
 def _summary(rt: Runtime, session: Session, org: Organization) -> OrganizationSummary:
     if org.archived_at is None:
-        grants = session.execute(select(CasbinRule.v0, CasbinRule.v1).where(
-            CasbinRule.ptype == "g", CasbinRule.v2 == org.id)).all()
+        grants = [(subject, role) for subject, role, _, _ in rules.grants_in(session, [org.id])]
     else:
         grants = session.execute(select(ArchivedGrant.subject, ArchivedGrant.role).where(
             ArchivedGrant.org_id == org.id, ArchivedGrant.domain == org.id)).all()

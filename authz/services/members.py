@@ -6,20 +6,27 @@ owners inside the transaction (DESIGN.md invariant 5).
 
 from datetime import datetime
 
-from sqlalchemy import delete, func, literal, or_, select
+from sqlalchemy import delete
 
 from authz.domain import ids
+from authz.domain.cursors import Page
 from authz.domain.errors import Conflict, Forbidden, Invalid, NotFound
-from authz.domain.grants import expiry_epoch, expiry_instant, expiry_value, requested_expiry
+from authz.domain.grants import (
+    expiry_epoch,
+    expiry_instant,
+    expiry_value,
+    requested_expiry,
+)
 from authz.domain.invitations import canonical_email
 from authz.domain.principal import Principal
-from authz.domain.cursors import Page
 from authz.services import paging
 from authz.services.access import require_in_context
 from authz.services.runtime import Runtime, Written
 from authz.services.views import MemberView
-from authz.store.tables import CasbinRule, FormerMember, Membership
-from authz.store.unit_of_work import Rule, UnitOfWork, grant_in_force
+from authz.store import rules
+from authz.store.rules import Rule
+from authz.store.tables import FormerMember, Membership
+from authz.store.unit_of_work import UnitOfWork
 
 OWNER = "owner"
 MAINTAINER = "maintainer"  # what an owner becomes by transferring the ownership
@@ -32,20 +39,7 @@ def list_members(
     ids.org_id(org_id)
     with rt.database.session() as session:
         require_in_context(session, rt.policy, principal, "read", "member", org_id)
-        query = (
-            select(Membership.user_id, Membership.email, Membership.joined_at, CasbinRule.v1, CasbinRule.v3)
-            .join(
-                CasbinRule,
-                (CasbinRule.ptype == "g")
-                & (CasbinRule.v2 == Membership.org_id)
-                & (CasbinRule.v0 == literal(ids.USER_SUBJECT_PREFIX).concat(Membership.user_id)),
-            )
-            .where(Membership.org_id == org_id, grant_in_force(rt.clock()))
-            .order_by(Membership.user_id)
-        )
-        if after is not None:
-            query = query.where(Membership.user_id > after)
-        rows = session.execute(query.limit(limit)).all()
+        rows = rules.members_with_grants(session, org_id, rt.clock(), after=after, limit=limit)
     return [MemberView(user_id, email, role, joined_at, _expires(expiry))
             for user_id, email, joined_at, role, expiry in rows]
 
@@ -67,12 +61,7 @@ def _expires(expiry: str | None) -> datetime | None:
 
 def _permanent_owners(uow: UnitOfWork, org_id: str) -> int:
     """Owners whose grant does not end: the ones that keep the org owned (invariant 5)."""
-    return uow.session.scalar(
-        select(func.count()).select_from(CasbinRule).where(
-            CasbinRule.ptype == "g", CasbinRule.v2 == org_id, CasbinRule.v1 == OWNER,
-            or_(CasbinRule.v3.is_(None), CasbinRule.v3 == ""),
-        )
-    ) or 0
+    return rules.permanent_owners(uow.session, org_id, OWNER)
 
 
 def _membership_rule(uow: UnitOfWork, org_id: str, user: str) -> Rule | None:

@@ -10,22 +10,22 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from authz.domain.errors import AuthzError, Invalid
 from authz.domain.principal import Principal
 from authz.engine.replica import Replica
-from authz.policy.document import ALL_DOMAINS, PolicyDocument, Rule
+from authz.policy.document import PolicyDocument, Rule
 from authz.policy.loader import load_policy_dir
 from authz.policy.routes import load_routes
 from authz.policy.yaml_nodes import PolicyError, PolicyInvalid
 from authz.services.runtime import Runtime, Written
 from authz.settings import Settings
+from authz.store import rules
 from authz.store.database import Database
 from authz.store.migrate import upgrade
-from authz.store.tables import CasbinRule, PolicyState
-from authz.store.unit_of_work import UnitOfWork, rule_of
+from authz.store.tables import PolicyState
+from authz.store.unit_of_work import UnitOfWork
 
 REHEARSAL = Principal(kind="cli", id="policy-validate")
 
@@ -42,13 +42,7 @@ class PolicyDiff:
 
 def _policy_rules_in_db(uow: UnitOfWork) -> set[Rule]:
     """The permission rules and role hierarchy (everything written for the "*" domain)."""
-    rows = uow.session.scalars(
-        select(CasbinRule).where(
-            ((CasbinRule.ptype == "p") & (CasbinRule.v1 == ALL_DOMAINS))
-            | ((CasbinRule.ptype == "g") & (CasbinRule.v2 == ALL_DOMAINS))
-        )
-    )
-    return {rule_of(row) for row in rows}
+    return rules.policy_rules(uow.session)
 
 
 def apply_policy(rt: Runtime, principal: Principal, document: PolicyDocument, *, dry_run: bool = False) -> Written[PolicyDiff]:

@@ -3,7 +3,6 @@
 A resource's context is written once, at registration, and never updated (invariant 6).
 """
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -15,8 +14,9 @@ from authz.services.access import require_in_context, require_on_resource
 from authz.services.members import valid_role
 from authz.services.runtime import Runtime, Written
 from authz.services.views import ResourceView
-from authz.store.tables import CasbinRule, Resource
-from authz.store.unit_of_work import Rule, grant_in_force
+from authz.store import rules
+from authz.store.rules import Rule
+from authz.store.tables import Resource
 
 
 def _view(row: Resource) -> ResourceView:
@@ -99,10 +99,8 @@ def list_resource_members(
         row = _load(session, clean_type, clean_id)
         require_on_resource(session, rt.policy, principal, "share", row)
         scope = ids.resource_scope(clean_type, clean_id)
-        rules = session.execute(select(CasbinRule.v0, CasbinRule.v1, CasbinRule.v3).where(
-            CasbinRule.ptype == "g", CasbinRule.v2 == scope, grant_in_force(rt.clock())))
         found = [{"user_id": ids.user_of(subject), "role": role, "expires_at": expiry_instant(expiry) if expiry else None}
-                 for subject, role, expiry in rules]
+                 for subject, role, _, expiry in rules.grants_in(session, [scope], rt.clock())]
     return sorted(found, key=lambda member: str(member["user_id"]))
 
 
@@ -122,9 +120,7 @@ def shared_roles(
     found: dict[tuple[str, str], dict[str, str]] = {key: {} for key in allowed.values()}
     if allowed:
         with rt.database.session() as session:
-            rows = session.execute(select(CasbinRule.v0, CasbinRule.v1, CasbinRule.v2).where(
-                CasbinRule.ptype == "g", CasbinRule.v2.in_(list(allowed)), grant_in_force(rt.clock())))
-            for subject, role, scope in rows:
+            for subject, role, scope, _ in rules.grants_in(session, list(allowed), rt.clock()):
                 found[allowed[scope]][ids.user_of(subject)] = role
     return found
 

@@ -13,24 +13,29 @@ its single write lock at BEGIN (authz.store.database).
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import ColumnElement, and_, delete, func, or_, select, text, update
+from sqlalchemy import and_, delete, func, select, text, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from authz.domain import ids
 from authz.domain.errors import NotFound, Unavailable
-from authz.domain.grants import expiry_value
 from authz.store.database import Database
 from authz.store.notifications import CHANNEL
-from authz.store.tables import AuditEntry, CasbinRule, ChangelogEntry, Organization, Resource, RevisionCounter
+from authz.store.rules import ALL_COLUMNS, Rule, rule_from, rule_values, rules_where
+from authz.store.tables import (
+    AuditEntry,
+    CasbinRule,
+    ChangelogEntry,
+    Organization,
+    Resource,
+    RevisionCounter,
+)
 
-Rule = tuple[str, ...]
 Op = dict[str, Any]
-RULE_COLUMNS = ("v0", "v1", "v2", "v3", "v4", "v5")
 # Markers of an org's lifecycle in the changelog (no rule change of their own: the rules
 # moved are remove_rule/add_rule ops beside them); the index ignores them.
 ORG_STATE_OPS = frozenset({"archive_org", "restore_org", "purge_org"})
@@ -39,33 +44,6 @@ GLOBAL = "*"  # the aggregate of the policy itself and of service keys (the poli
 
 class UnlockedWrite(RuntimeError):
     """A programming error: a write changed an aggregate it had not locked."""
-
-
-def rule_values(rule: Rule) -> dict[str, str | None]:
-    values = list(rule[1:]) + [None] * (len(RULE_COLUMNS) - len(rule) + 1)
-    return {"ptype": rule[0], **dict(zip(RULE_COLUMNS, values, strict=True))}
-
-
-def grant_in_force(now: datetime) -> ColumnElement[bool]:
-    """A `g` rule that has no expiry (v3) or has not reached it at `now` (the format orders as text)."""
-    return or_(CasbinRule.v3.is_(None), CasbinRule.v3 == "", CasbinRule.v3 > expiry_value(now))
-
-
-def grant_expired(now: datetime) -> ColumnElement[bool]:
-    return and_(CasbinRule.v3.is_not(None), CasbinRule.v3 != "", CasbinRule.v3 <= expiry_value(now))
-
-
-def session_now(session: Session) -> datetime:
-    """The "now" of a unit of work's session (its clock), else the wall clock."""
-    now = session.info.get("now")
-    return now if isinstance(now, datetime) else datetime.now(UTC)
-
-
-def rule_of(row: CasbinRule) -> Rule:
-    values = [row.v0, row.v1, row.v2, row.v3, row.v4, row.v5]
-    while values and values[-1] is None:
-        values.pop()
-    return (row.ptype, *(v or "" for v in values))
 
 
 class UnitOfWork:
@@ -198,16 +176,12 @@ class UnitOfWork:
             return []
         rows = self.session.execute(
             delete(CasbinRule).where(CasbinRule.ptype == "g", CasbinRule.v2.in_(domains))
-            .returning(CasbinRule.ptype, CasbinRule.v0, CasbinRule.v1, CasbinRule.v2, CasbinRule.v3,
-                       CasbinRule.v4, CasbinRule.v5)
+            .returning(*ALL_COLUMNS)
             .execution_options(synchronize_session=False)
         ).all()
         rules: list[Rule] = []
         for row in rows:
-            values = list(row[1:])
-            while values and values[-1] is None:
-                values.pop()
-            rule = (row[0], *(v or "" for v in values))
+            rule = rule_from(row[0], row[1:])
             rules.append(rule)
             self.ops.append({"op": "remove_rule", "rule": list(rule)})
         return rules
@@ -255,8 +229,8 @@ class UnitOfWork:
         self._audits.append(entry)
 
     def rules_where(self, ptype: str, **values: str) -> list[Rule]:
-        conditions = [CasbinRule.ptype == ptype] + [getattr(CasbinRule, k) == v for k, v in values.items()]
-        return [rule_of(row) for row in self.session.scalars(select(CasbinRule).where(*conditions))]
+        """This transaction's view of the rules with these column values (see `authz.store.rules`)."""
+        return rules_where(self.session, ptype, **values)
 
     def _record_revision_postgres(self) -> int:
         """The PostgreSQL form of the same rows as the ORM path: one statement (see _RECORD_REVISION)."""

@@ -9,7 +9,6 @@ import json
 import shutil
 import subprocess
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -20,8 +19,8 @@ from authz.domain.principal import Principal
 from authz.policy.model import casbin_request
 from authz.services import organizations, resources
 from authz.services.runtime import Runtime
+from authz.store.rules import rule_of
 from authz.store.tables import CasbinRule
-from authz.store.unit_of_work import rule_of
 from examples.casbin.python.enforcer import enforcer
 from tests.clock import Clock
 from tests.conftest import BILLING, POLICY_MODEL, ROOT, add_member

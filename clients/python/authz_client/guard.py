@@ -1,0 +1,190 @@
+"""A FastAPI guard for other platform services: protect a route with one line, decided by authz.
+
+    from authz_client import AsyncAuthzClient
+    from authz_client.guard import install, path_param, require
+
+    install(app, AsyncAuthzClient("http://authz:8000"))          # once per app
+
+    @app.delete("/algorithms/{id}", dependencies=[require("delete", resource=("algorithm", path_param("id")))])
+    async def delete_algorithm(id: str) -> None: ...
+
+The guard forwards the caller's own `Authorization` and `X-Account-Context` to authz's
+`POST /v1/check`, so authz verifies the token and decides about that user; refusals are
+401/403 problem+json (503 when authz cannot be asked: it fails closed).
+
+This module is imported on its own and imports FastAPI only when `require` or `install` is
+called, so `authz_client` never imports a web framework; FastAPI comes with the extra
+(`pip install 'authz-client[fastapi]'`).
+"""
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from authz_client.aio import AsyncAuthzClient
+from authz_client.errors import AuthzError, InvalidRequest, Unauthenticated, Unavailable
+from authz_client.models import CheckResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from fastapi import FastAPI
+    from starlette.requests import Request
+
+PROBLEM_TYPE = "urn:authz:problem:"
+WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer realm="authz"'}
+_TITLES = {401: "Not authenticated", 403: "Forbidden", 422: "Invalid request", 503: "Service unavailable"}
+_SLUGS = {401: "unauthenticated", 403: "forbidden", 422: "invalid", 503: "unavailable"}
+
+
+@dataclass(frozen=True)
+class PathParam:
+    """A value taken from the matched route's path parameters at request time."""
+
+    name: str
+
+    def __call__(self, request: "Request") -> str:
+        try:
+            return str(request.path_params[self.name])
+        except KeyError:
+            raise LookupError(f"the route has no path parameter {{{self.name}}} for the authz guard") from None
+
+
+def path_param(name: str) -> PathParam:
+    """`require(..., resource=("algorithm", path_param("id")))`: the id is the `{id}` of the path."""
+    return PathParam(name)
+
+
+Value = str | Callable[["Request"], str] | None
+ResourceSpec = str | tuple[str, Value] | Callable[["Request"], tuple[str, str | None]]
+
+
+def _value(value: Value, request: "Request") -> str | None:
+    return value(request) if callable(value) else value
+
+
+def _resource(spec: ResourceSpec, request: "Request") -> tuple[str, str | None]:
+    if callable(spec):
+        return spec(request)
+    if isinstance(spec, str):
+        return spec, None
+    resource_type, resource_id = spec
+    return resource_type, _value(resource_id, request)
+
+
+def _fastapi() -> Any:
+    """FastAPI, or an error that says which extra brings it."""
+    try:
+        import fastapi
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError("the authz guard needs FastAPI: pip install 'authz-client[fastapi]'",
+                                  name=exc.name) from exc
+    return fastapi
+
+
+@functools.cache
+def refusal_type() -> type[Exception]:
+    """The exception a refusal raises: an HTTPException, so an app without `install` still refuses."""
+    _fastapi()
+    from fastapi import HTTPException
+
+    class GuardRefusal(HTTPException):
+        """401/403/422/503 with a problem+json body (rendered by the handler `install` adds)."""
+
+        def __init__(self, status: int, detail: str, *, errors: list[dict[str, Any]] | None = None,
+                     headers: dict[str, str] | None = None) -> None:
+            super().__init__(status, detail=detail, headers=headers)
+            self.problem: dict[str, Any] = {
+                "type": PROBLEM_TYPE + _SLUGS.get(status, "error"),
+                "title": _TITLES.get(status, "Error"),
+                "status": status,
+                "detail": detail,
+            }
+            if errors is not None:
+                self.problem["errors"] = errors
+
+    return GuardRefusal
+
+
+def _refuse(status: int, detail: str, *, field: str | None = None, headers: dict[str, str] | None = None) -> Exception:
+    errors = [{"field": field, "message": detail}] if field is not None else None
+    return refusal_type()(status, detail, errors=errors, headers=headers)  # type: ignore[call-arg]
+
+
+def install(app: "FastAPI", client: AsyncAuthzClient) -> None:
+    """Give the app's guards their client and render their refusals as problem+json."""
+    _fastapi()
+    from fastapi.responses import JSONResponse
+
+    async def render(_: Any, exc: Exception) -> Any:
+        problem = getattr(exc, "problem", None) or {"status": 500, "detail": "refused"}
+        return JSONResponse(problem, status_code=problem["status"], headers=getattr(exc, "headers", None),
+                            media_type="application/problem+json")
+
+    app.state.authz_client = client
+    app.add_exception_handler(refusal_type(), render)
+
+
+def _bearer(request: "Request") -> str:
+    header = request.headers.get("authorization")
+    if not header:
+        raise _refuse(401, "missing Authorization: Bearer credential", headers=WWW_AUTHENTICATE)
+    scheme, _, credential = header.partition(" ")
+    if scheme.lower() != "bearer" or not credential.strip():
+        raise _refuse(401, "the Authorization header must be `Bearer <credential>`", headers=WWW_AUTHENTICATE)
+    return credential.strip()
+
+
+def require(
+    action: str,
+    resource: ResourceSpec,
+    *,
+    context: Value = None,
+    client: AsyncAuthzClient | None = None,
+) -> Any:
+    """A dependency that lets the request through only if authz allows the caller `action` on `resource`.
+
+    `resource` is a type (`"algorithm"`: a type-level action in the caller's
+    X-Account-Context, or in `context`), `(type, id)` where the id may be `path_param(...)`
+    or any callable of the request, or a callable returning `(type, id)`. The dependency's
+    value is the `CheckResult` (with the revision it was decided at).
+    """
+    _fastapi()
+    from fastapi import Depends, Request
+
+    id_field = resource[1].name if isinstance(resource, tuple) and isinstance(resource[1], PathParam) else "resource.id"
+    context_field = context.name if isinstance(context, PathParam) else "X-Account-Context"
+
+    async def authz_guard(request: Request) -> CheckResult:
+        authz: AsyncAuthzClient | None = client or getattr(request.app.state, "authz_client", None)
+        if authz is None:
+            raise RuntimeError("the authz guard has no client: call authz_client.guard.install(app, client)")
+        credential = _bearer(request)
+        resource_type, resource_id = _resource(resource, request)
+        caller = authz.with_credential(credential, account_context=request.headers.get("x-account-context"))
+        try:
+            result = await caller.check(action, (resource_type, resource_id), context=_value(context, request))
+        except Unauthenticated as exc:
+            raise _refuse(401, exc.detail, headers=WWW_AUTHENTICATE) from None
+        except InvalidRequest as exc:
+            named = exc.fields[0] if exc.fields else ""
+            if named == "resource.id":
+                raise _refuse(422, f"{id_field} is not a valid resource id", field=id_field) from None
+            if named in ("context", "X-Account-Context"):
+                raise _refuse(422, f"{context_field} must be `personal` or an organization id",
+                              field=context_field) from None
+            raise _refuse(403, exc.detail) from None
+        except Unavailable as exc:
+            raise _refuse(503, f"authorization is unavailable: {exc.detail}", headers={"Retry-After": "1"}) from None
+        except AuthzError as exc:
+            if exc.status in (403, 404):
+                raise _refuse(403, exc.detail) from None
+            raise _refuse(503, "authorization failed; refusing to guess", headers={"Retry-After": "1"}) from None
+        if not result.allowed:
+            target = resource_type if resource_id is None else f"{resource_type}:{resource_id}"
+            raise _refuse(403, f"you may not {action} {target}")
+        return result
+
+    return Depends(authz_guard)
+
+
+__all__ = ["PathParam", "install", "path_param", "refusal_type", "require"]
