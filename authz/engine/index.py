@@ -38,6 +38,7 @@ Permission = tuple[str, str]  # (object type, action)
 GROUP_SEPARATOR = "\x1f"  # joins the values of one bulk-loaded group; no id, role or name may contain it
 SHARDS = 1024  # a power of two: a key's shard is hash(key) & MASK
 MASK = SHARDS - 1
+assert MASK == 1023, "check() writes the mask as a literal"
 Shards = tuple[dict[str, Any], ...]
 Op = dict[str, Any]
 Grant = str | tuple[str, float]  # a role, or (role, expiry) for a grant that ends
@@ -115,14 +116,13 @@ class DecisionIndex:
         """The hot path: may `user` do `action` on the resource (or on its type in `context`)?
 
         The role in the context is asked first (the usual way in); the resource's own roles,
-        which only ever add, are looked up only when that role does not allow it.
+        which only ever add, are looked up only when that role does not allow it. (The shard
+        mask is written as a literal: this is the one place where a global lookup shows.)
         """
         subject = "user:" + user
-        shard = 0
         if resource_id is not None:
             scope = resource_type + ":" + resource_id
-            shard = hash(scope) & MASK
-            context = self._resources[shard].get(scope)
+            context = self._resources[hash(scope) & 1023].get(scope)
             if context is None:
                 return False
         elif context is None:
@@ -130,19 +130,23 @@ class DecisionIndex:
         if context == subject:
             role = "owner"
         else:
-            members = self._members[hash(context) & MASK].get(context)
-            role = members.get(subject) if members is not None else None
-            if role is not None and role.__class__ is not str:
-                role = active_role(role, clock)
-        if role is not None and (resource_type, action) in self._effective.get(role, ()):
+            members = self._members[hash(context) & 1023].get(context)
+            if members is None:
+                role = None
+            else:
+                role = members.get(subject)
+                if role is not None and role.__class__ is not str:
+                    role = active_role(role, clock)
+        permission = (resource_type, action)
+        if role is not None and permission in self._effective.get(role, ()):
             return True
         if resource_id is None:
             return False
-        scoped = self._resource_roles[shard].get(scope)
+        scoped = self._resource_roles[hash(scope) & 1023].get(scope)
         if scoped is None:
             return False
         role = active_role(scoped.get(subject), clock)
-        return role is not None and (resource_type, action) in self._effective.get(role, ())
+        return role is not None and permission in self._effective.get(role, ())
 
     def decide(self, user: str, action: str, resource_type: str, resource_id: str | None, context: str | None,
                clock: Clock = time.time) -> Decision:
