@@ -45,11 +45,13 @@ def serve_prefork(settings: "Settings", host: str, port: int, workers: int, uvic
     log.info("loaded revision %d once; forking %d workers", runtime.replica.revision, workers)
 
     children: list[int] = []
+    supervisor = os.getpid()
     for _ in range(workers):
         pid = os.fork()
         if pid == 0:  # a worker
             status = 0
             try:
+                _die_with(supervisor)
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 runtime.database.engine.dispose(close=False)  # its own connections from here on
@@ -91,3 +93,16 @@ def serve_prefork(settings: "Settings", host: str, port: int, workers: int, uvic
                 stop(signal.SIGTERM, None)
     sock.close()
     return status
+
+
+def _die_with(supervisor: int) -> None:
+    """SIGTERM this worker when the supervisor dies, even by SIGKILL (Linux): no orphan keeps the port."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        log.warning("this platform cannot stop a worker when its supervisor dies")
+    if os.getppid() != supervisor:  # it died before the request above took effect
+        os._exit(1)

@@ -74,3 +74,25 @@ def test_two_forked_workers_serve_and_follow_the_changelog(tmp_path: Path) -> No
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_workers_do_not_outlive_a_killed_supervisor(tmp_path: Path) -> None:
+    port = free_port()
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "authz.cli", "serve", "--port", str(port), "--workers", "2"],
+            env=authz_env(tmp_path), cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_for_port("127.0.0.1", port, process, 60, log)
+        deadline = time.monotonic() + 30
+        while len(workers := _children(process.pid)) < 2:
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.1)
+    finally:
+        process.kill()  # SIGKILL: no chance to stop them itself
+        process.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in workers):
+        assert time.monotonic() < deadline, "a worker outlived its supervisor (an orphan keeps the port)"
+        time.sleep(0.1)
