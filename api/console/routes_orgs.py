@@ -14,7 +14,7 @@ from starlette.responses import Response
 from api.console.web import ConsoleRoute, Page, csrf_form, field_errors, problem_of
 from authz.domain.errors import AuthzError, Invalid
 from authz.domain.organizations import ISO_COUNTRIES
-from authz.services import audit, invitations, members, organizations
+from authz.services import audit, invitations, lifecycle, members, organizations
 from authz.services.views import OrganizationView
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
@@ -60,7 +60,8 @@ def list_orgs(request: Request) -> Response:
 def _orgs(page: Page, status: int = 200, values: dict[str, str] | None = None, errors: dict[str, str] | None = None,
           error: str | None = None) -> Response:
     mine = organizations.list_organizations(page.runtime, page.user)
-    return page.render("orgs.html", status=status, orgs=mine, countries=sorted(ISO_COUNTRIES),
+    archived = lifecycle.restorable_by(page.runtime, page.user)
+    return page.render("orgs.html", status=status, orgs=mine, archived=archived, countries=sorted(ISO_COUNTRIES),
                        values=values or {"billing_address.country": ""}, errors=errors or {}, error=error)
 
 
@@ -91,6 +92,8 @@ def _profile(page: Page, org_id: str, status: int = 200, values: dict[str, str] 
         page, org_id, "org_profile.html", status, tab="profile", countries=sorted(ISO_COUNTRIES),
         values=values or _values(org), errors=errors or {}, error=error,
         can_rename=page.can("update", "organization", org.id), can_bill=page.can("update", "billing", org.id),
+        can_archive=page.can("delete", "organization", org.id),
+        retention_days=round(page.runtime.settings.org_retention.total_seconds() / 86400),
     )
 
 
@@ -110,6 +113,36 @@ def update_org(request: Request, org_id: str, form: Form) -> Response:
             raise
         return _profile(page, org_id, status, values, {}, detail)
     return page.redirect(f"/orgs/{org_id}", "Saved.")
+
+
+# ---- archive and restore --------------------------------------------------------------------
+
+@router.post("/orgs/{org_id}/archive")
+def archive_org(request: Request, org_id: str, form: Form) -> Response:
+    """DELETE /v1/organizations/{org_id}: archived, restorable by its owners within the retention."""
+    page = Page(request)
+    try:
+        organizations.delete_organization(page.runtime, page.user, org_id)
+    except AuthzError as exc:
+        status, detail = problem_of(exc)
+        if status == 404:
+            raise
+        return _profile(page, org_id, status, error=detail)
+    return page.redirect("/orgs", "Organization archived: it is gone from every member's contexts. "
+                                  "Its owners can restore it from this page until it is purged.")
+
+
+@router.post("/orgs/{org_id}/restore")
+def restore_org(request: Request, org_id: str, form: Form) -> Response:
+    page = Page(request)
+    try:
+        written = lifecycle.restore_organization(page.runtime, page.user, org_id)
+    except AuthzError as exc:
+        status, detail = problem_of(exc)
+        if status == 404:
+            raise
+        return _orgs(page, status, error=detail)
+    return page.redirect(f"/orgs/{org_id}", f"Organization “{written.value.name}” restored, as it was.")
 
 
 # ---- members --------------------------------------------------------------------------------

@@ -58,6 +58,37 @@ def _was_owner(uow: UnitOfWork, org_id: str, user: str) -> bool:
     return found is not None
 
 
+@dataclass(frozen=True)
+class Restorable:
+    """An archived org the caller may restore (it was an owner at archive time), and until when."""
+
+    id: str
+    name: str
+    archived_at: datetime
+    restorable_until: datetime
+
+
+def restorable_by(rt: Runtime, principal: Principal) -> list[Restorable]:
+    """The archived orgs, within their retention, that the caller owned when they were archived."""
+    if not principal.is_user:
+        return []
+    now = rt.clock()
+    with rt.database.session() as session:
+        rows = session.scalars(
+            select(Organization).join(ArchivedGrant, (ArchivedGrant.org_id == Organization.id)
+                                      & (ArchivedGrant.domain == Organization.id))
+            .where(Organization.archived_at.is_not(None), ArchivedGrant.subject == ids.subject_of(principal.id),
+                   ArchivedGrant.role == OWNER)
+            .order_by(Organization.archived_at.desc())
+        ).all()
+        found = []
+        for org in rows:
+            until = purge_after(rt, org)
+            if until is not None and until > now:
+                found.append(Restorable(org.id, org.name, org.archived_at, until))  # type: ignore[arg-type]
+    return found
+
+
 def restore_organization(rt: Runtime, principal: Principal, org_id: str) -> Written[OrganizationView]:
     """Undo an archive within the retention: every membership and resource role back, one revision."""
     ids.org_id(org_id)

@@ -323,3 +323,46 @@ def test_an_unexpected_failure_is_a_page_without_details(browser_like: TestClien
     page = browser_like.get("/orgs")
     assert page.status_code == 500 and "Something went wrong" in page.text
     assert "secret internals" not in page.text and "Traceback" not in page.text
+
+
+def test_an_owner_archives_from_the_profile_and_restores_from_the_organizations_page(
+    browser_like: TestClient, runtime: Runtime
+) -> None:
+    sign_in(browser_like, "alice")
+    org = create_org_in_console(browser_like)
+    add_member(runtime, org, "bob", "maintainer")
+    profile = browser_like.get(f"/orgs/{org}")
+    assert f'action="/orgs/{org}/archive"' in profile.text and "restore it, exactly as it was" in profile.text
+    archived = post_form(browser_like, f"/orgs/{org}", f"/orgs/{org}/archive", {})
+    assert flash_after(browser_like, archived).startswith("Organization archived")
+    assert runtime.replica.snapshot.index.role_in("bob", org) is None  # gone from every member at once
+    listing = browser_like.get("/orgs").text
+    assert f'href="/orgs/{org}"' not in listing
+    assert f'action="/orgs/{org}/restore"' in listing and "restorable until" in listing
+    assert browser_like.get(f"/orgs/{org}").status_code == 404
+    restored = post_form(browser_like, "/orgs", f"/orgs/{org}/restore", {})
+    assert "restored, as it was" in flash_after(browser_like, restored)
+    assert runtime.replica.snapshot.index.role_in("bob", org) == "maintainer"
+    assert f'action="/orgs/{org}/restore"' not in browser_like.get("/orgs").text
+
+
+def test_only_owners_see_and_may_archive_and_only_former_owners_may_restore(
+    browser_like: TestClient, runtime: Runtime
+) -> None:
+    sign_in(browser_like, "alice")
+    org = create_org_in_console(browser_like)
+    add_member(runtime, org, "bob", "maintainer")
+    owner_page = browser_like.get(f"/orgs/{org}")
+    sign_in(browser_like, "bob")
+    assert f'action="/orgs/{org}/archive"' not in browser_like.get(f"/orgs/{org}").text
+    refused = browser_like.post(f"/orgs/{org}/archive", data={"csrf": csrf_of(browser_like.get(f"/orgs/{org}").text)})
+    assert refused.status_code == 403 and "<h1>Quantum Lab</h1>" in refused.text
+    assert runtime.replica.snapshot.index.role_in("alice", org) == "owner"  # nothing changed
+    sign_in(browser_like, "alice")
+    post_form(browser_like, f"/orgs/{org}", f"/orgs/{org}/archive", {})
+    sign_in(browser_like, "bob")  # a maintainer at archive time: nothing to restore, not even a trace
+    listing = browser_like.get("/orgs")
+    assert org not in listing.text
+    restore = browser_like.post(f"/orgs/{org}/restore", data={"csrf": csrf_of(listing.text)})
+    assert restore.status_code == 404
+    assert owner_page.status_code == 200
