@@ -25,7 +25,7 @@ from authz.services.service_keys import create_service_key
 from authz.settings import Settings
 from authz.store.migrate import upgrade
 from authz.store.tables import Base
-from tests.postgres import PostgresUnavailable, create_database, drop_database, postgres_required
+from tests.postgres import own_database
 from tests.smtp_server import SmtpServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,15 +47,9 @@ def _backend_token_keys() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def postgres_server_url() -> Iterator[str]:
     """A new, migrated PostgreSQL database for this test session."""
-    try:
-        url = create_database("authz_test")
-    except PostgresUnavailable as exc:
-        if postgres_required():
-            pytest.fail(f"PostgreSQL is required (CI) but {exc}")
-        pytest.skip(f"{exc}; set AUTHZ_TEST_DATABASE_URL to run these tests")
-    upgrade(url)
-    yield url
-    drop_database(url)
+    with own_database("authz_test") as url:
+        upgrade(url)
+        yield url
 
 
 @pytest.fixture(scope="session")

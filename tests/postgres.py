@@ -6,8 +6,11 @@ and drops it afterwards. Never touches the server itself (no restarts, no settin
 
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import psycopg
+import pytest
 from sqlalchemy.engine import make_url
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -46,3 +49,19 @@ def drop_database(url: str) -> None:
     name = make_url(url).database
     with psycopg.connect(_admin(server_url()), autocommit=True, connect_timeout=3) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def own_database(prefix: str) -> Iterator[str]:
+    """A new database for a fixture, dropped afterwards. Without a server the test is skipped, or
+    fails where PostgreSQL is required (CI=true, AUTHZ_REQUIRE_POSTGRES=1)."""
+    try:
+        url = create_database(prefix)
+    except PostgresUnavailable as exc:
+        if postgres_required():
+            pytest.fail(f"PostgreSQL is required (CI) but {exc}")
+        pytest.skip(f"{exc}; set AUTHZ_TEST_DATABASE_URL to run these tests")
+    try:
+        yield url
+    finally:
+        drop_database(url)

@@ -20,7 +20,7 @@ from authz.services.service_keys import create_service_key
 from tests.conftest import make_settings
 from tests.history.verify import verify
 from tests.history.workload import Workload
-from tests.postgres import PostgresUnavailable, create_database, drop_database, postgres_required
+from tests.postgres import own_database
 from tests.replicas.cluster import Cluster, via
 from tests.replicas.tcp_proxy import TcpProxy
 from tests.sidecar.process import start_sidecar
@@ -38,14 +38,8 @@ RETENTION = os.environ.get("HISTORY_ORG_RETENTION", "8")
 
 @pytest.fixture
 def database() -> Iterator[str]:
-    try:
-        url = create_database("authz_history")
-    except PostgresUnavailable as exc:
-        if postgres_required():
-            pytest.fail(f"PostgreSQL is required (CI) but {exc}")
-        pytest.skip(str(exc))
-    yield url
-    drop_database(url)
+    with own_database("authz_history") as url:
+        yield url
 
 
 @pytest.mark.postgres

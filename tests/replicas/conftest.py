@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from authz.bootstrap import open_runtime
 from authz.services.runtime import Runtime
 from tests.conftest import make_settings
-from tests.postgres import PostgresUnavailable, create_database, drop_database, postgres_required
+from tests.postgres import own_database
 from tests.replicas.cluster import Cluster, ReplicaProcess, via
 from tests.replicas.tcp_proxy import TcpProxy
 
@@ -54,14 +54,8 @@ def _time_limit(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
     """A new, empty PostgreSQL database: the replicas create the schema themselves."""
-    try:
-        url = create_database("authz_replicas")
-    except PostgresUnavailable as exc:
-        if postgres_required():
-            pytest.fail(f"PostgreSQL is required (CI) but {exc}")
-        pytest.skip(str(exc))
-    yield url
-    drop_database(url)
+    with own_database("authz_replicas") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
