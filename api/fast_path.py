@@ -12,14 +12,15 @@ would, through the same functions (`answer_check`, `answer_batch`), or steps asi
 It runs inside `RequestMiddleware`, so metrics and the access log see every request.
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.auth import authenticate_request
 from api.lean import is_json
+from api.middleware import replay_body
 from api.routers.decisions import answer_batch, answer_check
 from api.schemas import BatchBody, CheckBody
 from api.staleness import require_fresh
@@ -86,7 +87,7 @@ class DecisionFastPath:
         except Exception:  # noqa: BLE001 - invalid input, bad credential, stale replica: the route answers
             payload = None
         if payload is None:
-            await self.app(scope, _replay(raw, receive), send)
+            await self.app(scope, replay_body(raw, receive), send)
             return
         scope["route"] = self._templates[scope["path"]]
         await send({"type": "http.response.start", "status": 200,
@@ -111,17 +112,3 @@ async def _read_body(receive: Receive) -> bytes:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
-
-
-def _replay(raw: bytes, receive: Receive) -> Callable[[], Awaitable[Message]]:
-    """A `receive` that gives the route the body this middleware already read, then the real one."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": raw, "more_body": False}
-        return await receive()
-
-    return replay

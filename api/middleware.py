@@ -52,7 +52,7 @@ class RequestMiddleware:
             # would be caught there and turned into 400 "error parsing the body".
             body, too_large = await _read_at_most(receive, limit)
             if not too_large:
-                receive = _replay(body, receive)
+                receive = replay_body(body, receive)
         if too_large:
             status = 413
             await problem(413, f"the request body exceeds {limit} bytes")(scope, receive, send)
@@ -154,7 +154,7 @@ async def _read_at_most(receive: Receive, limit: int) -> tuple[bytes, bool]:
             return b"".join(chunks), False
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay_body(body: bytes, receive: Receive) -> Receive:
     """A `receive` that gives the app the body read here, then the real messages (disconnect)."""
     sent = False
 

@@ -18,11 +18,19 @@ from sqlalchemy.exc import IntegrityError
 from authz.domain import ids
 from authz.domain import invitations as inv
 from authz.domain.cursors import Page
-from authz.domain.errors import AuthzError, Conflict, Forbidden, Gone, Invalid, NotFound, TooManyRequests
+from authz.domain.errors import (
+    AuthzError,
+    Conflict,
+    Forbidden,
+    Gone,
+    Invalid,
+    NotFound,
+    TooManyRequests,
+)
 from authz.domain.grants import requested_expiry
 from authz.domain.principal import Principal
 from authz.mail import outbox
-from authz.mail.message import inviter_name, invitation_message
+from authz.mail.message import invitation_message, inviter_name
 from authz.services import paging
 from authz.services.access import require_in_context, role_in_context
 from authz.services.invitation_limits import check_invitation_limits, lock_inviter
@@ -265,11 +273,11 @@ def invitations_page(
     rt: Runtime, principal: Principal, org_id: str, *, limit: object = paging.MAX_PAGE, cursor: str | None = None,
 ) -> Page[InvitationView]:
     """One page of `list_invitations`; `next_cursor` continues after its last invitation."""
-    size = paging.check_limit(limit)
-    query = ("invitations", org_id)
-    after = paging.position(rt.cursors, query, cursor, str)
-    rows = list_invitations(rt, principal, org_id, after=after, limit=size + 1)
-    return paging.page(rt.cursors, query, rows, size, lambda invitation: invitation.id)
+    return paging.keyset_page(
+        rt.cursors, ("invitations", org_id), limit, cursor,
+        lambda after, size: list_invitations(rt, principal, org_id, after=after, limit=size),
+        lambda invitation: invitation.id,
+    )
 
 
 def resend_invitation(rt: Runtime, principal: Principal, org_id: str, invitation_id: str) -> Written[InvitationView]:

@@ -48,11 +48,10 @@ def members_page(
     rt: Runtime, principal: Principal, org_id: str, *, limit: object = paging.MAX_PAGE, cursor: str | None = None,
 ) -> Page[MemberView]:
     """One page of `list_members`; `next_cursor` continues after its last member."""
-    size = paging.check_limit(limit)
-    query = ("members", org_id)
-    after = paging.position(rt.cursors, query, cursor, str)
-    rows = list_members(rt, principal, org_id, after=after, limit=size + 1)
-    return paging.page(rt.cursors, query, rows, size, lambda member: member.user_id)
+    return paging.keyset_page(
+        rt.cursors, ("members", org_id), limit, cursor,
+        lambda after, size: list_members(rt, principal, org_id, after=after, limit=size), lambda member: member.user_id,
+    )
 
 
 def _expires(expiry: str | None) -> datetime | None:

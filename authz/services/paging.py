@@ -39,3 +39,16 @@ def page(cursors: CursorCodec, query: Sequence[str], rows: list[T], limit: int, 
         shown = rows[:limit]
         return Page(shown, cursors.encode(query, key(shown[-1])))
     return Page(rows, None)
+
+
+def keyset_page(
+    cursors: CursorCodec, query: Sequence[str], limit: object, cursor: str | None,
+    fetch: Callable[[str | None, int], list[T]], key: Callable[[T], str],
+) -> Page[T]:
+    """One page of a listing ordered by a string key: `fetch(after, n)` gives at most n rows after `after`.
+
+    One row more than the page is fetched to know whether another page follows.
+    """
+    size = check_limit(limit)
+    after = position(cursors, query, cursor, str)
+    return page(cursors, query, fetch(after, size + 1), size, key)
