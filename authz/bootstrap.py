@@ -9,7 +9,7 @@ from authz.services.policy_admin import ensure_policy
 from authz.services.runtime import Runtime
 from authz.settings import Settings
 from authz.store.database import Database
-from authz.store.migrate import upgrade
+from authz.store.migrate import require_current_schema, upgrade
 from authz.store.startup_lock import startup_lock
 
 log = logging.getLogger("authz.bootstrap")
@@ -35,6 +35,30 @@ def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
         runtime.replica.catch_up(database)
     if revision is not None:
         log.info("loaded the policy from %s as revision %s", settings.policy_dir, revision)
+    return runtime
+
+
+def open_store(settings: Settings, *, key_ring: KeyRing | None = None) -> Runtime:
+    """For a command that only reads or writes rows: the database, checked to be at the current schema.
+
+    No migration runs (SchemaNotCurrent says to run `authz db upgrade`), no replica is
+    loaded and no policy is seeded: listing service keys on a database of a million
+    memberships reads the service-key table and nothing else. A service that asks this
+    runtime for a decision (`rt.policy`) fails loudly instead of deciding on an empty index.
+    """
+    database = Database(settings.database_url)
+    try:
+        require_current_schema(database)
+    except BaseException:
+        database.dispose()
+        raise
+    return Runtime(settings=settings, database=database, key_ring=key_ring)
+
+
+def open_replica(settings: Settings) -> Runtime:
+    """For a command that answers decisions from the database as it is: open_store, then load the replica once."""
+    runtime = open_store(settings)
+    runtime.replica.load(runtime.database)
     return runtime
 
 

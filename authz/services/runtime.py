@@ -64,6 +64,8 @@ class Runtime:
         up from the changelog, in order. The write is committed whatever happens here: a
         failure only leaves the replica to the follower.
         """
+        if self.replica.revision < 0:
+            return  # no replica loaded (bootstrap.open_store): nothing here to keep current
         try:
             if not self.replica.apply_committed(revision, delta):
                 self.replica.catch_up(self.database)
