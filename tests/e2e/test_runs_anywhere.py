@@ -102,6 +102,11 @@ def test_offline_commands_from_another_directory(installed: Path, elsewhere: Pat
     validated = subprocess.run([str(installed / "authz"), "policy", "validate", str(POLICY_DIR)], cwd=elsewhere, env=env,
                                capture_output=True, text=True, timeout=120)
     assert validated.returncode == 0, validated.stdout + validated.stderr
+    # check asks the database as it is: its schema (Alembic's scripts come from the package) and a policy first
+    for command in (["db", "upgrade"], ["policy", "apply", str(POLICY_DIR)]):
+        prepared = subprocess.run([str(installed / "authz"), *command], cwd=elsewhere, env=env,
+                                  capture_output=True, text=True, timeout=120)
+        assert prepared.returncode == 0, prepared.stdout + prepared.stderr
     checked = subprocess.run([str(installed / "authz"), "check", "--subject", "alice", "--action", "create",
                               "--resource", "algorithm", "--context", "personal", "--explain"],
                              cwd=elsewhere, env={**env, "AUTHZ_POLICY_DIR": str(POLICY_DIR)},
