@@ -21,8 +21,6 @@ from pathlib import Path
 import httpx
 from sqlalchemy import insert, update
 
-from bench import server
-from bench.report import Figure, Report
 from authz.bootstrap import open_runtime
 from authz.domain.principal import Principal, cli_principal
 from authz.services.members import add_member
@@ -30,6 +28,8 @@ from authz.services.organizations import create_organization
 from authz.services.service_keys import create_service_key
 from authz.settings import Settings
 from authz.store.tables import ChangelogEntry, RevisionCounter
+from bench import server
+from bench.report import Figure, Report
 
 BILLING = {"line1": "1 Qubit Way", "postal_code": "10115", "city": "Berlin", "country": "DE"}
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from authz.domain import ids
 from authz.domain.errors import Invalid
 from authz.domain.principal import Principal
-from authz.policy.routes import RouteMatch, RouteTable, load_routes, validated_id
 from authz.engine.replica import Snapshot
+from authz.policy.routes import RouteMatch, RouteTable, load_routes, validated_id
 from authz.services.runtime import Runtime
 
 log = logging.getLogger("authz.forward_auth")

@@ -102,7 +102,7 @@ class ChangelogListener:
                 if not self._stop.is_set():
                     log.warning("lost the changelog notification connection: %s; reconnecting", type(exc).__name__)
                     lost_logged = True
-            except Exception:  # noqa: BLE001 - the thread must outlive any surprise; polling covers
+            except Exception:  # the thread must outlive any surprise; polling covers
                 log.exception("changelog listener failed; reconnecting")
                 self._stop.wait(backoff)
             finally:

@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 
 from api.app import create_app
 from authz.bootstrap import open_runtime
-from authz.logging_setup import JsonFormatter
 from authz.domain.principal import cli_principal
+from authz.logging_setup import JsonFormatter
 from authz.services import lifecycle
 from authz.services.runtime import Runtime
 from authz.store.tables import BackendToken

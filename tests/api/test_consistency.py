@@ -9,6 +9,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import httpx
 import pytest
@@ -19,7 +20,7 @@ from authz.domain.principal import cli_principal
 from authz.services.lifecycle import purge_organization
 from authz.services.runtime import Runtime
 from authz.settings import Settings
-from tests.conftest import BILLING, add_member, auth, create_org
+from tests.conftest import add_member, auth, create_org
 
 ROUNDS = 12
 
@@ -48,9 +49,9 @@ def test_sharing_that_races_a_deletion_never_plants_a_role_for_a_later_resource(
         assert client.post("/v1/resources", json={"type": "algorithm", "id": resource},
                            headers=auth("alice", context=org)).status_code == 201
         shared, deleted = race(
-            lambda: client.put(f"/v1/resources/algorithm/{resource}/members/mallory", json={"role": "owner"},
-                               headers=auth("alice")),
-            lambda: client.delete(f"/v1/resources/algorithm/{resource}", headers=auth("alice")),
+            partial(client.put, f"/v1/resources/algorithm/{resource}/members/mallory", json={"role": "owner"},
+                    headers=auth("alice")),
+            partial(client.delete, f"/v1/resources/algorithm/{resource}", headers=auth("alice")),
         )
         assert deleted == 204 and shared in (200, 404), (shared, deleted)
         # Another organization registers the same id later: the accomplice must get nothing.
@@ -73,9 +74,9 @@ def test_sharing_that_races_the_organizations_deletion_leaves_no_role(client: Te
         assert client.post("/v1/resources", json={"type": "algorithm", "id": resource},
                            headers=auth("alice", context=org)).status_code == 201
         shared, deleted = race(
-            lambda: client.put(f"/v1/resources/algorithm/{resource}/members/mallory", json={"role": "owner"},
-                               headers=auth("alice")),
-            lambda: client.delete(f"/v1/organizations/{org}", headers=auth("alice")),
+            partial(client.put, f"/v1/resources/algorithm/{resource}/members/mallory", json={"role": "owner"},
+                    headers=auth("alice")),
+            partial(client.delete, f"/v1/organizations/{org}", headers=auth("alice")),
         )
         assert deleted == 204 and shared in (200, 404), (shared, deleted)
         purge_organization(runtime, cli_principal(), org, now=True)
@@ -93,9 +94,9 @@ def test_content_registered_while_its_organization_is_deleted_goes_with_it(clien
         org = create_org(client, "alice", f"Doomed {round_}")
         resource = f"late{round_}"
         registered, deleted = race(
-            lambda: client.post("/v1/resources", json={"type": "algorithm", "id": resource},
-                                headers=auth("alice", context=org)),
-            lambda: client.delete(f"/v1/organizations/{org}", headers=auth("alice")),
+            partial(client.post, "/v1/resources", json={"type": "algorithm", "id": resource},
+                    headers=auth("alice", context=org)),
+            partial(client.delete, f"/v1/organizations/{org}", headers=auth("alice")),
         )
         assert deleted == 204 and registered in (201, 404), (registered, deleted)
         purge_organization(runtime, cli_principal(), org, now=True)

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import pytest
 import jwt
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
@@ -316,7 +316,7 @@ def test_every_integer_is_bounded_by_the_store(fuzzed: Fuzzed, data: st.DataObje
         path = {"check": "/v1/check", "batch": "/v1/check/batch"}.get(where, f"/v1/{where}")
         response = client.post(path, json={**body, "min_revision": value}, headers=fuzzed.key)
         low, high = 0, MAX_STORED_INT
-    assert response.status_code < 500 or response.status_code == 503 and "behind" in response.text, \
+    assert response.status_code < 500 or (response.status_code == 503 and "behind" in response.text), \
         (where, value, response.text)
     if not low <= value <= high:
         assert response.status_code == 422, (where, value, response.text)

@@ -7,6 +7,7 @@ member, an outsider or an attacker would notice, on this replica and on a second
 
 import re
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import httpx
@@ -173,9 +174,10 @@ def test_transfer_racing_demotions_always_leaves_an_owner(client: TestClient, ru
         add_member(runtime, org, "bob", "maintainer")
         add_member(runtime, org, "carol", "owner")
         transferred, demoted = race(
-            lambda: client.post(f"/v1/organizations/{org}/transfer", json={"to_user_id": "bob"}, headers=auth("alice")),
-            lambda: client.patch(f"/v1/organizations/{org}/members/alice", json={"role": "viewer"},
-                                 headers=auth("carol")),
+            partial(client.post, f"/v1/organizations/{org}/transfer", json={"to_user_id": "bob"},
+                    headers=auth("alice")),
+            partial(client.patch, f"/v1/organizations/{org}/members/alice", json={"role": "viewer"},
+                    headers=auth("carol")),
         )
         assert transferred in (200, 403) and demoted == 200, (transferred, demoted)
         # Now the two owners left demote each other at once: one of them must stay.
@@ -184,10 +186,10 @@ def test_transfer_racing_demotions_always_leaves_an_owner(client: TestClient, ru
         if len(owners) == 2:
             first, second = owners
             race(
-                lambda: client.patch(f"/v1/organizations/{org}/members/{second}", json={"role": "viewer"},
-                                     headers=auth(first)),
-                lambda: client.patch(f"/v1/organizations/{org}/members/{first}", json={"role": "viewer"},
-                                     headers=auth(second)),
+                partial(client.patch, f"/v1/organizations/{org}/members/{second}", json={"role": "viewer"},
+                        headers=auth(first)),
+                partial(client.patch, f"/v1/organizations/{org}/members/{first}", json={"role": "viewer"},
+                        headers=auth(second)),
             )
         assert owners_in_database(runtime, org) >= 1, round_
         final = members(client, org, "carol")
@@ -263,9 +265,9 @@ def test_archiving_racing_an_invitation_acceptance_never_leaves_a_member(
         assert invite(client, org, email, owner=owner).status_code == 201
         token = token_for(client, smtp, email)
         accepted, archived = race(
-            lambda: client.post("/v1/invitations/accept", json={"token": token},
-                                headers=auth(f"bob{round_}", email=email)),
-            lambda: client.delete(f"/v1/organizations/{org}", headers=auth(owner)),
+            partial(client.post, "/v1/invitations/accept", json={"token": token},
+                    headers=auth(f"bob{round_}", email=email)),
+            partial(client.delete, f"/v1/organizations/{org}", headers=auth(owner)),
         )
         assert archived == 204 and accepted in (200, 410), (accepted, archived)
         assert not check(client, f"bob{round_}", "read", context=org)
@@ -283,8 +285,8 @@ def test_content_registered_while_its_org_is_archived_is_archived_with_it(client
         org = create_org(client, "alice", f"Race {round_}")
         resource = f"late{round_}"
         registered, archived = race(
-            lambda: register(client, "alice", org, resource),
-            lambda: client.delete(f"/v1/organizations/{org}", headers=auth("alice")),
+            partial(register, client, "alice", org, resource),
+            partial(client.delete, f"/v1/organizations/{org}", headers=auth("alice")),
         )
         assert archived == 204 and registered in (201, 404), (registered, archived)
         assert not check(client, "alice", "read", resource)
@@ -364,6 +366,16 @@ def test_restore_after_the_retention_is_refused_and_the_purge_frees_everything(
         assert not other_allows(other, user, "read", "grover")
 
 
+def purge_or_conflict(rt: Runtime, org: str, outcome: dict[str, Any]) -> httpx.Response:
+    """The operator's `purge --now` as one side of a race: 200, or 409 with the error in `outcome`."""
+    try:
+        outcome["purged"] = lifecycle.purge_organization(rt, cli_principal(), org, now=True)
+    except Exception as exc:  # noqa: BLE001 - restored first: not archived any more
+        outcome["error"] = exc
+        return httpx.Response(409)
+    return httpx.Response(200)
+
+
 def test_restore_racing_the_purge_ends_in_one_of_them(
     client: TestClient, runtime: Runtime, other: Runtime, clock: Clock
 ) -> None:
@@ -374,20 +386,8 @@ def test_restore_racing_the_purge_ends_in_one_of_them(
         assert client.delete(f"/v1/organizations/{org}", headers=auth("alice")).status_code == 204
         clock.advance(days=29)
         outcome: dict[str, Any] = {}
-
-        def purge() -> httpx.Response:
-            outcome["purged"] = lifecycle.purge_organization(other, cli_principal(), org, now=True)
-            return httpx.Response(200)
-
-        def purge_or_conflict() -> httpx.Response:
-            try:
-                return purge()
-            except Exception as exc:  # noqa: BLE001 - restored first: not archived any more
-                outcome["error"] = exc
-                return httpx.Response(409)
-
-        restored, purged = race(lambda: client.post(f"/v1/organizations/{org}/restore", headers=auth("alice")),
-                                purge_or_conflict)
+        restored, purged = race(partial(client.post, f"/v1/organizations/{org}/restore", headers=auth("alice")),
+                                partial(purge_or_conflict, other, org, outcome))
         assert sorted([restored, purged]) in ([200, 409], [200, 404]), (restored, purged, outcome)
         runtime.replica.catch_up(runtime.database)
         if restored == 200:

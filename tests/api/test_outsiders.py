@@ -43,7 +43,7 @@ def explain(client: TestClient, headers: dict[str, str], resource_id: str, **bod
 
 
 def test_explain_to_an_outsider_is_the_answer_for_an_unknown_id(client: TestClient, runtime: Runtime) -> None:
-    org_id, bobs = tenants(client)
+    org_id, _ = tenants(client)
     unknown = explain(client, auth("mallory"), "no-such-algorithm")
     for resource_id in ("grover", "shor"):
         answer = explain(client, auth("mallory"), resource_id)
@@ -61,8 +61,8 @@ def test_explain_to_an_outsider_is_the_answer_for_an_unknown_id(client: TestClie
 
 
 def test_cli_explain_about_an_outsider_names_no_context(client: TestClient, runtime: Runtime) -> None:
-    from authz.services import decisions
     from authz.domain.principal import Principal
+    from authz.services import decisions
 
     org_id, _ = tenants(client)
     asker = Principal(kind="service", id="cli", scopes=frozenset({"check"}))

@@ -22,7 +22,15 @@ import httpx
 import pytest
 
 from tests.conftest import BILLING, ROOT, auth
-from tests.processes import ServerProcess, add_member, free_port, start_authz, stop_process, wait_for_port, wait_for_revision
+from tests.processes import (
+    ServerProcess,
+    add_member,
+    free_port,
+    start_authz,
+    stop_process,
+    wait_for_port,
+    wait_for_revision,
+)
 
 pytestmark = pytest.mark.e2e
 EXAMPLE = ROOT / "examples" / "nginx" / "authz.conf"

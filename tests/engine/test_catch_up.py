@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import pytest
+
 from authz.domain.principal import Principal
 from authz.engine import replica as replica_module
 from authz.engine.replica import Replica

@@ -83,7 +83,7 @@ def test_a_token_no_key_can_read_stops_rotation_with_nothing_changed(runtime: Ru
     before = ciphertexts(runtime)
 
     runtime.key_ring = KeyRing([new_key(), kept])  # `lost` was removed too early
-    with pytest.raises(Conflict, match="'dwave' token .* cannot be decrypted"):
+    with pytest.raises(Conflict, match=r"'dwave' token .* cannot be decrypted"):
         tokens.rotate_backend_tokens(runtime, cli_principal())
     assert ciphertexts(runtime) == before
     with runtime.database.session() as session:

@@ -121,7 +121,7 @@ def test_accept_creates_membership_changelog_and_audit_in_one_revision(runtime: 
 
 def test_only_the_invited_verified_email_may_accept(runtime: Runtime, sender: OutboxSender, smtp: SmtpServer) -> None:
     org_id = new_org(runtime)
-    invitation_id, token = invite(runtime, sender, smtp, org_id, "bob@example.com")
+    _, token = invite(runtime, sender, smtp, org_id, "bob@example.com")
     with pytest.raises(Forbidden, match="different email"):
         invitations.accept_invitation(runtime, user("mallory"), token)
     with pytest.raises(Forbidden, match="not verified"):
@@ -228,7 +228,7 @@ def test_conflicts_on_create(runtime: Runtime) -> None:
 def test_accepting_when_already_a_member_changes_nothing(runtime: Runtime, sender: OutboxSender,
                                                           smtp: SmtpServer) -> None:
     org_id = new_org(runtime)
-    invitation_id, token = invite(runtime, sender, smtp, org_id, "robert@example.com", "owner")
+    _, token = invite(runtime, sender, smtp, org_id, "robert@example.com", "owner")
     add_member(runtime, org_id, "bob", "viewer")  # bob joined another way meanwhile
     revision = runtime.replica.revision
     with pytest.raises(Conflict, match="already a member"):

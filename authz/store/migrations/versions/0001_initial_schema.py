@@ -1,14 +1,14 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-28
 """
 
-from alembic import op
 import sqlalchemy as sa
-import authz.store.tables
+from alembic import op
 
+import authz.store.tables
 
 revision = '0001'
 down_revision = None

@@ -5,10 +5,10 @@ Revises: 0003
 Create Date: 2026-11-29
 """
 
-from alembic import op
 import sqlalchemy as sa
-import authz.store.tables
+from alembic import op
 
+import authz.store.tables
 
 revision = '0004'
 down_revision = '0003'
