@@ -117,7 +117,9 @@ def _print_policy_errors(exc: PolicyInvalid) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="processes forked after one load, each following the changelog")] = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="processes forked after one load, each following the changelog")
+    ] = 1,
 ) -> None:
     """Run the HTTP service (upgrades the schema and loads policies/ if the database has none)."""
     import uvicorn
@@ -322,7 +324,9 @@ def dev_token(
 @keys_app.command("create")
 def service_key_create(
     name: Annotated[str, typer.Argument(help="who will use the key")],
-    scope: Annotated[list[str], typer.Option("--scope", help="check, tokens:resolve, changes:read or admin; repeatable")],
+    scope: Annotated[
+        list[str], typer.Option("--scope", help="check, tokens:resolve, changes:read or admin; repeatable")
+    ],
 ) -> None:
     """Create a service key and print it once (only its hash is stored)."""
     from authz.services.service_keys import create_service_key
@@ -415,7 +419,9 @@ app.add_typer(routes_app, name="routes")
 def routes_test(
     method: Annotated[str, typer.Argument(help="HTTP method of the request, e.g. DELETE")],
     path: Annotated[str, typer.Argument(help="its path, e.g. /algorithms/grover (a query string is ignored)")],
-    directory: Annotated[Path | None, typer.Option("--dir", help="policy directory (default: AUTHZ_POLICY_DIR)")] = None,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="policy directory (default: AUTHZ_POLICY_DIR)")
+    ] = None,
 ) -> None:
     """Show what a request maps to through the route file (offline); exit 1 if forward-auth refuses it outright."""
     from authz.policy.routes import load_routes, validated_id
@@ -441,9 +447,10 @@ def routes_test(
         context = f"path parameter {{{route.context_param}}} = {match.context}"
     else:
         context = "X-Account-Context (personal by default)"
+    instance = f":{match.resource_id}" if match.resource_id is not None else " (type-level)"
     typer.echo(f"{request}\n"
                f"  route:    {route.name}  ({route.where})\n"
-               f"  resource: {match.resource_type}{':' + match.resource_id if match.resource_id is not None else ' (type-level)'}\n"
+               f"  resource: {match.resource_type}{instance}\n"
                f"  action:   {match.action}\n"
                f"  context:  {context}")
 
@@ -482,7 +489,8 @@ def orgs_list(
         typer.echo(json.dumps([s.to_json() for s in summaries], indent=2))
         return
     for s in summaries:
-        state = f"archived {s.archived_at:%Y-%m-%d}, purge after {s.purge_after:%Y-%m-%d}" if s.archived_at else "active"
+        state = (f"archived {s.archived_at:%Y-%m-%d}, purge after {s.purge_after:%Y-%m-%d}" if s.archived_at
+                 else "active")
         typer.echo(f"{s.id}  {s.name}  {state}  members={s.members} resources={s.resources}")
     if not summaries:
         typer.echo("no organizations", err=True)
@@ -539,7 +547,9 @@ def orgs_restore(org_id: OrgArg, as_json: JsonOpt = False) -> None:
 
 @orgs_app.command("purge")
 def orgs_purge(
-    org_id: Annotated[str | None, typer.Argument(help="an archived organization; without it: every one past the retention")] = None,
+    org_id: Annotated[
+        str | None, typer.Argument(help="an archived organization; without it: every one past the retention")
+    ] = None,
     now: Annotated[bool, typer.Option("--now", help="purge ORG_ID before its retention ends")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -554,7 +564,9 @@ def orgs_purge(
     from authz.services import lifecycle
 
     purged = lifecycle.purge_due(_store(_settings()), cli_principal(), limit=10_000)
-    typer.echo(json.dumps({"purged": purged}) if as_json else "\n".join(f"purged {p}" for p in purged) or "nothing to purge")
+    typer.echo(
+        json.dumps({"purged": purged}) if as_json else "\n".join(f"purged {p}" for p in purged) or "nothing to purge"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

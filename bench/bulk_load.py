@@ -74,7 +74,9 @@ def bulk_load(database_url: str, dataset: Dataset, *, orgs_per_revision: int = 1
     revisions = 0
     try:
         for n, low in enumerate(range(0, shape.orgs, orgs_per_revision)):
-            writer.write(_org_revision(dataset, range(low, min(low + orgs_per_revision, shape.orgs)), by_chunk[n], now), now)
+            writer.write(
+                _org_revision(dataset, range(low, min(low + orgs_per_revision, shape.orgs)), by_chunk[n], now), now
+            )
             revisions += 1
         if shape.resource_roles:
             writer.write(_resource_role_revision(dataset), now)
@@ -116,7 +118,8 @@ def _resource_role_revision(dataset: Dataset) -> _Revision:
     return _Revision([], [], rules, [], delta, {"resource_roles": len(rules)})
 
 
-ORG_COLUMNS = "id, name, billing_line1, billing_line2, billing_postal_code, billing_city, billing_country, created_by, created_at, updated_at"
+ORG_COLUMNS = ("id, name, billing_line1, billing_line2, billing_postal_code, billing_city, billing_country, "
+               "created_by, created_at, updated_at")
 RESOURCE_COLUMNS = "type, id, context, created_by, created_at"
 
 
@@ -207,6 +210,3 @@ class _SqliteWriter:
 
     def close(self) -> None:
         self.connection.close()
-
-
-

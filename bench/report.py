@@ -56,7 +56,9 @@ class Figure:
         base = f"{_fmt(self.baseline)} {self.unit} ({self.baseline_name})" if self.baseline is not None else "-"
         ratio = f"{self.ratio:.3g}" if self.ratio is not None else "-"
         verdict = {True: "held", False: "NOT HELD", None: ""}[self.held]
-        return f"{self.name}: {_fmt(self.value)} {self.unit}, baseline {base}, ratio {ratio}  [{self.target()}] {verdict}"
+        return (
+            f"{self.name}: {_fmt(self.value)} {self.unit}, baseline {base}, ratio {ratio}  [{self.target()}] {verdict}"
+        )
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -84,7 +86,8 @@ class Report:
             "python": platform.python_version(),
             "platform": platform.platform(),
             "cpus": _cpus(),
-            "note": "2 cores shared with other engineers running tests: absolute figures drift; ratios are within one run",
+            "note": "2 cores shared with other engineers running tests: absolute figures drift; "
+                    "ratios are within one run",
         }
         payload = {
             "quick": self.quick,

@@ -99,7 +99,9 @@ def serve(command: list[str], env: dict[str, str], port: int, log_path: Path, *,
             _stop(process)
 
 
-def authz_serve(database_url: str, port: int, log_path: Path, *, workers: int = 1, **env: str) -> "contextmanager[Server]":  # type: ignore[type-arg]
+def authz_serve(
+    database_url: str, port: int, log_path: Path, *, workers: int = 1, **env: str
+) -> "contextmanager[Server]":  # type: ignore[type-arg]
     command = [str(ROOT / ".venv/bin/authz") if (ROOT / ".venv/bin/authz").exists() else "authz",
                "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     return serve(command, authz_env(database_url, **env), port, log_path)

@@ -127,7 +127,9 @@ class SmtpTransport:
             what = "login" if isinstance(exc, smtplib.SMTPAuthenticationError) else "sender address"
             raise DeliveryFailed(f"SMTP {what} refused ({exc.smtp_code})", permanent=False) from None
         except smtplib.SMTPResponseException as exc:
-            text = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+            text = (
+                exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+            )
             raise DeliveryFailed(f"SMTP {exc.smtp_code}: {text}", permanent=500 <= exc.smtp_code < 600) from None
         except (smtplib.SMTPException, ssl.SSLError, OSError) as exc:
             raise DeliveryFailed(f"{type(exc).__name__}: {exc}", permanent=False) from None

@@ -156,7 +156,8 @@ def explain(rt: Runtime, snapshot: Snapshot, request: CheckRequest) -> dict[str,
         how = {"personal": "owns this personal account", "resource": "has this role on the resource"}.get(
             decision.via, "is a member with this role"
         )
-        explanation["reason"] = f"{request.user} {how}: {decision.role!r}, which may {request.action} {request.resource_type}"
+        explanation["reason"] = (f"{request.user} {how}: {decision.role!r}, "
+                                 f"which may {request.action} {request.resource_type}")
     elif decision.role is None:
         explanation["reason"] = f"{request.user} has no role in this context"
     else:

@@ -33,7 +33,9 @@ def position(cursors: CursorCodec, query: Sequence[str], cursor: str | None, kin
     return found  # type: ignore[return-value]
 
 
-def page(cursors: CursorCodec, query: Sequence[str], rows: list[T], limit: int, key: Callable[[T], Position]) -> Page[T]:
+def page(
+    cursors: CursorCodec, query: Sequence[str], rows: list[T], limit: int, key: Callable[[T], Position]
+) -> Page[T]:
     """The first `limit` rows, and a cursor after the last of them when there were more."""
     if len(rows) > limit:
         shown = rows[:limit]

@@ -62,8 +62,11 @@ def test_no_secret_ever_appears_in_the_feed(client: TestClient, runtime: Runtime
     token = "ibmq-" + "s3cr3t" * 6
     stored = client.put(f"/v1/organizations/{org_id}/backend-tokens/ibm", json={"token": token}, headers=auth("alice"))
     assert stored.status_code == 200, stored.text
-    invited = client.post(f"/v1/organizations/{org_id}/invitations", json={"email": "bob@example.com", "role": "viewer"},
-                          headers=auth("alice"))
+    invited = client.post(
+        f"/v1/organizations/{org_id}/invitations",
+        json={"email": "bob@example.com", "role": "viewer"},
+        headers=auth("alice"),
+    )
     assert invited.status_code == 201
     text = client.get("/v1/changes", params={"limit": 1000}, headers=reader).text
     assert "service_keys" in text  # the key's creation is in the feed ...
@@ -99,8 +102,9 @@ def test_waiting_long_polls_hold_no_worker_thread(client: TestClient, runtime: R
     key = service_key(runtime, "changes:read")
     head = runtime.replica.revision
     with ThreadPoolExecutor(60) as pool:
-        waits = [pool.submit(client.get, "/v1/changes", params={"after": head, "wait": 4}, headers=key)
-                 for _ in range(60)]
+        waits = [
+            pool.submit(client.get, "/v1/changes", params={"after": head, "wait": 4}, headers=key) for _ in range(60)
+        ]
         time.sleep(1.0)
         started = time.monotonic()
         orgs = client.get("/v1/organizations", headers=auth("alice"))
@@ -111,8 +115,9 @@ def test_waiting_long_polls_hold_no_worker_thread(client: TestClient, runtime: R
         assert all(w.result().status_code == 200 for w in waits)
 
 
-@pytest.mark.parametrize("params", [{"after": -1}, {"after": "x"}, {"limit": 0}, {"limit": 1001}, {"wait": 31},
-                                    {"wait": -1}])
+@pytest.mark.parametrize(
+    "params", [{"after": -1}, {"after": "x"}, {"limit": 0}, {"limit": 1001}, {"wait": 31}, {"wait": -1}]
+)
 def test_bad_parameters_are_422_naming_them(client: TestClient, runtime: Runtime, params: dict) -> None:
     response = client.get("/v1/changes", params=params, headers=service_key(runtime, "changes:read"))
     assert response.status_code == 422, response.text

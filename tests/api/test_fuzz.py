@@ -32,11 +32,13 @@ from tests.conftest import BILLING, JWT_SECRET, auth, make_settings, service_key
 from tests.conftest import _reset_postgres as reset_postgres
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30),
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=12,
 )
-path_ids = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="/?#"), min_size=1, max_size=40)
+path_ids = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="/?#"),
+                   min_size=1, max_size=40)
 
 VALID_BODIES: dict[str, dict[str, Any]] = {
     "organization": {"name": "Lab", "billing_address": BILLING},
@@ -147,9 +149,12 @@ def fuzz_client(fuzzed: Fuzzed) -> tuple[TestClient, dict[str, str]]:
     return fuzzed.client, fuzzed.key
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
-def test_no_5xx_and_problem_json_for_every_4xx(fuzz_client: tuple[TestClient, dict[str, str]], data: st.DataObject) -> None:
+def test_no_5xx_and_problem_json_for_every_4xx(
+    fuzz_client: tuple[TestClient, dict[str, str]], data: st.DataObject
+) -> None:
     client, key = fuzz_client
     method, template, kind = data.draw(st.sampled_from(ENDPOINTS))
     path = template
@@ -157,10 +162,12 @@ def test_no_5xx_and_problem_json_for_every_4xx(fuzz_client: tuple[TestClient, di
         path = path.replace("{id}", quote(data.draw(path_ids), safe=""), 1)
     headers = data.draw(st.sampled_from([auth("fuzzer"), key, {}]))
     if data.draw(st.booleans()):
-        headers = {**headers, "X-Account-Context": data.draw(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40))}
+        printable = st.characters(min_codepoint=32, max_codepoint=126)
+        headers = {**headers, "X-Account-Context": data.draw(st.text(alphabet=printable, max_size=40))}
     body = data.draw(mutated(kind)) if kind else None
     if kind and data.draw(st.integers(0, 9)) == 0:  # now and then, raw bytes that may not be JSON at all
-        raw = data.draw(st.binary(max_size=64) | st.sampled_from([b"NaN", b"Infinity", b"[1,", b'{"a":1}{', b"\xff\xfe"]))
+        raw = data.draw(st.binary(max_size=64)
+                        | st.sampled_from([b"NaN", b"Infinity", b"[1,", b'{"a":1}{', b"\xff\xfe"]))
         response = client.request(method, path, content=raw, headers={**headers, "Content-Type": "application/json"})
     else:
         response = client.request(method, path, json=body, headers=headers)
@@ -270,7 +277,8 @@ def test_tokens_with_any_header_signature_and_claims(fuzzed: Fuzzed, data: st.Da
     elif how == "unsigned":
         token = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}."
     else:
-        token = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}.{b64(data.draw(st.binary(max_size=300)))}"
+        signature = b64(data.draw(st.binary(max_size=300)))
+        token = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}.{signature}"
     method, path, body = data.draw(st.sampled_from(TOKEN_ENDPOINTS))
     response = client.request(method, path, json=body, headers={
         "Authorization": f"Bearer {token}", "X-Original-Method": "GET", "X-Original-URI": "/algorithms/a1"})

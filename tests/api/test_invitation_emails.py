@@ -94,7 +94,9 @@ def test_invite_read_the_mail_accept_and_see_the_org(client: TestClient, smtp: S
     me = client.get("/v1/me", headers=auth("bob")).json()
     assert {"type": "organization", "id": org_id, "name": "Entanglement Inc", "role": "maintainer"} in me["contexts"]
     assert client.get("/v1/me/invitations", headers=auth("bob")).json() == []
-    created = client.post("/v1/resources", json={"type": "algorithm", "id": "shor"}, headers=auth("bob", context=org_id))
+    created = client.post(
+        "/v1/resources", json={"type": "algorithm", "id": "shor"}, headers=auth("bob", context=org_id)
+    )
     assert created.status_code == 201, created.text
 
 

@@ -108,7 +108,9 @@ def test_accept_refusals_have_the_documented_statuses(client: TestClient, runtim
         assert token not in response.text
 
     # revoked: 410; declined: 409; expired: 410 (clock injected, no sleeping)
-    assert client.delete(f"/v1/organizations/{org_id}/invitations/{first['id']}", headers=auth("alice")).status_code == 204
+    assert (
+        client.delete(f"/v1/organizations/{org_id}/invitations/{first['id']}", headers=auth("alice")).status_code == 204
+    )
     revoked = accept(client, token)
     assert revoked.status_code == 410 and "revoked" in revoked.json()["detail"]
 
@@ -129,7 +131,8 @@ def test_accept_refusals_have_the_documented_statuses(client: TestClient, runtim
     statuses = {i["email"]: i["status"] for i in listing(client, org_id)}
     assert statuses == {"bob@example.com": "revoked", "carol@example.com": "declined", "dave@example.com": "expired"}
     assert client.get("/v1/me", headers=auth("dave")).json()["contexts"] == [
-        {"type": "personal", "id": "personal", "name": None, "role": None}]
+        {"type": "personal", "id": "personal", "name": None, "role": None}
+    ]
 
 
 def test_only_owners_manage_invitations_by_the_shipped_policy(client: TestClient, runtime: Runtime) -> None:
@@ -169,8 +172,9 @@ def test_create_conflicts_and_invalid_fields(client: TestClient, runtime: Runtim
         response = client.post(base, json=body, headers=auth("alice"))
         assert response.status_code == 422, (body, response.text)
         assert field in [e["field"] for e in response.json()["errors"]], (field, response.text)
-    bad_org = client.post("/v1/organizations/org_x/invitations", json={"email": "x@example.com", "role": "viewer"},
-                          headers=auth("alice"))
+    bad_org = client.post(
+        "/v1/organizations/org_x/invitations", json={"email": "x@example.com", "role": "viewer"}, headers=auth("alice")
+    )
     assert bad_org.status_code == 422
     malformed = client.post(base, content=b"{not json", headers={**auth("alice"), "Content-Type": "application/json"})
     assert malformed.status_code == 400
@@ -225,7 +229,8 @@ def test_me_invitations_lists_pending_ones_for_the_verified_email(client: TestCl
     client.delete(f"/v1/organizations/{lab}/invitations/{revoked['id']}", headers=auth("alice"))
     mine = client.get("/v1/me/invitations", headers=auth("bob")).json()
     assert sorted((i["id"], i["organization_name"], i["role"]) for i in mine) == sorted(
-        [(first["id"], "Quantum Lab", "viewer"), (second["id"], "Other Lab", "owner")])
+        [(first["id"], "Quantum Lab", "viewer"), (second["id"], "Other Lab", "owner")]
+    )
     assert set(mine[0]) == {"id", "organization_id", "organization_name", "email", "role", "invited_by", "expires_at"}
     assert client.get("/v1/me/invitations", headers=auth("bob", email_verified=False)).json() == []
     assert client.get("/v1/me/invitations", headers=auth("bob2", email="bob2@example.com")).json() == []

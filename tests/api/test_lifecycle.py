@@ -122,7 +122,8 @@ def lab(client: TestClient, runtime: Runtime) -> str:
     add_member(runtime, org, "max", "maintainer")
     add_member(runtime, org, "vic", "viewer")
     assert register(client, "max", org, "grover").status_code == 201
-    shared = client.put("/v1/resources/algorithm/grover/members/mallory", json={"role": "viewer"}, headers=auth("alice"))
+    shared = client.put("/v1/resources/algorithm/grover/members/mallory", json={"role": "viewer"},
+                        headers=auth("alice"))
     assert shared.status_code == 200, shared.text
     return org
 
@@ -539,8 +540,8 @@ def test_an_archive_and_restore_keep_each_grants_end(client: TestClient, runtime
     ends = iso(clock, days=60)
     limited = client.patch(f"/v1/organizations/{org}/members/max", json={"expires_at": ends}, headers=auth("alice"))
     assert limited.status_code == 200, limited.text
-    shared = client.put("/v1/resources/algorithm/grover/members/mallory", json={"role": "maintainer", "expires_at": ends},
-                        headers=auth("alice"))
+    shared = client.put("/v1/resources/algorithm/grover/members/mallory",
+                        json={"role": "maintainer", "expires_at": ends}, headers=auth("alice"))
     assert shared.status_code == 200, shared.text
     before = client.get(f"/v1/organizations/{org}/members", headers=auth("alice")).json()
     assert client.delete(f"/v1/organizations/{org}", headers=auth("alice")).status_code == 204
@@ -572,17 +573,23 @@ def test_bulk_rows_may_end_the_membership_and_transfer_makes_a_lasting_owner(
     listed = {m["user_id"]: m for m in client.get(f"/v1/organizations/{org}/members", headers=auth("bob")).json()}
     assert (listed["bob"]["role"], listed["bob"]["expires_at"]) == ("owner", None)
     clock.advance(days=4)
-    assert client.patch(f"/v1/organizations/{org}", json={"name": "Still owned"}, headers=auth("bob")).status_code == 200
+    renamed = client.patch(f"/v1/organizations/{org}", json={"name": "Still owned"}, headers=auth("bob"))
+    assert renamed.status_code == 200
 
 
-def test_a_member_whose_membership_ended_can_be_reinstated(client: TestClient, runtime: Runtime, clock: Clock,
-                                                            smtp: SmtpServer) -> None:
+def test_a_member_whose_membership_ended_can_be_reinstated(
+    client: TestClient, runtime: Runtime, clock: Clock, smtp: SmtpServer
+) -> None:
     from authz.services.expiry import sweep_expired
 
     org = create_org(client, "alice")
     add_member(runtime, org, "bob", "maintainer")
-    assert client.patch(f"/v1/organizations/{org}/members/bob", json={"expires_at": iso(clock, hours=1)},
-                        headers=auth("alice")).status_code == 200
+    assert (
+        client.patch(
+            f"/v1/organizations/{org}/members/bob", json={"expires_at": iso(clock, hours=1)}, headers=auth("alice")
+        ).status_code
+        == 200
+    )
     assert_problem(client.post(f"/v1/organizations/{org}/members/bob/reinstate", headers=auth("alice")), 409)
     clock.advance(hours=2)
     sweep_expired(runtime)

@@ -77,7 +77,9 @@ def test_row_commands_neither_migrate_nor_load_the_index(
     assert isinstance(checked.exception, Forbidden) and "Replica.load" in str(checked.exception)
 
 
-def test_check_answers_from_the_database_as_it_is(database_url: str, runtime: Runtime, client) -> None:  # type: ignore[no-untyped-def]
+def test_check_answers_from_the_database_as_it_is(
+    database_url: str, runtime: Runtime, client
+) -> None:  # type: ignore[no-untyped-def]
     org = create_org(client, "alice")
     allowed = invoke(database_url, "check", "--subject", "alice", "--action", "delete", "--resource", "algorithm",
                      "--context", org)

@@ -178,7 +178,8 @@ def test_the_async_client_answers_the_same(server: ServerProcess, org: Org) -> N
             assert update.allowed
             assert (await client.check("update", ("algorithm", org.algorithm))).cached
             assert not (await client.check("delete", ("algorithm", org.algorithm))).allowed
-            batch = await client.check_batch([Check("read", ("algorithm", org.algorithm)), Check("share", ("algorithm", org.algorithm))])
+            algorithm = ("algorithm", org.algorithm)
+            batch = await client.check_batch([Check("read", algorithm), Check("share", algorithm)])
             assert batch.results == (True, False)
             listed = await client.list_resources("update", "algorithm", context=org.id)
             assert listed.resources == (org.algorithm,)

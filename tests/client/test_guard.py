@@ -126,7 +126,8 @@ def test_an_app_that_forgot_install_still_refuses(server: ServerProcess, org: Or
 
     app = FastAPI(lifespan=lifespan)
 
-    @app.delete("/algorithms/{id}", dependencies=[require("delete", resource=("algorithm", path_param("id")), client=authz)])
+    @app.delete("/algorithms/{id}",
+                dependencies=[require("delete", resource=("algorithm", path_param("id")), client=authz)])
     def delete_algorithm(id: str) -> None:
         raise AssertionError("must not run")
 
