@@ -38,7 +38,7 @@ def bench_settings(database_url: str, **overrides: Any) -> Settings:
         "log_level": "WARNING",
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,10 @@ class LoadResult:
 class _Revision:
     """The rows and changelog delta of one bulk revision."""
 
-    organizations: list[Row]
-    memberships: list[Row]
-    rules: list[Row]
-    resources: list[Row]
+    organizations: Sequence[Row]
+    memberships: Sequence[Row]
+    rules: Sequence[Row]
+    resources: Sequence[Row]
     delta: list[dict[str, Any]]
     detail: dict[str, int]
 
@@ -169,7 +169,9 @@ class _SqliteWriter:
     def __init__(self, database: Any, now: datetime) -> None:
         self.connection = database.engine.raw_connection()
         self.revision = 0
-        self.stamp = Organization.__table__.c.created_at.type.bind_processor(database.engine.dialect)(now)
+        to_database = Organization.__table__.c.created_at.type.bind_processor(database.engine.dialect)
+        assert to_database is not None, "UtcDateTime converts datetimes"
+        self.stamp = to_database(now)
 
     def write(self, rev: _Revision, now: datetime) -> None:
         stamp = self.stamp

@@ -35,7 +35,7 @@ BILLING = {"line1": "1 Qubit Way", "postal_code": "10115", "city": "Berlin", "co
 
 
 def _settings(database_url: str) -> Settings:
-    return Settings(_env_file=None, env="test", database_url=database_url,  # type: ignore[call-arg]
+    return Settings(_env_file=None, env="test", database_url=database_url,
                     policy_dir=server.ROOT / "policies", policy_model=server.ROOT / "policy_model.conf",
                     jwt_secret=server.JWT_SECRET, mail_sender=False)
 

@@ -14,6 +14,7 @@ from email.utils import formatdate, make_msgid
 from typing import Protocol
 
 from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
 
 from authz.settings import Settings
 
@@ -98,7 +99,9 @@ class SmtpTransport:
     def send(self, mail: Mail) -> None:
         """One SMTP conversation, traced as a client span (no maintained smtplib instrumentation exists)."""
         tracer = trace.get_tracer("authz.mail", tracer_provider=self.tracer_provider)
-        attributes = {"server.address": self.host, "server.port": self.port, "network.protocol.name": "smtp"}
+        attributes: dict[str, AttributeValue] = {
+            "server.address": self.host, "server.port": self.port, "network.protocol.name": "smtp",
+        }
         with tracer.start_as_current_span("smtp send", kind=trace.SpanKind.CLIENT, attributes=attributes) as span:
             try:
                 self._send(mail)

@@ -142,7 +142,7 @@ def explain(rt: Runtime, snapshot: Snapshot, request: CheckRequest) -> dict[str,
     if context_role is not None and decision.context != subject:
         rules.append(("g", subject, context_role, decision.context))
     scoped_role = (index.resource_role(request.user, request.resource_type, request.resource_id, snapshot.clock)
-                   if scope else None)
+                   if request.resource_id else None)
     if scoped_role is not None:
         rules.append(("g", subject, scoped_role, scope))
     enforcer = build_enforcer(rt.settings.policy_model, rules)

@@ -30,7 +30,7 @@ def position(cursors: CursorCodec, query: Sequence[str], cursor: str | None, kin
     found: Position = cursors.decode(query, cursor)
     if type(found) is not kind:
         raise Malformed("cursor is not a cursor of this listing", field="cursor")
-    return found  # type: ignore[return-value]
+    return found
 
 
 def page(

@@ -8,6 +8,7 @@ The unit of work writes rules with `rule_values` and reads its own with `rules_w
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import cast
 
 from sqlalchemy import ColumnElement, Row, and_, func, literal, or_, select
 from sqlalchemy.orm import Session
@@ -86,7 +87,9 @@ def grants_in(session: Session, domains: Sequence[str], now: datetime | None = N
         CasbinRule.ptype == "g", CasbinRule.v2.in_(list(domains)))
     if now is not None:
         query = query.where(grant_in_force(now))
-    return [(subject, role, domain, expiry or "") for subject, role, domain, expiry in session.execute(query)]
+    # A grant always has its subject, role and domain (v0..v2); only the expiry (v3) may be empty.
+    rows = cast("Sequence[tuple[str, str, str, str | None]]", session.execute(query).all())
+    return [(subject, role, domain, expiry or "") for subject, role, domain, expiry in rows]
 
 
 def permanent_owners(session: Session, org_id: str, owner_role: str) -> int:

@@ -4,6 +4,7 @@ import base64
 import json
 import time
 
+import httpx
 import jwt
 import pytest
 from fastapi.testclient import TestClient
@@ -27,7 +28,7 @@ def unsigned(claims: dict[str, object]) -> str:
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
 
 
-def assert_401(response) -> None:  # type: ignore[no-untyped-def]
+def assert_401(response: httpx.Response) -> None:
     assert response.status_code == 401, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["www-authenticate"].startswith("Bearer")

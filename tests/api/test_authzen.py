@@ -53,7 +53,7 @@ def _decision(client: TestClient, body: Any, headers: dict[str, str]) -> bool:
     (ALICE, READ, True), (ALICE, WRITE, True), (BOB, READ, True), (BOB, WRITE, False), (ALICE, DELETE, False),
 ])
 def test_fixture_decisions(
-    client: TestClient, pdp: dict[str, str], subject: dict, action: dict, expected: bool
+    client: TestClient, pdp: dict[str, str], subject: dict[str, str], action: dict[str, str], expected: bool
 ) -> None:
     assert _decision(client, {"subject": subject, "action": action, "resource": RECORD_1}, pdp) is expected
 
@@ -194,7 +194,8 @@ def test_a_malformed_item_is_a_denied_item(client: TestClient, pdp: dict[str, st
 
 
 def test_without_evaluations_it_is_a_single_evaluation(client: TestClient, pdp: dict[str, str]) -> None:
-    for extra in ({}, {"evaluations": []}):
+    extras: list[dict[str, Any]] = [{}, {"evaluations": []}]
+    for extra in extras:
         answer = _post(client, "evaluations", {"subject": ALICE, "action": READ, "resource": RECORD_1, **extra}, pdp)
         assert answer["decision"] is True and "evaluations" not in answer
     missing = client.post("/access/v1/evaluations", json={"subject": ALICE, "action": READ}, headers=pdp)

@@ -4,6 +4,7 @@ import hashlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,8 +15,8 @@ from authz.services.service_keys import create_service_key
 from tests.conftest import add_member, auth, create_org, service_key
 
 
-def _all(client: TestClient, headers: dict[str, str], after: int = 0, limit: int = 100) -> list[dict]:
-    found: list[dict] = []
+def _all(client: TestClient, headers: dict[str, str], after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
     while True:
         page = client.get("/v1/changes", params={"after": after, "limit": limit}, headers=headers).json()
         found += page["changes"]
@@ -118,7 +119,7 @@ def test_waiting_long_polls_hold_no_worker_thread(client: TestClient, runtime: R
 @pytest.mark.parametrize(
     "params", [{"after": -1}, {"after": "x"}, {"limit": 0}, {"limit": 1001}, {"wait": 31}, {"wait": -1}]
 )
-def test_bad_parameters_are_422_naming_them(client: TestClient, runtime: Runtime, params: dict) -> None:
+def test_bad_parameters_are_422_naming_them(client: TestClient, runtime: Runtime, params: dict[str, object]) -> None:
     response = client.get("/v1/changes", params=params, headers=service_key(runtime, "changes:read"))
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["field"] == next(iter(params))

@@ -37,7 +37,7 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=12,
 )
-path_ids = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="/?#"),
+path_ids = st.text(alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="/?#"),
                    min_size=1, max_size=40)
 
 VALID_BODIES: dict[str, dict[str, Any]] = {
@@ -203,16 +203,19 @@ hostile_text = st.text(st.characters(codec="utf-8"), max_size=40) | st.sampled_f
 valid_sub = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._@|+-]{0,20}", fullmatch=True)
 
 
+HOSTILE_HEADER_VALUES: dict[str, list[Any]] = {
+    "crit": [["exp"], ["x-unknown"], [], "exp", [1]], "typ": ["JWT", "at+jwt", "", None],
+    "jku": ["https://evil.example/jwks.json", "file:///etc/passwd"],
+    "x5u": ["https://evil.example/cert.pem"],
+}
+
+
 @st.composite
 def headers(draw: st.DrawFn) -> dict[str, Any]:
     header: dict[str, Any] = {"alg": draw(st.sampled_from(ALGORITHMS) | any_json)}
     for name in ("kid", "typ", "crit", "jku", "x5u", "x5c", "jwk", "b64", "cty"):
         if draw(st.integers(0, 4)) == 0:
-            header[name] = draw(st.sampled_from({
-                "crit": [["exp"], ["x-unknown"], [], "exp", [1]], "typ": ["JWT", "at+jwt", "", None],
-                "jku": ["https://evil.example/jwks.json", "file:///etc/passwd"],
-                "x5u": ["https://evil.example/cert.pem"],
-            }.get(name, ["k1"])) | any_json)
+            header[name] = draw(st.sampled_from(HOSTILE_HEADER_VALUES.get(name, ["k1"])) | any_json)
     return header
 
 
@@ -315,12 +318,13 @@ def test_every_integer_is_bounded_by_the_store(fuzzed: Fuzzed, data: st.DataObje
                               headers=auth("fuzzer"))
         low, high = (1, MAX_STORED_INT) if where == "before" else (1, 200)
     else:
-        body: dict[str, Any] = {
+        bodies: dict[str, dict[str, Any]] = {
             "check": {"subject": "fuzzer", "action": "read", "resource": {"type": "job"}, "context": "personal"},
             "batch": {"checks": [{"subject": "fuzzer", "action": "read", "resource": {"type": "job"}}]},
             "list-resources": {"subject": "fuzzer", "action": "read", "type": "algorithm"},
             "list-subjects": {"action": "read", "resource": {"type": "algorithm", "id": "a1"}},
-        }[where]
+        }
+        body = bodies[where]
         path = {"check": "/v1/check", "batch": "/v1/check/batch"}.get(where, f"/v1/{where}")
         response = client.post(path, json={**body, "min_revision": value}, headers=fuzzed.key)
         low, high = 0, MAX_STORED_INT
@@ -339,6 +343,7 @@ def test_every_integer_is_bounded_by_the_store(fuzzed: Fuzzed, data: st.DataObje
 @given(data=st.data())
 def test_a_chunked_body_over_the_limit_is_413_everywhere(fuzzed: Fuzzed, data: st.DataObject) -> None:
     method, template, kind = data.draw(st.sampled_from([e for e in ENDPOINTS if e[2] is not None]))
+    assert kind is not None
     path = template.replace("{id}", "x1")
     size = data.draw(st.integers(LIMIT + 1, LIMIT * 3) | st.integers(0, LIMIT))
     chunk = data.draw(st.integers(1, 2048))

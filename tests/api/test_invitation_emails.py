@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -57,7 +58,7 @@ def token_of(mail: Received) -> str:
     return match.group(1)
 
 
-def invite(client: TestClient, org_id: str, email: str, role: str = "maintainer") -> dict:
+def invite(client: TestClient, org_id: str, email: str, role: str = "maintainer") -> dict[str, Any]:
     response = client.post(f"/v1/organizations/{org_id}/invitations", json={"email": email, "role": role},
                            headers=auth("alice"))
     assert response.status_code == 201, response.text

@@ -2,7 +2,9 @@
 
 import re
 from datetime import timedelta
+from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -21,7 +23,9 @@ def settings(database_url: str, smtp: SmtpServer) -> Settings:
                          public_url="https://platform.example")
 
 
-def invite(client: TestClient, org_id: str, email: str, role: str = "maintainer", owner: str = "alice") -> dict:
+def invite(
+    client: TestClient, org_id: str, email: str, role: str = "maintainer", owner: str = "alice"
+) -> dict[str, Any]:
     response = client.post(f"/v1/organizations/{org_id}/invitations", json={"email": email, "role": role},
                            headers=auth(owner))
     assert response.status_code == 201, response.text
@@ -36,11 +40,11 @@ def deliver(client: TestClient, smtp: SmtpServer) -> str:
     return match.group(1)
 
 
-def accept(client: TestClient, token: str, sub: str = "bob", **kwargs: object):  # type: ignore[no-untyped-def]
+def accept(client: TestClient, token: str, sub: str = "bob", **kwargs: Any) -> httpx.Response:
     return client.post("/v1/invitations/accept", json={"token": token}, headers=auth(sub, **kwargs))
 
 
-def listing(client: TestClient, org_id: str) -> list[dict]:
+def listing(client: TestClient, org_id: str) -> list[dict[str, Any]]:
     response = client.get(f"/v1/organizations/{org_id}/invitations", headers=auth("alice"))
     assert response.status_code == 200, response.text
     return list(response.json())

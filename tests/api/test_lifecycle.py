@@ -439,7 +439,8 @@ def test_bulk_refuses_too_many_or_no_rows_and_non_owners(client: TestClient, run
     add_member(runtime, org, "max", "maintainer")
     path = f"/v1/organizations/{org}/invitations:bulk"
     many = [{"email": f"u{n}@example.com", "role": "viewer"} for n in range(101)]
-    for body in ({"invitations": many}, {"invitations": []}, {}, {"invitations": "x"}):
+    bodies: list[dict[str, Any]] = [{"invitations": many}, {"invitations": []}, {}, {"invitations": "x"}]
+    for body in bodies:
         problem = assert_problem(client.post(path, json=body, headers=auth("alice")), 422)
         assert problem["errors"][0]["field"].startswith("invitations")
     assert_problem(client.post(path, json={"invitations": many[:2]}, headers=auth("max")), 403)

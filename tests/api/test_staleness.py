@@ -16,7 +16,7 @@ from authz.bootstrap import open_runtime
 from authz.services.runtime import Runtime
 from tests.conftest import add_member, auth, create_org, make_settings
 
-DECISIONS = [
+DECISIONS: list[tuple[str, dict[str, object]]] = [
     ("/v1/check", {"action": "read", "resource": {"type": "organization"}, "context": "{org}"}),
     ("/v1/check/batch", {"checks": [{"action": "read", "resource": {"type": "organization"}, "context": "{org}"}]}),
     ("/v1/list-resources", {"action": "read", "type": "algorithm", "context": "{org}"}),

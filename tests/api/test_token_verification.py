@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -43,11 +44,11 @@ def claims(**extra: Any) -> dict[str, Any]:
 
 
 def pem(private_key: Any) -> bytes:
-    return private_key.public_key().public_bytes(  # type: ignore[no-any-return]
+    return private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-KEYS = {
+KEYS: dict[str, tuple[Any, str]] = {
     "rsa": (rsa.generate_private_key(public_exponent=65537, key_size=2048), "RS256"),
     "ec": (ec.generate_private_key(ec.SECP256R1()), "ES256"),
     "ed25519": (ed25519.Ed25519PrivateKey.generate(), "EdDSA"),
@@ -66,7 +67,7 @@ def keyed(request: pytest.FixtureRequest, database_url: str, runtime: Runtime,
         yield client, private_key, algorithm
 
 
-def send(client: TestClient, method: str, path: str, body: dict[str, Any] | None, token: str):  # type: ignore[no-untyped-def]
+def send(client: TestClient, method: str, path: str, body: dict[str, Any] | None, token: str) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token}", "X-Original-Method": "GET", "X-Original-URI": "/algorithms/a1"}
     return client.request(method, path, json=body, headers=headers)
 

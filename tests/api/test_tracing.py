@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -93,6 +94,7 @@ def test_probes_and_background_polls_are_not_traced(
 ) -> None:
     traced.get("/healthz")
     traced.get("/metrics")
+    assert isinstance(traced.app, FastAPI)
     traced.app.state.follower.poll_once()  # the changelog follower's SQL, outside any request
     assert spans.get_finished_spans() == ()
 

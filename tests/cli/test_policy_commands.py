@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from authz.cli import app
@@ -84,7 +85,7 @@ def test_apply_prints_the_diff_and_dry_run_changes_nothing(database_url: str, ru
     assert "no rule changes" in again.output
 
 
-def test_check_with_explain(database_url: str, client, runtime: Runtime) -> None:  # type: ignore[no-untyped-def]
+def test_check_with_explain(database_url: str, client: TestClient, runtime: Runtime) -> None:
     org_id = create_org(client, "alice")
     add_member(runtime, org_id, "max", "maintainer")
     env = env_for(database_url)

@@ -6,9 +6,9 @@ from pathlib import Path
 import alembic.command
 import pytest
 from alembic.script import ScriptDirectory
-from click.testing import Result
+from fastapi.testclient import TestClient
 from sqlalchemy import insert
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from authz.cli import app
 from authz.engine.replica import Replica
@@ -38,7 +38,7 @@ def invoke(database_url: str, *args: str) -> Result:
 
 
 def test_row_commands_neither_migrate_nor_load_the_index(
-    database_url: str, runtime: Runtime, client, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+    database_url: str, runtime: Runtime, client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     org = create_org(client, "alice")
     add_member(runtime, org, "bob", "viewer")
@@ -77,9 +77,7 @@ def test_row_commands_neither_migrate_nor_load_the_index(
     assert isinstance(checked.exception, Forbidden) and "Replica.load" in str(checked.exception)
 
 
-def test_check_answers_from_the_database_as_it_is(
-    database_url: str, runtime: Runtime, client
-) -> None:  # type: ignore[no-untyped-def]
+def test_check_answers_from_the_database_as_it_is(database_url: str, runtime: Runtime, client: TestClient) -> None:
     org = create_org(client, "alice")
     allowed = invoke(database_url, "check", "--subject", "alice", "--action", "delete", "--resource", "algorithm",
                      "--context", org)

@@ -118,7 +118,9 @@ def test_expired_revoked_declined_resent_and_unknown_links_are_explained(browser
     assert flash_after(browser_like, post_form(browser_like, f"/orgs/{org}/invitations", revoke_path.group(1), {})) \
         == "Invitation revoked; its link no longer works."
     resend_paths = re.findall(r'action="(/orgs/[^"]+/invitations/inv_[0-9a-f]+/resend)"', invitations)
-    erin_id = re.search(r"inv_[0-9a-f]{24}", replaced).group(0)
+    found = re.search(r"inv_[0-9a-f]{24}", replaced)
+    assert found is not None, replaced
+    erin_id = found.group(0)
     resend = next(p for p in resend_paths if erin_id in p)
     sent_before = len(browser_like.app.state.console.mailbox.mails())  # type: ignore[attr-defined]
     assert "previous link no longer works" in flash_after(

@@ -189,6 +189,7 @@ def test_a_message_accepted_while_on_its_way_is_recorded_as_sent(runtime: Runtim
     claim = sender._claim(message.id)
     assert claim is not None
     sender.transport.send(claim.mail)  # handed over to SMTP
+    assert message.invitation_id is not None
     with runtime.database.session() as session, session.begin():  # what accept does meanwhile
         outbox_rows.retire_pending(session, message.invitation_id, "not sent: the invitation was accepted")
     sender._record_sent(claim)
