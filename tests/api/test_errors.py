@@ -1,5 +1,8 @@
 """Every error is problem+json; bad input never gives a 500 and never widens access."""
 
+from typing import Any
+
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -9,10 +12,10 @@ from tests.conftest import BILLING, auth, create_org, service_key
 HOSTILE = ["*", "%", "..", "a,b", "x' OR '1'='1", "a" * 1000, "org_*", "user:*", "bad\tid", "é"]
 
 
-def assert_problem(response, status: int) -> dict:  # type: ignore[no-untyped-def, type-arg]
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
+    body: dict[str, Any] = response.json()
     assert {"type", "title", "status", "detail"} <= set(body)
     assert body["status"] == status
     assert "Traceback" not in response.text

@@ -6,6 +6,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from authz.services.runtime import Runtime
@@ -34,7 +35,8 @@ def invite(
 
 def deliver(client: TestClient, smtp: SmtpServer) -> str:
     """Run the sender once; the token of the newest mail."""
-    client.app.state.mail_sender.deliver_due()  # type: ignore[attr-defined]
+    assert isinstance(client.app, FastAPI)
+    client.app.state.mail_sender.deliver_due()
     match = LINK.search(smtp.inbox.received[-1].text)
     assert match is not None
     return match.group(1)

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -80,7 +81,8 @@ def invite(client: TestClient, org: str, email: str, role: str = "viewer", owner
 
 
 def token_for(client: TestClient, smtp: SmtpServer, email: str) -> str:
-    client.app.state.mail_sender.deliver_due()  # type: ignore[attr-defined]
+    assert isinstance(client.app, FastAPI)
+    client.app.state.mail_sender.deliver_due()
     for message in reversed(smtp.inbox.received):
         if email in message.rcpt_tos:
             match = LINK.search(message.text)

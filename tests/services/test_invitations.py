@@ -178,7 +178,9 @@ def test_resend_kills_the_old_token_and_revoke_kills_the_new(runtime: Runtime, s
     resent = invitations.resend_invitation(runtime, user("alice"), org_id, invitation_id).value
     assert resent.status == "pending" and resent.expires_at == first_expiry + timedelta(days=8)
     assert sender.deliver_due() == 1
-    new = LINK.search(smtp.inbox.received[-1].text).group(1)  # type: ignore[union-attr]
+    link = LINK.search(smtp.inbox.received[-1].text)
+    assert link is not None
+    new = link.group(1)
     assert new != old
     with pytest.raises(NotFound):
         invitations.accept_invitation(runtime, user("bob"), old)
