@@ -40,8 +40,7 @@ test-fast: $(STAMP)
 ## lint: ruff and mypy --strict over authz, api, the client package, tests and bench (configured in
 ## pyproject.toml); .ci/run runs it before the tests, .pre-commit-config.yaml on each commit
 lint: $(STAMP)
-	$(BIN)/ruff check
-	$(BIN)/mypy
+	@status=0; $(BIN)/ruff check || status=1; $(BIN)/mypy || status=1; exit $$status
 
 ## soak: the history checker for SOAK_SECONDS (default 600) on PostgreSQL; prints its figures
 SOAK_SECONDS ?= 600
