@@ -30,6 +30,7 @@ class PolicyDocument:
 
     roles: dict[str, Role]
     types: dict[str, ObjectType]
+    context_owner: str  # the role that owns a context (`context_owner:` in roles.yaml); one of `roles`
 
     def permission_rules(self) -> list[Rule]:
         """`p, <role>, *, <type>, <action>` for every direct grant, in a stable order."""
@@ -67,6 +68,7 @@ class PolicyDocument:
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "context_owner": self.context_owner,
             "roles": {
                 r.name: {"inherits": list(r.inherits), "description": r.description} for r in self.roles.values()
             },
@@ -86,4 +88,5 @@ class PolicyDocument:
             name: ObjectType(name, {a: tuple(rs) for a, rs in spec["actions"].items()}, bool(spec["content"]))
             for name, spec in data["types"].items()
         }
-        return cls(roles, types)
+        # Documents stored before the policy named its context owner had "owner" built in.
+        return cls(roles, types, data.get("context_owner", "owner"))

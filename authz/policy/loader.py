@@ -1,5 +1,6 @@
 """Loading and validating `policies/*.yaml` into a PolicyDocument, with file and line for every error.
 
+    context_owner: owner          # the role that owns a context (exactly one file says it)
     roles:
       viewer: {description: Sees the context's content.}
       owner: {inherits: [viewer]}
@@ -9,7 +10,8 @@
         actions: {read: [viewer], delete: owner}
 
 The files' shapes are the models below; what spans entries and files (each name defined
-once, references to declared roles, no inheritance cycle) is the one semantic pass `_Policy`.
+once, references to declared roles, no inheritance cycle, the context owner) is the one
+semantic pass `_Policy`.
 """
 
 from pathlib import Path
@@ -75,6 +77,7 @@ class TypeSpec(PolicyModel):
 class PolicyFile(PolicyModel):
     """One file of the policy directory; roles and types may be spread over several files."""
 
+    context_owner: str | None = None
     roles: dict[RoleName, RoleSpec] = {}
     types: dict[TypeName, TypeSpec] = {}
 
@@ -104,6 +107,7 @@ class _Policy:
         self.roles: dict[str, tuple[YamlFile, RoleSpec]] = {}
         self.types: dict[str, tuple[YamlFile, TypeSpec]] = {}
         self.broken_roles: set[str] = set()  # declared, but left out for their own errors
+        self.context_owner: tuple[YamlFile, str] | None = None
 
     def add(self, loaded: Loaded[PolicyFile]) -> None:
         source, file = loaded.source, loaded.model
@@ -112,6 +116,12 @@ class _Policy:
             self._define(self.roles, source, ("roles", name), role, f"role {name!r}")
         for name, type_ in file.types.items():
             self._define(self.types, source, ("types", name), type_, f"object type {name!r}")
+        if file.context_owner is not None and self.context_owner is not None:
+            first = self.context_owner[0]
+            where = f"{first.file}:{first.line(('context_owner',))}"
+            self.report.at(source, ("context_owner",), f"context_owner is declared twice (first at {where})")
+        elif file.context_owner is not None:
+            self.context_owner = (source, file.context_owner)
 
     def _define(self, defined: dict[str, tuple[YamlFile, Spec]], source: YamlFile, loc: Loc, spec: Spec,
                 what: str) -> None:
@@ -129,6 +139,13 @@ class _Policy:
                 for index, role_name in enumerate(granted):
                     loc = ("types", type_name, "actions", action, index)
                     self._known_role(source, loc, role_name, f"{type_name}.{action}")
+        if self.context_owner is not None:
+            source, owner = self.context_owner
+            self._known_role(source, ("context_owner",), owner, "context_owner")
+        elif self.roles:
+            source = next(iter(self.roles.values()))[0]
+            self.report.at(source, ("roles",), "no file declares `context_owner` (the role that owns a context), "
+                           "e.g. `context_owner: owner` beside `roles:`", of_key=True)
         self._check_cycles()
 
     def _known_role(self, source: YamlFile, loc: Loc, role: str, where: str) -> None:
@@ -161,7 +178,8 @@ class _Policy:
             name: ObjectType(name, {action: tuple(granted) for action, granted in spec.actions.items()}, spec.content)
             for name, (_, spec) in self.types.items()
         }
-        return PolicyDocument(roles, types)
+        assert self.context_owner is not None, "check_references reports a missing context_owner"
+        return PolicyDocument(roles, types, context_owner=self.context_owner[1])
 
 
 def load_policy_dir(directory: Path) -> PolicyDocument:

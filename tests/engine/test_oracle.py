@@ -54,7 +54,7 @@ def policies(draw: st.DrawFn) -> PolicyDocument:
     for name in TYPES:
         actions = {action: tuple(draw(st.lists(st.sampled_from(ROLES), unique=True, max_size=2))) for action in ACTIONS}
         types[name] = ObjectType(name, actions, content=True)
-    return PolicyDocument(roles, types)
+    return PolicyDocument(roles, types, context_owner="owner")
 
 
 contexts = st.sampled_from(ORGS) | st.sampled_from(USERS).map(ids.personal_context)

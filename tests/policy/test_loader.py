@@ -99,6 +99,29 @@ def test_every_error_of_a_run_is_reported_at_once(policy_copy: Path) -> None:
     assert len(errors_of(policy_copy)) == 2
 
 
+def test_the_shipped_policy_names_owner_as_the_context_owner() -> None:
+    assert load_policy_dir(POLICY_DIR).context_owner == "owner"
+
+
+def test_context_owner_must_name_a_declared_role(policy_copy: Path) -> None:
+    roles = policy_copy / "roles.yaml"
+    replace(roles, "context_owner: owner", "context_owner: admin")
+    line = line_of(roles, "context_owner:")
+    assert errors_of(policy_copy) == [f"{roles}:{line}: unknown role 'admin' in context_owner"]
+
+
+def test_context_owner_is_required_and_declared_once(policy_copy: Path) -> None:
+    roles = policy_copy / "roles.yaml"
+    replace(roles, "context_owner: owner", "")
+    errors = errors_of(policy_copy)
+    assert errors == [f"{roles}:{line_of(roles, 'roles:')}: no file declares `context_owner` (the role that owns a "
+                      "context), e.g. `context_owner: owner` beside `roles:`"]
+    replace(roles, "roles:", "context_owner: owner\nroles:")
+    (policy_copy / "more.yaml").write_text("context_owner: viewer\n")
+    line, first = line_of(roles, "context_owner:"), policy_copy / "more.yaml"
+    assert errors_of(policy_copy) == [f"{roles}:{line}: context_owner is declared twice (first at {first}:1)"]
+
+
 def test_a_broken_entry_does_not_hide_the_mistakes_of_the_others(policy_copy: Path) -> None:
     permissions = policy_copy / "permissions.yaml"
     replace(permissions, "  billing:\n    actions:", "  billing:\n    colour: red\n    actions:")

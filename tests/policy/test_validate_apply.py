@@ -44,7 +44,7 @@ def policies(draw: st.DrawFn) -> dict[str, Any]:
         types[name] = {"content": draw(st.booleans()),
                        "actions": {a: draw(st.lists(st.sampled_from(roles), max_size=3, unique=True)) for a in actions}}
     return {"roles": {r: ({"inherits": p} if p else {"description": f"role {r}"}) for r, p in hierarchy.items()},
-            "types": types}
+            "context_owner": "owner" if "owner" in roles else roles[0], "types": types}
 
 
 def effective(document: dict[str, Any], role: str) -> set[str]:
@@ -66,7 +66,8 @@ def allowed(document: dict[str, Any], role: str | None, type_name: str) -> list[
 
 def write_policy(document: dict[str, Any]) -> Path:
     folder = Path(tempfile.mkdtemp(prefix="authz-prop-"))
-    (folder / "roles.yaml").write_text(yaml.safe_dump({"roles": document["roles"]}))
+    (folder / "roles.yaml").write_text(yaml.safe_dump({"roles": document["roles"],
+                                                       "context_owner": document["context_owner"]}))
     (folder / "permissions.yaml").write_text(yaml.safe_dump({"types": document["types"]}))
     principals = {f"p_{role}": role for role in document["roles"]} | {"stranger": None}
     tests = [{"types": [t], "allowed": {p: allowed(document, r, t) for p, r in principals.items()}}
