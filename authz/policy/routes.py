@@ -202,8 +202,11 @@ def _parse_template(template: str) -> tuple[tuple[str | None, ...], tuple[str | 
     for part in template[1:].split("/"):
         param = _PARAM.fullmatch(part)
         if param is not None:
-            if param.group(1) in params:
-                raise refuse(f"path template {template!r} uses parameter {{{param.group(1)}}} twice")
+            name = param.group(1)
+            if name in params:
+                raise refuse(f"path template {template!r} uses parameter {{{name}}} twice")
+            segments.append(None)
+            params.append(name)
         elif part in ("", ".", ".."):
             raise refuse(f"path template {template!r} has an empty, . or .. segment")
         elif "{" in part or "}" in part:
@@ -212,8 +215,9 @@ def _parse_template(template: str) -> tuple[tuple[str | None, ...], tuple[str | 
             raise refuse(
                 f"path template {template!r}: segment {part!r} has characters outside A-Z a-z 0-9 . _ ~ - : @"
             )
-        segments.append(None if param is not None else part)
-        params.append(param.group(1) if param is not None else None)
+        else:
+            segments.append(part)
+            params.append(None)
     return tuple(segments), tuple(params)
 
 

@@ -277,8 +277,8 @@ class _Builder:
 
     def _mapping(self, node: yaml.MappingNode, path: Loc) -> dict[str, Any]:
         result: dict[str, Any] = {}
+        where = self.places.phrase(path)
         for key_node, value_node in node.value:
-            where = self.places.phrase(path)
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != _STR_TAG:
                 self.report.add(self.source.file, self.line_of(key_node), f"{where}: keys must be plain names")
                 continue
