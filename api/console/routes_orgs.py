@@ -156,9 +156,10 @@ def org_members(request: Request, org_id: str) -> Response:
 def _members(page: Page, org_id: str, status: int = 200, error: str | None = None,
              error_user: str | None = None) -> Response:
     people = members.list_members(page.runtime, page.user, org_id)
-    owners = sum(1 for m in people if m.role == "owner")
+    owner_role = page.snapshot.index.roles.context_owner  # the policy's context_owner
+    owners = sum(1 for m in people if m.role == owner_role)
     return _org_page(
-        page, org_id, "members.html", status, tab="members", members=people, owners=owners,
+        page, org_id, "members.html", status, tab="members", members=people, owners=owners, owner_role=owner_role,
         roles=list(page.runtime.policy.roles), can_change=page.can("update", "member", org_id),
         can_remove=page.can("delete", "member", org_id), error=error, error_user=error_user,
     )

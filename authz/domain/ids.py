@@ -14,6 +14,10 @@ from authz.domain.errors import Invalid
 PERSONAL: Final = "personal"
 ALL_DOMAINS: Final = "*"  # the policy's own domain: rules written once for every context (the only wildcard)
 USER_SUBJECT_PREFIX: Final = "user:"
+# The subject that stands for the holder of a personal account in their own context: the
+# policy's rule `g, account-holder, <context owner role>, *` gives it a role, and the Casbin
+# matcher asks for it when r.dom == r.sub. No role ("-"), user ("user:") or scope can be it.
+ACCOUNT_HOLDER: Final = "account-holder"
 
 _ORG_ID = re.compile(r"org_[0-9a-f]{24}")
 # Identity-provider subjects: "alice", "auth0|5f3c...", "google-oauth2|1234", UUIDs, emails.

@@ -10,6 +10,7 @@ from typing import Any, Generic, TypeVar
 from authz.domain.cursors import CursorCodec
 from authz.domain.principal import Principal
 from authz.engine.replica import Replica
+from authz.engine.roles import CompiledRoles
 from authz.policy.document import PolicyDocument
 from authz.secrets import KeyRing
 from authz.settings import Settings
@@ -69,6 +70,11 @@ class Runtime:
                 self.replica.catch_up(self.database)
         except Exception:  # noqa: BLE001 - the write is committed; the follower retries later
             log.warning("applying a committed change failed; the follower will catch up", exc_info=True)
+
+    @property
+    def roles(self) -> CompiledRoles:
+        """What each role may do, and which role owns a context, at the published revision."""
+        return self.replica.snapshot.index.roles
 
     @property
     def policy(self) -> PolicyDocument:
