@@ -1,4 +1,4 @@
-"""Roles are data: a policy that calls its owning role `admin` (and `maintainer` `editor`) works end to end.
+"""Roles are data: a policy that calls its roles `admin`, `editor` and `reader` works end to end.
 
 The shipped policy's names appear nowhere in the code that decides: the creator of an org
 gets the policy's `context_owner`, the last one cannot leave or step down, a user acts as
@@ -30,7 +30,7 @@ from tests.conftest import (
 from tests.console.conftest import BASE, csrf_of, sign_in
 from tests.policy.test_validate_apply import cli_env
 
-RENAMED = {"owner": "admin", "maintainer": "editor"}
+RENAMED = {"owner": "admin", "maintainer": "editor", "viewer": "reader"}
 
 
 def renamed_policy(target: Path) -> Path:
@@ -76,7 +76,7 @@ def test_the_renamed_policy_validates_and_its_suites_pass(settings: Settings, da
 
 @pytest.mark.parametrize(("owner_line", "reason"), [
     ("", "context_owner is missing: name the role that owns a context beside roles"),
-    ("context_owner: owner\n", "context_owner 'owner' is not a declared role (roles: admin, editor, viewer)"),
+    ("context_owner: owner\n", "context_owner 'owner' is not a declared role (roles: admin, editor, reader)"),
 ])
 def test_validate_refuses_a_policy_that_names_no_declared_context_owner(
         settings: Settings, database_url: str, owner_line: str, reason: str) -> None:
@@ -144,6 +144,7 @@ def test_the_console_shows_the_renamed_roles(client: TestClient, runtime: Runtim
     assert "always keeps at least one admin: make another member admin" in members.text
     assert 'value="admin" selected' in members.text
     assert "Quantum Lab · admin" in client.get("/").text  # the account context drop-down
+    assert 'value="reader" selected' in client.get(f"/orgs/{org}/invitations").text  # the least role first
     sign_in(client, "root")
     policy = client.get("/admin/policy")
     assert policy.status_code == 200
