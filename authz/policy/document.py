@@ -4,14 +4,13 @@ type, the roles granted each action."""
 from dataclasses import dataclass
 from typing import Any
 
+from authz_client.decisions.ids import Rule as Rule  # the decision index's rule type
+
 from authz.domain.ids import ACCOUNT_HOLDER, ALL_DOMAINS
 
 # The role every context had before policies named it (personal accounts acted as "owner"):
 # a document stored by an older authz, without `context_owner`, means this one.
 LEGACY_CONTEXT_OWNER = "owner"
-
-Rule = tuple[str, ...]
-"""A Casbin rule as stored: (ptype, v0, v1, ...)."""
 
 
 @dataclass(frozen=True)

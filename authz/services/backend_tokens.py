@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from authz_client.decisions.roles import CompiledRoles
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -21,7 +22,6 @@ from sqlalchemy.sql.expression import Executable
 from authz.domain import ids
 from authz.domain.errors import AuthzError, Conflict, Forbidden, Invalid, NotFound, OutsiderForbidden, Unavailable
 from authz.domain.principal import SCOPE_TOKENS_RESOLVE, Principal
-from authz.engine.roles import CompiledRoles
 from authz.secrets import KeyRing, UndecryptableSecret
 from authz.services.access import require_in_context, role_in_context
 from authz.services.runtime import Runtime

@@ -7,6 +7,7 @@ owners inside the transaction (DESIGN.md invariant 5). "Owner" is the policy's
 
 from datetime import datetime
 
+from authz_client.decisions.roles import CompiledRoles
 from sqlalchemy import delete
 
 from authz.domain import ids
@@ -20,7 +21,6 @@ from authz.domain.grants import (
 )
 from authz.domain.invitations import canonical_email
 from authz.domain.principal import Principal
-from authz.engine.roles import CompiledRoles
 from authz.services import paging
 from authz.services.access import owning_role, require_in_context
 from authz.services.runtime import Runtime, Written

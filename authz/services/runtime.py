@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+from authz_client.decisions.roles import CompiledRoles
+
 from authz.domain.cursors import CursorCodec
 from authz.domain.principal import Principal
 from authz.engine.replica import Replica
-from authz.engine.roles import CompiledRoles
 from authz.policy.document import PolicyDocument
 from authz.secrets import KeyRing
 from authz.settings import Settings

@@ -4,9 +4,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from authz_client.decisions.index import DecisionIndex
 
 from authz.domain.ids import ACCOUNT_HOLDER
-from authz.engine.index import DecisionIndex
 from authz.policy.loader import load_policy_dir
 from authz.policy.yaml_nodes import PolicyInvalid
 from tests.conftest import POLICY_DIR

@@ -10,7 +10,7 @@ Rule shapes (all written by authz itself):
 - `g, account-holder, <role>, *`    the role of a personal account's holder (`ids.ACCOUNT_HOLDER`)
 - `g, user:<id>, <role>, <org_id>`   membership
 - `g, user:<id>, <role>, <type>:<id>`  a role on one resource
-- either `g` rule may carry a fourth value, its expiry (`authz.domain.grants`): from then on
+- either `g` rule may carry a fourth value, its expiry (`authz_client.decisions.grants`): from then on
   it counts in no decision. The inner dicts then hold `(role, expiry as POSIX time)` instead
   of the role, and a decision that meets one compares it with its clock (`time.time` unless
   the caller passes another); a grant without expiry costs the hot path one type test.
@@ -30,12 +30,11 @@ from heapq import merge
 from itertools import islice, takewhile
 from typing import Any
 
-from authz.domain import ids
-from authz.domain.grants import expiry_epoch
-from authz.domain.ids import ACCOUNT_HOLDER
-from authz.engine.roles import CompiledRoles, Permission
-from authz.engine.sorted_ids import SortedIds
-from authz.policy.document import ALL_DOMAINS, Rule
+from authz_client.decisions import ids
+from authz_client.decisions.grants import expiry_epoch
+from authz_client.decisions.ids import ACCOUNT_HOLDER, ALL_DOMAINS, Rule
+from authz_client.decisions.roles import CompiledRoles, Permission
+from authz_client.decisions.sorted_ids import SortedIds
 
 GROUP_SEPARATOR = "\x1f"  # joins the values of one bulk-loaded group; no id, role or name may contain it
 SHARDS = 1024  # a power of two: a key's shard is hash(key) & MASK

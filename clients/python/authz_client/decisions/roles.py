@@ -1,7 +1,7 @@
 """What each role may do, compiled once per policy change from the `p` rules and the hierarchy.
 
 The one answer to "may this role do this action on this type" for decisions, listings and
-writes alike; pycasbin (`authz.policy.model`) evaluates the same rules only as the oracle
+writes alike (the server asks it too); pycasbin (the server's `authz.policy.model`) evaluates the same rules only as the oracle
 and for explanations. The hierarchy is `g, <role>, <inherited role>, *`; the account holder
 (`ids.ACCOUNT_HOLDER`) inherits the role that owns a context, so a personal account's
 permissions are that role's, whatever the policy calls it.
@@ -10,7 +10,7 @@ permissions are that role's, whatever the policy calls it.
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from authz.domain import ids
+from authz_client.decisions import ids
 
 Permission = tuple[str, str]  # (object type, action)
 
