@@ -117,9 +117,8 @@ class _Policy:
         for name, type_ in file.types.items():
             self._define(self.types, source, ("types", name), type_, f"object type {name!r}")
         if file.context_owner is not None and self.context_owner is not None:
-            first = self.context_owner[0]
-            where = f"{first.file}:{first.line(('context_owner',))}"
-            self.report.at(source, ("context_owner",), f"context_owner is declared twice (first at {where})")
+            twice = f"context_owner is defined twice (first in {self.context_owner[0].file})"
+            self.report.at(source, ("context_owner",), twice, of_key=True)
         elif file.context_owner is not None:
             self.context_owner = (source, file.context_owner)
 
@@ -141,11 +140,14 @@ class _Policy:
                     self._known_role(source, loc, role_name, f"{type_name}.{action}")
         if self.context_owner is not None:
             source, owner = self.context_owner
-            self._known_role(source, ("context_owner",), owner, "context_owner")
+            if owner not in self.roles and owner not in self.broken_roles:
+                declared = ", ".join(sorted(self.roles)) or "none"
+                self.report.at(source, ("context_owner",), f"context_owner {owner!r} is not a declared role "
+                               f"(roles: {declared})")
         elif self.roles:
             source = next(iter(self.roles.values()))[0]
-            self.report.at(source, ("roles",), "no file declares `context_owner` (the role that owns a context), "
-                           "e.g. `context_owner: owner` beside `roles:`", of_key=True)
+            self.report.at(source, ("roles",), "context_owner is missing: name the role that owns a context beside "
+                           "roles (e.g. `context_owner: owner`)", of_key=True)
         self._check_cycles()
 
     def _known_role(self, source: YamlFile, loc: Loc, role: str, where: str) -> None:
