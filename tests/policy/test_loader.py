@@ -134,3 +134,14 @@ def test_every_error_of_a_run_is_reported_at_once(policy_copy: Path) -> None:
     replace(permissions, "use: [maintainer]", "use: [maintaner]")
     replace(permissions, "update: [owner]", "update: [boss]")
     assert len(errors_of(policy_copy)) == 2
+
+
+def test_a_broken_entry_does_not_hide_the_mistakes_of_the_others(policy_copy: Path) -> None:
+    permissions = policy_copy / "permissions.yaml"
+    replace(permissions, "  billing:\n    actions:", "  billing:\n    colour: red\n    actions:")
+    replace(permissions, "use: [maintainer]", "use: [maintaner]")
+    assert errors_of(policy_copy) == [
+        f"{permissions}:{line_of(permissions, 'colour')}: "
+        "unknown key 'colour' in type 'billing' (expected content, actions)",
+        f"{permissions}:{line_of(permissions, 'maintaner')}: unknown role 'maintaner' in backend_token.use",
+    ]
