@@ -260,7 +260,10 @@ class LocalDecisions:
             ready = [w for w in self._waiters if w.revision <= state.revision]
             self._waiters = [w for w in self._waiters if w.revision > state.revision]
         for waiter in ready:
-            waiter.loop.call_soon_threadsafe(_resolve, waiter.future)
+            try:
+                waiter.loop.call_soon_threadsafe(_resolve, waiter.future)
+            except RuntimeError:  # that event loop has closed: nobody is waiting there any more
+                pass
 
 
 def _resolve(future: "asyncio.Future[None]") -> None:
