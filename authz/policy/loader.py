@@ -35,6 +35,8 @@ class _Collector:
         self.role_nodes: dict[str, tuple[NodeReader, yaml.Node]] = {}
         self.role_refs: list[tuple[NodeReader, yaml.Node, str, str]] = []  # (reader, node, role, where)
         self.types: dict[str, ObjectType] = {}
+        self.context_owner: tuple[NodeReader, yaml.Node, str] | None = None
+        self.first_roles: tuple[NodeReader, yaml.Node] | None = None  # where `context_owner` belongs
         self.errors: list[PolicyError] = []
 
     def read_file(self, reader: NodeReader, root: yaml.Node | None) -> None:
@@ -42,11 +44,22 @@ class _Collector:
             return
         for key, key_node, value in reader.mapping(root, "the file"):
             if key == "roles":
+                self.first_roles = self.first_roles or (reader, key_node)
                 self._read_roles(reader, value)
             elif key == "types":
                 self._read_types(reader, value)
+            elif key == "context_owner":
+                self._read_context_owner(reader, key_node, value)
             else:
-                reader.error(key_node, f"unknown section {key!r} (expected roles or types)")
+                reader.error(key_node, f"unknown section {key!r} (expected context_owner, roles or types)")
+
+    def _read_context_owner(self, reader: NodeReader, key_node: yaml.Node, value: yaml.Node) -> None:
+        if self.context_owner is not None:
+            reader.error(key_node, f"context_owner is defined twice (first in {self.context_owner[0].file})")
+            return
+        role = reader.string(value, "context_owner")
+        if role is not None:
+            self.context_owner = (reader, value, role)
 
     def _read_roles(self, reader: NodeReader, node: yaml.Node) -> None:
         for name, key_node, spec in reader.mapping(node, "roles"):
@@ -103,7 +116,20 @@ class _Collector:
         for reader, node, role, where in self.role_refs:
             if role not in self.roles:
                 reader.error(node, f"unknown role {role!r} in {where}")
+        self._check_context_owner()
         self._check_cycles()
+
+    def _check_context_owner(self) -> None:
+        """The policy names the role that owns a context, and it is one of its roles."""
+        if self.context_owner is not None:
+            reader, node, role = self.context_owner
+            if role not in self.roles:
+                reader.error(node, f"context_owner {role!r} is not a declared role "
+                                   f"(roles: {', '.join(sorted(self.roles)) or 'none'})")
+        elif self.first_roles is not None:
+            reader, node = self.first_roles
+            reader.error(node, "context_owner is missing: name the role that owns a context beside roles "
+                               "(e.g. `context_owner: owner`)")
 
     def _check_cycles(self) -> None:
         """Report each inheritance cycle once, at the role where the search meets it again."""
@@ -152,4 +178,5 @@ def load_policy_dir(directory: Path) -> PolicyDocument:
         errors.append(PolicyError(str(directory), 1, "no object types are defined"))
     if errors:
         raise PolicyInvalid(sorted(errors, key=lambda e: (e.file, e.line)))
-    return PolicyDocument(collector.roles, collector.types)
+    assert collector.context_owner is not None, "checked by _check_context_owner"
+    return PolicyDocument(collector.roles, collector.types, collector.context_owner[2])
