@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from authz_client.decisions.roles import CompiledRoles
-
 from authz.domain.cursors import CursorCodec
 from authz.domain.principal import Principal
 from authz.engine.replica import Replica
@@ -17,6 +15,7 @@ from authz.secrets import KeyRing
 from authz.settings import Settings
 from authz.store.database import Database
 from authz.store.unit_of_work import UnitOfWork
+from authz_client.decisions.roles import CompiledRoles
 
 log = logging.getLogger("authz.services")
 T = TypeVar("T")
@@ -71,7 +70,7 @@ class Runtime:
         try:
             if not self.replica.apply_committed(revision, delta):
                 self.replica.catch_up(self.database)
-        except Exception:  # noqa: BLE001 - the write is committed; the follower retries later
+        except Exception:  # the write is committed; the follower retries later
             log.warning("applying a committed change failed; the follower will catch up", exc_info=True)
 
     @property

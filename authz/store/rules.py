@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import cast
 
-from sqlalchemy import ColumnElement, Row, and_, func, literal, or_, select
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from authz.domain import ids
@@ -104,7 +104,7 @@ def permanent_owners(session: Session, org_id: str, owner_role: str) -> int:
 
 def members_with_grants(
     session: Session, org_id: str, now: datetime, *, after: str | None, limit: int | None,
-) -> Sequence[Row[tuple[str, str | None, datetime, str, str | None]]]:
+) -> Sequence[tuple[str, str | None, datetime, str, str | None]]:
     """(user id, email, joined at, role, expiry) of the org's members in force, by user id, after `after`."""
     query = (
         select(Membership.user_id, Membership.email, Membership.joined_at, CasbinRule.v1, CasbinRule.v3)
@@ -119,7 +119,9 @@ def members_with_grants(
     )
     if after is not None:
         query = query.where(Membership.user_id > after)
-    return session.execute(query.limit(limit)).all()  # type: ignore[return-value]
+    # A membership's rule always has its role (v1); only the expiry (v3) may be empty.
+    rows = session.execute(query.limit(limit)).all()
+    return cast("Sequence[tuple[str, str | None, datetime, str, str | None]]", rows)
 
 
 def expired_grants(session: Session, now: datetime, limit: int) -> list[Rule]:

@@ -5,12 +5,12 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 import pytest
-from authz_client import LocalDecisions
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from authz.client import AsyncAuthzClient, CheckResult, Retry
 from authz.client.guard import install, path_param, require
+from authz_client import LocalDecisions
 from tests.client.conftest import Org
 from tests.conftest import auth
 from tests.processes import ServerProcess, create_service_key, free_port

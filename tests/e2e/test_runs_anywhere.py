@@ -46,7 +46,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
                            capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stdout + built.stderr
     where = subprocess.run([str(venv / "bin" / "python"), "-c",
-                            "import authz, api, authz_client; print(authz.__file__, api.__file__, authz_client.__file__)"],
+                            "import authz, api, authz_client; "
+                            "print(authz.__file__, api.__file__, authz_client.__file__)"],
                            capture_output=True, text=True, cwd="/tmp", env=clean_env(), check=True).stdout
     assert str(ROOT) not in where and str(venv) in where, where  # the installed copy, not the checkout
     return venv / "bin"
