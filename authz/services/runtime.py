@@ -65,8 +65,6 @@ class Runtime:
         up from the changelog, in order. The write is committed whatever happens here: a
         failure only leaves the replica to the follower.
         """
-        if self.replica.revision < 0:
-            return  # no replica loaded (bootstrap.open_store): nothing here to keep current
         try:
             if not self.replica.apply_committed(revision, delta):
                 self.replica.catch_up(self.database)
@@ -84,3 +82,31 @@ class Runtime:
         if policy is None:
             raise RuntimeError("no policy is loaded")
         return policy
+
+
+@dataclass
+class StoreRuntime(Runtime):
+    """For a process that reads or writes rows and decides nothing (the command line's row commands).
+
+    The policy in force (the document, and what each role may do, e.g. which one owns a
+    context) is read once from its few rows; no replica is loaded, so no membership or
+    resource is held in memory and none is kept current after a commit: the servers'
+    followers learn of the change from the changelog. Anything that asks this runtime
+    for a decision (`replica.snapshot`) finds an empty index, so row commands never do.
+    """
+
+    policy_in_force: PolicyDocument | None = None
+    roles_in_force: CompiledRoles = field(default_factory=CompiledRoles)
+
+    def _apply_committed(self, revision: int, delta: list[dict[str, Any]]) -> None:
+        """No replica here to keep current."""
+
+    @property
+    def roles(self) -> CompiledRoles:
+        return self.roles_in_force
+
+    @property
+    def policy(self) -> PolicyDocument:
+        if self.policy_in_force is None:
+            raise RuntimeError("no policy is applied")
+        return self.policy_in_force
