@@ -21,10 +21,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from authz_client.decisions.index import Clock, DecisionIndex, IndexEditor
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from authz.engine.index import Clock, DecisionIndex, IndexEditor
 from authz.engine.snapshot import bulk_allocation, load_index
 from authz.policy.document import PolicyDocument
 from authz.store.database import Database

@@ -14,9 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from authz_client.decisions.index import IndexEditor
 from sqlalchemy.orm import Session
-
-from authz.engine.index import IndexEditor
 
 FETCH_ROWS = 5_000
 

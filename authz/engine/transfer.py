@@ -25,9 +25,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from authz_client.decisions.index import GROUP_SEPARATOR, Clock, DecisionIndex
 
 from authz.domain.grants import expiry_value
-from authz.engine.index import GROUP_SEPARATOR, Clock, DecisionIndex
 from authz.engine.replica import ServiceKeyRecord, Snapshot
 from authz.engine.snapshot import bulk_allocation
 from authz.policy.document import PolicyDocument

@@ -4,10 +4,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from authz.domain.ids import ALL_DOMAINS
+from authz_client.decisions.ids import Rule as Rule  # the decision index's rule type
 
-Rule = tuple[str, ...]
-"""A Casbin rule as stored: (ptype, v0, v1, ...)."""
+from authz.domain.ids import ALL_DOMAINS
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,12 @@ exactly the grants that have not ended, and the index, asked at `now`, must agre
 
 import itertools
 
+from authz_client.decisions.index import DecisionIndex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from authz.domain import ids
 from authz.domain.grants import expiry_epoch
-from authz.engine.index import DecisionIndex
 from authz.policy.document import ObjectType, PolicyDocument, Role
 from authz.policy.model import build_enforcer, casbin_request
 from authz.services.access import allows

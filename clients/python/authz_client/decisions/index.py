@@ -9,7 +9,7 @@ Rule shapes (all written by authz itself):
 - `g, <role>, <role>, *`             role hierarchy
 - `g, user:<id>, <role>, <org_id>`   membership
 - `g, user:<id>, <role>, <type>:<id>`  a role on one resource
-- either `g` rule may carry a fourth value, its expiry (`authz.domain.grants`): from then on
+- either `g` rule may carry a fourth value, its expiry (`authz_client.decisions.grants`): from then on
   it counts in no decision. The inner dicts then hold `(role, expiry as POSIX time)` instead
   of the role, and a decision that meets one compares it with its clock (`time.time` unless
   the caller passes another); a grant without expiry costs the hot path one type test.
@@ -29,10 +29,10 @@ from heapq import merge
 from itertools import islice, takewhile
 from typing import Any
 
-from authz.domain import ids
-from authz.domain.grants import expiry_epoch
-from authz.engine.sorted_ids import SortedIds
-from authz.policy.document import ALL_DOMAINS, Rule
+from authz_client.decisions import ids
+from authz_client.decisions.grants import expiry_epoch
+from authz_client.decisions.ids import ALL_DOMAINS, Rule
+from authz_client.decisions.sorted_ids import SortedIds
 
 Permission = tuple[str, str]  # (object type, action)
 GROUP_SEPARATOR = "\x1f"  # joins the values of one bulk-loaded group; no id, role or name may contain it
