@@ -16,6 +16,7 @@ from authz.domain.errors import Invalid
 # Spelled as the decision index spells them in rules: one definition, shared with the client's embedded mode.
 ALL_DOMAINS: Final = index_ids.ALL_DOMAINS
 USER_SUBJECT_PREFIX: Final = index_ids.USER_SUBJECT_PREFIX
+ACCOUNT_HOLDER: Final = index_ids.ACCOUNT_HOLDER
 subject_of = index_ids.subject_of
 user_of = index_ids.user_of
 personal_context = index_ids.personal_context

@@ -8,6 +8,10 @@ from typing import Final
 
 ALL_DOMAINS: Final = "*"  # the policy's own domain: rules written once for every context (the only wildcard)
 USER_SUBJECT_PREFIX: Final = "user:"
+# The subject that stands for the holder of a personal account in their own context: the
+# policy's rule `g, account-holder, <context owner role>, *` gives it a role, and the Casbin
+# matcher asks for it when r.dom == r.sub. No role ("-"), user ("user:") or scope can be it.
+ACCOUNT_HOLDER: Final = "account-holder"
 
 Rule = tuple[str, ...]
 """A Casbin rule as stored: (ptype, v0, v1, ...)."""
