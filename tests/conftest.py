@@ -80,14 +80,35 @@ def _first_start(url: str) -> None:
     open_runtime(make_settings(url), migrate=False).database.dispose()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark what starts processes or a browser `e2e` (tests/e2e, tests/replicas, tests/history, or a test
-    that asks for a running server), so `make test-fast` can leave them out."""
+    that asks for a running server: `authz_server`, `cluster`, or a `server` fixture, which is always an
+    `authz serve` process), so `make test-fast` can leave them out."""
     slow_dirs = {"e2e", "replicas", "history"}
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
-        if slow_dirs & set(item.path.parts) or fixtures & {"authz_server", "cluster"}:
+        if slow_dirs & set(item.path.parts) or fixtures & {"authz_server", "cluster", "server"}:
             item.add_marker(pytest.mark.e2e)
+    if config.pluginmanager.hasplugin("xdist"):
+        for item in items:
+            _keep_shared_fixtures_on_one_worker(item)
+
+
+def _keep_shared_fixtures_on_one_worker(item: pytest.Item) -> None:
+    """Under `pytest -n N --dist loadgroup` (make test), the tests that share a module- or package-scoped
+    fixture (a cluster of replicas, one `authz serve`, an app under fuzz) run on one worker, which
+    builds it once; every other test goes to whichever worker is free."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return
+    for definitions in info.name2fixturedefs.values():
+        scope = definitions[-1].scope
+        if scope == "module":
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+            return
+        if scope == "package":
+            item.add_marker(pytest.mark.xdist_group(str(Path(item.nodeid.split("::")[0]).parent)))
+            return
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
