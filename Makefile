@@ -10,7 +10,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# The client is its own distribution (clients/python); authz.client re-exports it.
+# The client is its own distribution (clients/python); authz.client re-exports it, and the server
+# imports its decision index (authz_client.decisions: one implementation for both), so both are installed.
 $(STAMP): pyproject.toml clients/python/pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e './clients/python[fastapi]' -e '.[test]'
 	touch $(STAMP)

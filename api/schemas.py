@@ -70,7 +70,9 @@ class RoleBody(Strict):
 
 
 class TransferBody(Strict):
-    to_user_id: str = Field(max_length=1000, description="a member, who becomes owner; the caller becomes maintainer")
+    to_user_id: str = Field(max_length=1000, description="a member, who becomes owner (the policy's context_owner); "
+                                                         "the caller gets the role the owning role inherits "
+                                                         "(maintainer, as shipped)")
 
 
 class TransferOut(BaseModel):
@@ -247,6 +249,8 @@ class ResolvedTokenOut(BaseModel):
 
 class PolicyOut(BaseModel):
     revision: int
+    context_owner: str = Field(description="the role that owns a context: an org's creator gets it, its last holder "
+                                           "cannot leave, every user has it in their personal account")
     roles: dict[str, Any]
     permissions: list[list[str]]
     hierarchy: list[list[str]]

@@ -2,7 +2,7 @@
 
 One implementation: the routes, the fast path, authentication, staleness and `min_revision`
 handling are the service's own (`api.routers.*`, `api.fast_path`, `api.auth`); only the
-replica's source differs (`authz.engine.feed_follower` instead of the database). Writes,
+replica's source differs (`authz.engine.feed_follower`, the client's follower, instead of the database). Writes,
 secrets and the console are not here: every other path is a 404 naming the upstream.
 """
 
@@ -23,7 +23,7 @@ from api.problems import problem
 from api.routers import authzen, decisions, forward_auth, operations
 from authz.domain.cursors import CursorCodec, derive_key
 from authz.domain.errors import Unavailable
-from authz.engine.feed_follower import FeedFollower
+from authz.engine.feed_follower import follow_upstream
 from authz.engine.replica import Replica, ServiceKeyRecord, Snapshot
 from authz.policy.routes import load_routes
 from authz.services.runtime import Runtime
@@ -83,8 +83,8 @@ def create_sidecar_app(settings: Settings, upstream: str, key: str, *,
         if snapshot.policy is not None:
             app.state.routes = load_routes(settings.policy_dir, snapshot.policy)
 
-    follower = FeedFollower(runtime.replica, upstream, key, before_install=before_install,
-                            read_timeout=max(60.0, settings.max_staleness))
+    follower = follow_upstream(runtime.replica, upstream, key, before_install=before_install,
+                               read_timeout=max(60.0, settings.max_staleness))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

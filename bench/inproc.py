@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import casbin
+from authz_client.decisions.index import DecisionIndex
 
-from authz.engine.index import DecisionIndex
 from authz.engine.replica import Replica
 from authz.policy.model import casbin_request, domain_matches
 from authz.store.database import Database

@@ -14,13 +14,13 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import change_feed, console, http, inproc, memory, sidecar, startup, workers, writes
+from bench import change_feed, console, embedded, http, inproc, memory, sidecar, startup, workers, writes
 from bench.bulk_load import bulk_load
 from bench.dataset import FULL, QUICK, Dataset
 from bench.postgres import postgres_database
 from bench.report import Figure, Report
 
-FIGURES = ("inproc", "http", "writes", "memory", "feed", "sidecar", "workers", "postgres", "console")
+FIGURES = ("inproc", "http", "writes", "memory", "feed", "sidecar", "embedded", "workers", "postgres", "console")
 
 
 def main() -> None:
@@ -56,6 +56,8 @@ def main() -> None:
             _guard(report, "change feed", lambda: change_feed.run(report, workdir, quick=args.quick))
         if "sidecar" in only:
             _guard(report, "sidecar", lambda: sidecar.run(report, sqlite_url, dataset, workdir, quick=args.quick))
+        if "embedded" in only:
+            _guard(report, "embedded", lambda: embedded.run(report, sqlite_url, dataset, workdir, quick=args.quick))
         if "workers" in only:
             _guard(report, "workers", lambda: workers.run(report, sqlite_url, dataset, workdir, quick=args.quick))
         if "console" in only:

@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 import orjson
+from authz_client.decisions import stream
 
 from authz.engine import transfer
 from bench import server, wrk
@@ -76,7 +77,7 @@ def run(report: Report, database_url: str, dataset: Dataset, workdir: Path, *, q
         report.add(Figure("GET /v1/snapshot streamed whole", streamed, "s", limit=5,
                           note=f"{size}; {len(body) / 1e6:.0f} MB"))
         started = time.perf_counter()
-        loaded = transfer.load(transfer.lines_of([bytes(body)]))
+        loaded = transfer.load(stream.lines_of([bytes(body)]))
         load_s = time.perf_counter() - started
         counts = loaded.index.counts()
         del loaded, body

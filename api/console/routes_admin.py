@@ -11,7 +11,6 @@ from api.console.web import ConsoleRoute, Page, field_errors
 from authz.domain.errors import Forbidden, Invalid
 from authz.domain.principal import SCOPE_CHECK, Principal
 from authz.services import decisions, policy_admin
-from authz.services.access import allows
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
@@ -30,9 +29,10 @@ def policy_page(request: Request) -> Response:
     page = Page(request)
     _admin(page)
     policy = page.runtime.policy
+    compiled = page.runtime.roles
     roles = list(policy.roles)
     matrix = [
-        (type_name, [(action, [allows(policy, role, type_name, action) for role in roles])
+        (type_name, [(action, [compiled.allows(role, type_name, action) for role in roles])
                      for action in type_.actions])
         for type_name, type_ in policy.types.items()
     ]

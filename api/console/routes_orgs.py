@@ -156,9 +156,10 @@ def org_members(request: Request, org_id: str) -> Response:
 def _members(page: Page, org_id: str, status: int = 200, error: str | None = None,
              error_user: str | None = None) -> Response:
     people = members.list_members(page.runtime, page.user, org_id)
-    owners = sum(1 for m in people if m.role == "owner")
+    owner_role = page.snapshot.index.roles.context_owner  # the policy's context_owner
+    owners = sum(1 for m in people if m.role == owner_role)
     return _org_page(
-        page, org_id, "members.html", status, tab="members", members=people, owners=owners,
+        page, org_id, "members.html", status, tab="members", members=people, owners=owners, owner_role=owner_role,
         roles=list(page.runtime.policy.roles), can_change=page.can("update", "member", org_id),
         can_remove=page.can("delete", "member", org_id), error=error, error_user=error_user,
     )
@@ -205,9 +206,12 @@ def org_invitations(request: Request, org_id: str) -> Response:
 def _invitations(page: Page, org_id: str, status: int = 200, values: dict[str, str] | None = None,
                  errors: dict[str, str] | None = None, error: str | None = None) -> Response:
     rows = invitations.list_invitations(page.runtime, page.user, org_id)
+    roles = list(page.runtime.policy.roles)
+    compiled = page.snapshot.index.roles
+    least = min(roles, key=lambda role: (len(compiled.effective.get(role, ())), role))  # viewer, as shipped
     return _org_page(
         page, org_id, "invitations.html", status, tab="invitations", invitations=rows,
-        roles=list(page.runtime.policy.roles), values=values or {"role": "viewer"}, errors=errors or {}, error=error,
+        roles=roles, values=values or {"role": least}, errors=errors or {}, error=error,
         can_invite=page.can("create", "invitation", org_id), can_revoke=page.can("delete", "invitation", org_id),
     )
 

@@ -123,7 +123,8 @@ class Page:
         """Personal, then each org the user belongs to (the header's drop-down)."""
         if self._contexts is None:
             user = self.user
-            choices = [ContextChoice(ids.PERSONAL, ids.personal_context(user.id), "Personal account", "owner")]
+            personal_role = self.snapshot.index.roles.context_owner  # the policy's context_owner
+            choices = [ContextChoice(ids.PERSONAL, ids.personal_context(user.id), "Personal account", personal_role)]
             for org in organizations.list_organizations(self.runtime, user):
                 choices.append(ContextChoice(org.id, org.id, org.name, org.role))
             self._contexts = choices

@@ -9,20 +9,17 @@ sweeper then removes the rule as a revision of its own.
 
 from datetime import UTC, datetime
 
+from authz_client.decisions.grants import EXPIRY_FORMAT as EXPIRY_FORMAT
+from authz_client.decisions.grants import expiry_epoch as expiry_epoch  # the decision index reads expiries too
+
 from authz.domain.errors import Invalid
 
-EXPIRY_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def expiry_value(at: datetime) -> str:
     """The rule value of an expiry (seconds precision, UTC)."""
     return at.astimezone(UTC).strftime(EXPIRY_FORMAT)
-
-
-def expiry_epoch(value: str) -> float:
-    """The POSIX time of a rule's expiry value."""
-    return datetime.strptime(value, EXPIRY_FORMAT).replace(tzinfo=UTC).timestamp()
 
 
 def expiry_instant(value: str) -> datetime:

@@ -9,11 +9,21 @@ import re
 import secrets
 from typing import Final
 
+from authz_client.decisions import ids as index_ids
+
 from authz.domain.errors import Invalid
 
+# Spelled as the decision index spells them in rules: one definition, shared with the client's embedded mode.
+ALL_DOMAINS: Final = index_ids.ALL_DOMAINS
+USER_SUBJECT_PREFIX: Final = index_ids.USER_SUBJECT_PREFIX
+ACCOUNT_HOLDER: Final = index_ids.ACCOUNT_HOLDER
+subject_of = index_ids.subject_of
+user_of = index_ids.user_of
+personal_context = index_ids.personal_context
+is_personal_context = index_ids.is_personal_context
+resource_scope = index_ids.resource_scope
+
 PERSONAL: Final = "personal"
-ALL_DOMAINS: Final = "*"  # the policy's own domain: rules written once for every context (the only wildcard)
-USER_SUBJECT_PREFIX: Final = "user:"
 
 _ORG_ID = re.compile(r"org_[0-9a-f]{24}")
 # Identity-provider subjects: "alice", "auth0|5f3c...", "google-oauth2|1234", UUIDs, emails.
@@ -62,32 +72,9 @@ def provider(value: object, field: str = "provider") -> str:
     return _check(_PROVIDER, value, field, "provider name ([a-z0-9][a-z0-9-]{0,63})")
 
 
-def subject_of(user: str) -> str:
-    """The Casbin subject of a user: prefixed, so a user id can never be a role name."""
-    return USER_SUBJECT_PREFIX + user
-
-
-def user_of(subject: str) -> str:
-    return subject.removeprefix(USER_SUBJECT_PREFIX)
-
-
-def personal_context(user: str) -> str:
-    """A user's personal account context; also its Casbin domain. Org ids never look like this."""
-    return USER_SUBJECT_PREFIX + user
-
-
-def is_personal_context(context: str) -> bool:
-    return context.startswith(USER_SUBJECT_PREFIX)
-
-
 def context(value: object, field: str = "context") -> str:
     """A context as the API writes it: an org id or `user:<user_id>`."""
     if isinstance(value, str) and value.startswith(USER_SUBJECT_PREFIX):
         user_id(value.removeprefix(USER_SUBJECT_PREFIX), field)
         return value
     return org_id(value, field)
-
-
-def resource_scope(resource_type: str, resource: str) -> str:
-    """The Casbin domain of one resource's own roles."""
-    return f"{resource_type}:{resource}"

@@ -21,11 +21,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from authz_client.decisions.index import Clock, DecisionIndex, IndexEditor
+from authz_client.decisions.stream import bulk_allocation
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from authz.engine.index import Clock, DecisionIndex, IndexEditor
-from authz.engine.snapshot import bulk_allocation, load_index
+from authz.engine.snapshot import load_index
 from authz.policy.document import PolicyDocument
 from authz.store.database import Database
 from authz.store.tables import ChangelogEntry, PolicyState, RevisionCounter, ServiceKey

@@ -9,14 +9,11 @@ Rules of any other shape (the policy's few dozen, or anything authz never writes
 the general `add_rule` path, so the result is the one `add_rule` would build.
 """
 
-import gc
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
+from authz_client.decisions.index import IndexEditor
 from sqlalchemy.orm import Session
-
-from authz.engine.index import IndexEditor
 
 FETCH_ROWS = 5_000
 
@@ -75,22 +72,3 @@ def stream_rows(session: Session, sql: str, *, is_postgres: bool) -> Iterator[tu
             yield from batch
     finally:
         cursor.close()
-
-
-@contextmanager
-def bulk_allocation() -> Iterator[None]:
-    """No cyclic GC while millions of long-lived dicts are built, then freeze them.
-
-    Each collection of the oldest generation would walk every object loaded so far
-    (quadratic overall); frozen objects are never walked again, so later collections
-    stay short and add no pauses to the check path.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.collect()  # what the load discarded
-        gc.freeze()
-        if was_enabled:
-            gc.enable()

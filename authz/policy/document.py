@@ -1,13 +1,16 @@
-"""The policy in force: roles with inheritance and, per object type, the roles granted each action."""
+"""The policy in force: roles with inheritance, the role that owns a context and, per object
+type, the roles granted each action."""
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from authz.domain.ids import ALL_DOMAINS
+from authz_client.decisions.ids import Rule as Rule  # the decision index's rule type
 
-Rule = tuple[str, ...]
-"""A Casbin rule as stored: (ptype, v0, v1, ...)."""
+from authz.domain.ids import ACCOUNT_HOLDER, ALL_DOMAINS
+
+# The role every context had before policies named it (personal accounts acted as "owner"):
+# a document stored by an older authz, without `context_owner`, means this one.
+LEGACY_CONTEXT_OWNER = "owner"
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,7 @@ class PolicyDocument:
 
     roles: dict[str, Role]
     types: dict[str, ObjectType]
+    context_owner: str  # the role that owns a context: an org's creator gets it, a personal account's holder has it
 
     def permission_rules(self) -> list[Rule]:
         """`p, <role>, *, <type>, <action>` for every direct grant, in a stable order."""
@@ -42,9 +46,11 @@ class PolicyDocument:
         return sorted(rules)
 
     def hierarchy_rules(self) -> list[Rule]:
-        """`g, <role>, <inherited role>, *`: the hierarchy, once for every domain."""
+        """`g, <role>, <inherited role>, *`: the hierarchy, once for every domain, and
+        `g, account-holder, <context owner>, *`: the role of a personal account's holder."""
         return sorted(
             {("g", role.name, parent, ALL_DOMAINS) for role in self.roles.values() for parent in role.inherits}
+            | {("g", ACCOUNT_HOLDER, self.context_owner, ALL_DOMAINS)}
         )
 
     def rules(self) -> list[Rule]:
@@ -53,20 +59,9 @@ class PolicyDocument:
     def content_types(self) -> frozenset[str]:
         return frozenset(name for name, type_ in self.types.items() if type_.content)
 
-    def effective_roles(self, role: str) -> Iterator[str]:
-        """The role itself and every role it inherits, transitively."""
-        seen: set[str] = set()
-        stack = [role]
-        while stack:
-            current = stack.pop()
-            if current in seen or current not in self.roles:
-                continue
-            seen.add(current)
-            yield current
-            stack.extend(self.roles[current].inherits)
-
     def to_json(self) -> dict[str, Any]:
         return {
+            "context_owner": self.context_owner,
             "roles": {
                 r.name: {"inherits": list(r.inherits), "description": r.description} for r in self.roles.values()
             },
@@ -86,4 +81,4 @@ class PolicyDocument:
             name: ObjectType(name, {a: tuple(rs) for a, rs in spec["actions"].items()}, bool(spec["content"]))
             for name, spec in data["types"].items()
         }
-        return cls(roles, types)
+        return cls(roles, types, data.get("context_owner", LEGACY_CONTEXT_OWNER))

@@ -21,15 +21,16 @@ query string and fragment are ignored. A literal segment wins over a parameter.
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, NamedTuple
 from urllib.parse import unquote, urlsplit
 
-import yaml
+from pydantic import BeforeValidator, PlainValidator, model_validator
 
 from authz.domain import ids
 from authz.domain.errors import Invalid
 from authz.policy.document import PolicyDocument
 from authz.policy.loader import ROUTES_FILE
-from authz.policy.yaml_nodes import NodeReader, PolicyInvalid
+from authz.policy.yaml_nodes import ANY, Places, PolicyModel, Report, YamlFile, load, refuse
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 MAX_PATH_LENGTH = 4096
@@ -168,15 +169,34 @@ def split_path(uri: str) -> list[str]:
 # ---- reading and validating the file ---------------------------------------------------
 
 
-def _parse_template(reader: NodeReader, node: yaml.Node, template: str) -> tuple[list[str | None], list[str | None]] | None:
+class RoutePattern(NamedTuple):
+    """A route's key, `METHOD /path/{param}`, split into what matching needs."""
+
+    key: str  # as written in the file
+    method: str
+    template: str
+    segments: tuple[str | None, ...]  # a literal, or None for a parameter
+    params: tuple[str | None, ...]  # the parameter's name at each parameter segment
+
+    @classmethod
+    def parse(cls, key: object) -> "RoutePattern":
+        """The pattern of a route key; refuses (pydantic error) anything but `METHOD /template`."""
+        text = str(key)
+        method, _, template = text.partition(" ")
+        template = template.strip()
+        if method not in METHODS or not template:
+            raise refuse(f"route {text!r} must be `METHOD /path` with METHOD one of {', '.join(METHODS)}")
+        segments, params = _parse_template(template)
+        return cls(text, method, template, segments, params)
+
+
+def _parse_template(template: str) -> tuple[tuple[str | None, ...], tuple[str | None, ...]]:
     if not template.startswith("/"):
-        reader.error(node, f"path template {template!r} must start with /")
-        return None
+        raise refuse(f"path template {template!r} must start with /")
     if any(c in template for c in "?#%*\\ ") or _CONTROL.search(template):
-        reader.error(node, f"path template {template!r} may not contain ? # % * \\ or spaces")
-        return None
+        raise refuse(f"path template {template!r} may not contain ? # % * \\ or spaces")
     if template == "/":
-        return [], []
+        return (), ()
     segments: list[str | None] = []
     params: list[str | None] = []
     for part in template[1:].split("/"):
@@ -184,97 +204,81 @@ def _parse_template(reader: NodeReader, node: yaml.Node, template: str) -> tuple
         if param is not None:
             name = param.group(1)
             if name in params:
-                reader.error(node, f"path template {template!r} uses parameter {{{name}}} twice")
-                return None
+                raise refuse(f"path template {template!r} uses parameter {{{name}}} twice")
             segments.append(None)
             params.append(name)
         elif part in ("", ".", ".."):
-            reader.error(node, f"path template {template!r} has an empty, . or .. segment")
-            return None
+            raise refuse(f"path template {template!r} has an empty, . or .. segment")
         elif "{" in part or "}" in part:
-            reader.error(node, f"path template {template!r}: a parameter must be a whole segment like {{id}}")
-            return None
+            raise refuse(f"path template {template!r}: a parameter must be a whole segment like {{id}}")
         elif _LITERAL.fullmatch(part) is None:
-            reader.error(node, f"path template {template!r}: segment {part!r} has characters outside A-Z a-z 0-9 . _ ~ - : @")
-            return None
+            raise refuse(
+                f"path template {template!r}: segment {part!r} has characters outside A-Z a-z 0-9 . _ ~ - : @"
+            )
         else:
             segments.append(part)
             params.append(None)
-    return segments, params
+    return tuple(segments), tuple(params)
 
 
-def _read_route(
-    reader: NodeReader, document: PolicyDocument, key: str, key_node: yaml.Node, spec: yaml.Node
-) -> Route | None:
-    method, _, template = key.partition(" ")
-    template = template.strip()
-    if method not in METHODS or not template:
-        reader.error(key_node, f"route {key!r} must be `METHOD /path` with METHOD one of {', '.join(METHODS)}")
-        return None
-    parsed = _parse_template(reader, key_node, template)
-    if parsed is None:
-        return None
-    segments, params = parsed
-    fields: dict[str, tuple[str, yaml.Node]] = {}
-    for name, field_node, value in reader.mapping(spec, f"route {key!r}"):
-        if name not in ("type", "action", "id", "context"):
-            reader.error(field_node, f"unknown key {name!r} in route {key!r} (expected type, action, id, context)")
-            continue
-        text = reader.string(value, f"{name} of route {key!r}")
-        if text is not None:
-            fields[name] = (text, value)
-    ok = True
-    for required in ("type", "action"):
-        if required not in fields:
-            reader.error(key_node, f"route {key!r} needs `{required}`")
-            ok = False
-    if not ok:
-        return None
-    resource_type, type_node = fields["type"]
-    action, action_node = fields["action"]
-    object_type = document.types.get(resource_type)
+class RouteSpec(PolicyModel):
+    type: str
+    action: str
+    id: str | None = None  # the path parameter holding the resource's id
+    context: str | None = None  # the path parameter holding the organization id
+
+    @model_validator(mode="after")
+    def _id_or_context(self) -> "RouteSpec":
+        if self.id is not None and self.context is not None:
+            raise refuse("give id or context, not both (a resource's context is its own)")
+        return self
+
+
+def _none_is_empty(value: object) -> object:
+    return {} if value is None else value
+
+
+class RouteFile(PolicyModel):
+    routes: Annotated[
+        dict[Annotated[RoutePattern, PlainValidator(RoutePattern.parse)], RouteSpec], BeforeValidator(_none_is_empty)
+    ] = {}
+
+
+PLACES = Places(
+    root="the file",
+    root_model=RouteFile,
+    names={("routes", ANY): ("route {1!r}", RouteSpec), ("routes", ANY, ANY): ("{2} of route {1!r}", None)},
+)
+
+
+def _route(pattern: RoutePattern, spec: RouteSpec, document: PolicyDocument, source: YamlFile,
+           report: Report) -> Route | None:
+    """The route of one entry, checked against the policy document; None (reported) when it does not fit."""
+    key = pattern.key
+    loc = ("routes", key)
+    object_type = document.types.get(spec.type)
     if object_type is None:
-        reader.error(type_node, f"route {key!r}: unknown object type {resource_type!r}")
+        report.at(source, (*loc, "type"), f"route {key!r}: unknown object type {spec.type!r}")
         return None
-    if action not in object_type.actions:
+    if spec.action not in object_type.actions:
         known = ", ".join(sorted(object_type.actions))
-        reader.error(action_node, f"route {key!r}: type {resource_type!r} has no action {action!r} (it has {known})")
+        report.at(source, (*loc, "action"), f"route {key!r}: type {spec.type!r} has no action {spec.action!r} "
+                  f"(it has {known})")
         return None
-    declared = [p for p in params if p is not None]
-    chosen: dict[str, str | None] = {"id": None, "context": None}
-    for name in ("id", "context"):
-        if name not in fields:
-            continue
-        param, node = fields[name]
-        if param not in declared:
+    declared = [p for p in pattern.params if p is not None]
+    for name, param in (("id", spec.id), ("context", spec.context)):
+        if param is not None and param not in declared:
             choices = ", ".join("{" + p + "}" for p in declared) or "none"
-            reader.error(node, f"route {key!r}: {name} names a path parameter; {param!r} is not one (the template has {choices})")
-            ok = False
-        chosen[name] = param
-    if not ok:
+            report.at(source, (*loc, name), f"route {key!r}: {name} names a path parameter; {param!r} is not one "
+                      f"(the template has {choices})")
+            return None
+    if spec.id is not None and not object_type.content:
+        report.at(source, (*loc, "id"), f"route {key!r}: {spec.type!r} is not a content type, so no {spec.type} "
+                  "is ever registered by id; use `context:` or a type-level route")
         return None
-    if chosen["id"] is not None and chosen["context"] is not None:
-        reader.error(key_node, f"route {key!r}: give id or context, not both (a resource's context is its own)")
-        return None
-    if chosen["id"] is not None and not object_type.content:
-        reader.error(
-            fields["id"][1],
-            f"route {key!r}: {resource_type!r} is not a content type, so no {resource_type} is ever registered "
-            "by id; use `context:` or a type-level route",
-        )
-        return None
-    return Route(
-        method=method,
-        template=template,
-        segments=tuple(segments),
-        params=tuple(params),
-        resource_type=resource_type,
-        action=action,
-        id_param=chosen["id"],
-        context_param=chosen["context"],
-        file=reader.file,
-        line=key_node.start_mark.line + 1,
-    )
+    return Route(method=pattern.method, template=pattern.template, segments=pattern.segments, params=pattern.params,
+                 resource_type=spec.type, action=spec.action, id_param=spec.id, context_param=spec.context,
+                 file=source.file, line=source.line(loc, of_key=True))
 
 
 def load_routes(directory: Path, document: PolicyDocument) -> RouteTable:
@@ -285,30 +289,22 @@ def load_routes(directory: Path, document: PolicyDocument) -> RouteTable:
     path = directory / ROUTES_FILE
     if not path.is_file():
         return RouteTable.of([], None)
-    reader = NodeReader(path, str(path))
-    root = reader.compose()
+    report = Report()
+    loaded = load(path, PLACES, RouteFile, report)
     routes: list[Route] = []
-    if root is not None and not (isinstance(root, yaml.ScalarNode) and root.value in ("", "~", "null")):
-        for section, section_node, value in reader.mapping(root, "the file"):
-            if section != "routes":
-                reader.error(section_node, f"unknown section {section!r} (expected routes)")
+    if loaded is not None:
+        shapes: dict[tuple[str, tuple[str | None, ...]], Route] = {}
+        for pattern, spec in loaded.model.routes.items():
+            route = _route(pattern, spec, document, loaded.source, report)
+            if route is None:
                 continue
-            if isinstance(value, yaml.ScalarNode) and value.value in ("", "~", "null"):
+            first = shapes.setdefault((route.method, route.segments), route)
+            if first is not route:
+                report.add(route.file, route.line, f"route {pattern.key!r} matches the same requests as "
+                           f"{first.name!r} (line {first.line})")
                 continue
-            shapes: dict[tuple[str, tuple[str | None, ...]], Route] = {}
-            for key, key_node, spec in reader.mapping(value, "routes"):
-                route = _read_route(reader, document, key, key_node, spec)
-                if route is None:
-                    continue
-                shape = (route.method, route.segments)
-                if shape in shapes:
-                    first = shapes[shape]
-                    reader.error(key_node, f"route {key!r} matches the same requests as {first.name!r} (line {first.line})")
-                    continue
-                shapes[shape] = route
-                routes.append(route)
-    if reader.errors:
-        raise PolicyInvalid(sorted(reader.errors, key=lambda e: (e.file, e.line)))
+            routes.append(route)
+    report.raise_if_any()
     return RouteTable.of(routes, str(path))
 
 

@@ -18,13 +18,14 @@ each principal may do; every other action of that type is expected to be denied.
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
-import yaml
+from pydantic import AliasChoices, Field
 
 from authz.domain import ids
 from authz.policy.document import PolicyDocument, Rule
 from authz.policy.model import build_enforcer, casbin_request
-from authz.policy.yaml_nodes import NodeReader, PolicyError, PolicyInvalid
+from authz.policy.yaml_nodes import ANY, Loc, Names, Places, PolicyModel, Report, YamlFile, load
 
 SUITE_ORG = "org_" + "5" * 24  # the organization every suite's principals belong to
 
@@ -47,7 +48,8 @@ class CaseResult:
     def __str__(self) -> str:
         want = "allow" if self.expected else "deny"
         got = "allowed" if self.actual else "denied"
-        return f"{self.file}:{self.line}: {self.principal} {self.action} {self.object_type} ({self.context}): expected {want}, {got}"
+        return (f"{self.file}:{self.line}: {self.principal} {self.action} {self.object_type} ({self.context}): "
+                f"expected {want}, {got}")
 
 
 @dataclass(frozen=True)
@@ -73,103 +75,100 @@ def suite_files(directory: Path) -> list[Path]:
     return sorted((directory / "tests").glob("*_test.yaml"))
 
 
-def _read_suite(path: Path, document: PolicyDocument) -> tuple[_Suite | None, list[PolicyError]]:
-    reader = NodeReader(path, str(path))
-    root = reader.compose()
-    if root is None:
-        return None, reader.errors
-    principals: dict[str, str | None] = {}
-    resource_roles: dict[str, dict[str, str]] = {}
-    cases: list[_Case] = []
-    tests_node: yaml.Node | None = None
-    for key, key_node, value in reader.mapping(root, "the suite"):
-        if key == "suite":
-            reader.string(value, "suite")
-        elif key == "principals":
-            for name, _, role_node in reader.mapping(value, "principals"):
-                role = None if isinstance(role_node, yaml.ScalarNode) and role_node.tag.endswith("null") else reader.string(role_node, "role")
-                if role is not None and role not in document.roles:
-                    reader.error(role_node, f"unknown role {role!r} for principal {name!r}")
-                principals[name] = role
-        elif key == "resources":
-            for scope, scope_node, roles_node in reader.mapping(value, "resources"):
-                type_name, _, resource = scope.partition(":")
-                if type_name not in document.types or not resource:
-                    reader.error(scope_node, f"resource {scope!r} must be <type>:<id> with a known type")
-                roles: dict[str, str] = {}
-                for name, _, role_node in reader.mapping(roles_node, f"roles on {scope}"):
-                    role = reader.string(role_node, "role")
-                    if role is not None and role not in document.roles:
-                        reader.error(role_node, f"unknown role {role!r}")
-                    elif role is not None:
-                        roles[name] = role
-                resource_roles[scope] = roles
-        elif key == "tests":
-            tests_node = value
-        else:
-            reader.error(key_node, f"unknown key {key!r} (expected suite, principals, resources, tests)")
-    if tests_node is None:
-        reader.error(root, "the suite has no tests")
-    elif not isinstance(tests_node, yaml.SequenceNode):
-        reader.error(tests_node, "tests must be a list")
-    else:
-        for test in tests_node.value:
-            cases.extend(_read_test(reader, test, document, principals, resource_roles))
-    for scope, roles in resource_roles.items():
-        for name in roles:
-            if name not in principals:
-                reader.error(root, f"unknown principal {name!r} in roles on {scope}")
-    return _Suite(str(path), principals, resource_roles, cases), reader.errors
+class TestSpec(PolicyModel):
+    """One test: for each type, the actions each principal may do; every other action is denied."""
+
+    __test__ = False  # not a pytest class, despite its name
+
+    types: Names = Field(default=[], validation_alias=AliasChoices("types", "type"))
+    context: Literal["organization", "personal"] = "organization"
+    resource: str = ""  # "" or a "type:id" declared under `resources`
+    allowed: dict[str, Names] = {}  # principal → actions
 
 
-def _read_test(
-    reader: NodeReader,
-    node: yaml.Node,
+class SuiteFile(PolicyModel):
+    suite: str = ""
+    principals: dict[str, str | None] = {}  # name → role in the suite's organization
+    resources: dict[str, dict[str, str]] = {}  # "type:id" → principal → role on that resource
+    tests: list[TestSpec]
+
+
+PLACES = Places(
+    root="the suite",
+    root_model=SuiteFile,
+    names={
+        ("principals", ANY): ("the role of {1!r}", None),
+        ("resources", ANY): ("roles on {1}", None),
+        ("resources", ANY, ANY): ("the role of {2!r} on {1}", None),
+        ("tests", ANY): ("a test", TestSpec),
+        ("tests", ANY, "allowed", ANY): ("actions of {3}", None),
+    },
+)
+
+
+def _read_suite(path: Path, document: PolicyDocument, report: Report) -> _Suite | None:
+    """The suite of one file, every name in it checked against `document` and its own declarations."""
+    loaded = load(path, PLACES, SuiteFile, report)
+    if loaded is None:
+        return None
+    source, suite = loaded.source, loaded.model
+    declared = set(suite.principals) | {str(loc[1]) for loc in loaded.dropped if loc[:1] == ("principals",)}
+    for name, role in suite.principals.items():
+        if role is not None and role not in document.roles:
+            report.at(source, ("principals", name), f"unknown role {role!r} for principal {name!r}")
+    for scope, roles in suite.resources.items():
+        type_name, _, resource = scope.partition(":")
+        if type_name not in document.types or not resource:
+            report.at(source, ("resources", scope), f"resource {scope!r} must be <type>:<id> with a known type",
+                      of_key=True)
+        for name, role in roles.items():
+            if name not in declared:
+                report.at(source, ("resources", scope, name), f"unknown principal {name!r} in roles on {scope}",
+                          of_key=True)
+            if role not in document.roles:
+                report.at(source, ("resources", scope, name), f"unknown role {role!r}")
+    cases = [
+        case
+        for index, test in enumerate(suite.tests)
+        for case in _cases(source, ("tests", index), test, document, suite, declared, report)
+    ]
+    return _Suite(source.file, suite.principals, suite.resources, cases)
+
+
+def _cases(
+    source: YamlFile,
+    loc: Loc,
+    test: TestSpec,
     document: PolicyDocument,
-    principals: dict[str, str | None],
-    resource_roles: dict[str, dict[str, str]],
+    suite: SuiteFile,
+    declared: set[str],
+    report: Report,
 ) -> list[_Case]:
-    types: list[tuple[str, yaml.Node]] = []
-    context = "organization"
-    resource = ""
-    allowed: list[tuple[str, yaml.Node, list[tuple[str, yaml.Node]]]] = []
-    for key, key_node, value in reader.mapping(node, "a test"):
-        if key in ("type", "types"):
-            types = reader.string_list(value, key)
-        elif key == "context":
-            context = reader.string(value, "context") or context
-            if context not in ("organization", "personal"):
-                reader.error(value, "context must be organization or personal")
-        elif key == "resource":
-            resource = reader.string(value, "resource") or ""
-            if resource not in resource_roles:
-                reader.error(value, f"resource {resource!r} is not declared under resources")
-        elif key == "allowed":
-            for name, name_node, actions in reader.mapping(value, "allowed"):
-                if name not in principals:
-                    reader.error(name_node, f"unknown principal {name!r}")
-                    continue
-                allowed.append((name, name_node, reader.string_list(actions, f"actions of {name}")))
-        else:
-            reader.error(key_node, f"unknown key {key!r} in a test (expected types, context, resource, allowed)")
+    """Every (principal, type, action) of one test, allowed or not; reports the names it does not know."""
+    if test.resource and test.resource not in suite.resources:
+        report.at(source, (*loc, "resource"), f"resource {test.resource!r} is not declared under resources")
+    for name in test.allowed:
+        if name not in declared:
+            report.at(source, (*loc, "allowed", name), f"unknown principal {name!r}", of_key=True)
     cases: list[_Case] = []
-    for type_name, type_node in types:
+    for index, type_name in enumerate(test.types):
         object_type = document.types.get(type_name)
         if object_type is None:
-            reader.error(type_node, f"unknown object type {type_name!r}")
+            report.at(source, (*loc, "types", index), f"unknown object type {type_name!r}")
             continue
-        if resource and resource.partition(":")[0] != type_name:
-            reader.error(type_node, f"resource {resource!r} is not of type {type_name!r}")
+        if test.resource and test.resource.partition(":")[0] != type_name:
+            report.at(source, (*loc, "types", index), f"resource {test.resource!r} is not of type {type_name!r}")
             continue
-        for principal, name_node, actions in allowed:
-            names = {a for a, _ in actions}
-            for action, action_node in actions:
+        for principal, actions in test.allowed.items():
+            for position, action in enumerate(actions):
                 if action not in object_type.actions:
-                    reader.error(action_node, f"unknown action {action!r} for type {type_name!r}")
-            for action in object_type.actions:
-                cases.append(
-                    _Case(name_node.start_mark.line + 1, principal, type_name, action, context, resource, action in names)
-                )
+                    report.at(source, (*loc, "allowed", principal, position),
+                              f"unknown action {action!r} for type {type_name!r}")
+            line = source.line((*loc, "allowed", principal), of_key=True)
+            cases.extend(
+                _Case(line, principal, type_name, action, test.context, test.resource, action in actions)
+                for action in object_type.actions
+            )
     return cases
 
 
@@ -186,15 +185,9 @@ def _suite_rules(suite: _Suite, document: PolicyDocument) -> list[Rule]:
 
 def run_suites(directory: Path, document: PolicyDocument, model_path: Path) -> list[CaseResult]:
     """Every case of every suite; raises PolicyInvalid when a suite file itself is wrong."""
-    suites: list[_Suite] = []
-    errors: list[PolicyError] = []
-    for path in suite_files(directory):
-        suite, suite_errors = _read_suite(path, document)
-        errors.extend(suite_errors)
-        if suite is not None:
-            suites.append(suite)
-    if errors:
-        raise PolicyInvalid(errors)
+    report = Report()
+    suites = [suite for path in suite_files(directory) if (suite := _read_suite(path, document, report)) is not None]
+    report.raise_if_any()
     results: list[CaseResult] = []
     for suite in suites:
         enforcer = build_enforcer(model_path, _suite_rules(suite, document))
@@ -202,7 +195,6 @@ def run_suites(directory: Path, document: PolicyDocument, model_path: Path) -> l
             subject = ids.subject_of(case.principal)
             domain = subject if case.context == "personal" else SUITE_ORG
             actual = enforcer.enforce(*casbin_request(subject, domain, case.object_type, case.resource, case.action))
-            results.append(
-                CaseResult(suite.file, case.line, case.principal, case.object_type, case.action, case.context, case.expected, actual)
-            )
+            results.append(CaseResult(suite.file, case.line, case.principal, case.object_type, case.action,
+                                      case.context, case.expected, actual))
     return results

@@ -41,7 +41,7 @@ def list_audit(
     if before is not None:
         stored_int(before, "before", minimum=1)
     with rt.database.session() as session:
-        require_in_context(session, rt.policy, principal, "read", "audit", context)
+        require_in_context(session, rt.roles, principal, "read", "audit", context)
         query = select(AuditEntry).where(AuditEntry.context == context)
         if before is not None:
             query = query.where(AuditEntry.id < before)

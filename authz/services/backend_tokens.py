@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from authz_client.decisions.roles import CompiledRoles
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -21,9 +22,8 @@ from sqlalchemy.sql.expression import Executable
 from authz.domain import ids
 from authz.domain.errors import AuthzError, Conflict, Forbidden, Invalid, NotFound, OutsiderForbidden, Unavailable
 from authz.domain.principal import SCOPE_TOKENS_RESOLVE, Principal
-from authz.policy.document import PolicyDocument
 from authz.secrets import KeyRing, UndecryptableSecret
-from authz.services.access import allows, require_in_context, role_in_context
+from authz.services.access import require_in_context, role_in_context
 from authz.services.runtime import Runtime
 from authz.store.tables import BackendToken
 
@@ -89,7 +89,7 @@ def set_backend_token(rt: Runtime, principal: Principal, context: str, provider:
     ciphertext = _key_ring(rt).encrypt(secret)
     with rt.unit_of_work(principal) as uow:
         uow.lock_context(clean_context)  # no token outlives its context
-        require_in_context(uow.session, rt.policy, principal, "set", OBJECT_TYPE, clean_context)
+        require_in_context(uow.session, rt.roles, principal, "set", OBJECT_TYPE, clean_context)
         replaced = uow.session.get(BackendToken, (clean_context, clean_provider)) is not None
         view = BackendTokenView(clean_provider, hint_of(secret), uow.now, principal.id)
         uow.session.execute(_upsert(uow.session, {
@@ -107,7 +107,7 @@ def list_backend_tokens(rt: Runtime, principal: Principal, context: str) -> list
     """The tokens of a context, by provider (needs `read`); the ciphertext is not even loaded."""
     clean_context = ids.context(context)
     with rt.database.session() as session:
-        require_in_context(session, rt.policy, principal, "read", OBJECT_TYPE, clean_context)
+        require_in_context(session, rt.roles, principal, "read", OBJECT_TYPE, clean_context)
         rows = session.execute(
             select(BackendToken.provider, BackendToken.hint, BackendToken.updated_at, BackendToken.updated_by)
             .where(BackendToken.context == clean_context)
@@ -122,7 +122,7 @@ def delete_backend_token(rt: Runtime, principal: Principal, context: str, provid
     clean_provider = ids.provider(provider)
     with rt.unit_of_work(principal) as uow:
         uow.lock_context(clean_context)  # no token outlives its context
-        require_in_context(uow.session, rt.policy, principal, "delete", OBJECT_TYPE, clean_context)
+        require_in_context(uow.session, rt.roles, principal, "delete", OBJECT_TYPE, clean_context)
         removed = uow.session.execute(
             delete(BackendToken).where(BackendToken.context == clean_context, BackendToken.provider == clean_provider)
         ).rowcount
@@ -133,12 +133,12 @@ def delete_backend_token(rt: Runtime, principal: Principal, context: str, provid
     log.info("backend token deleted", extra={"context": clean_context, "provider": clean_provider})
 
 
-def _refusal(session: Session, policy: PolicyDocument, user: str, context: str) -> str | None:
+def _refusal(session: Session, roles: CompiledRoles, user: str, context: str) -> str | None:
     """Why this resolve must be refused (for the audit log), or None when the user may `use` the token."""
-    role = role_in_context(session, user, context)
+    role = role_in_context(session, roles, user, context)
     if role is None:
         return "the user is not a member of the context"
-    if not allows(policy, role, OBJECT_TYPE, "use"):
+    if not roles.allows(role, OBJECT_TYPE, "use"):
         return f"role {role!r} may not use backend tokens"
     return None
 
@@ -170,7 +170,7 @@ def resolve_backend_token(rt: Runtime, principal: Principal, user_id: object, co
         except NotFound:
             raise Forbidden("not allowed: a service key with tokens:resolve may resolve a token only for "
                             "a user who may use backend tokens in that context") from None
-        reason = _refusal(uow.session, rt.policy, user, clean_context)
+        reason = _refusal(uow.session, rt.roles, user, clean_context)
         if reason is not None:
             outcome = "denied"
             error = Forbidden("not allowed: a service key with tokens:resolve may resolve a token only for "

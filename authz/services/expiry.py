@@ -10,12 +10,12 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from authz_client.decisions.index import is_resource_scope
 from sqlalchemy import delete
 
 from authz.domain import ids
 from authz.domain.errors import NotFound
 from authz.domain.principal import Principal
-from authz.engine.index import is_resource_scope
 from authz.periodic import PeriodicThread
 from authz.services.members import remember_former
 from authz.services.runtime import Runtime

@@ -178,7 +178,7 @@ def _create(rt: Runtime, uow: UnitOfWork, principal: Principal, org: Organizatio
 
 def _lock_for_inviting(rt: Runtime, uow: UnitOfWork, principal: Principal, org_id: str) -> Organization:
     org = uow.lock_org(org_id)
-    require_in_context(uow.session, rt.policy, principal, "create", "invitation", org_id)
+    require_in_context(uow.session, rt.roles, principal, "create", "invitation", org_id)
     lock_inviter(uow, principal.id)  # after the org's lock, always (authz.services.invitation_limits)
     return org
 
@@ -239,7 +239,7 @@ def reinstate_member(rt: Runtime, principal: Principal, org_id: str, user_id: st
     with rt.unit_of_work(principal) as uow:
         org = _lock_for_inviting(rt, uow, principal, org_id)
         former = uow.session.get(FormerMember, (org_id, user))
-        if role_in_context(uow.session, user, org_id) is not None:
+        if role_in_context(uow.session, rt.roles, user, org_id) is not None:
             raise Conflict(f"{user} is a member of this organization")
         if former is None or former.left_at <= uow.now - REINSTATE_WINDOW:
             raise NotFound(f"{user} was not a member of this organization in the last {REINSTATE_WINDOW.days} days")
@@ -260,7 +260,7 @@ def list_invitations(
     ids.org_id(org_id)
     now = rt.clock()
     with rt.database.session() as session:
-        require_in_context(session, rt.policy, principal, "read", "invitation", org_id)
+        require_in_context(session, rt.roles, principal, "read", "invitation", org_id)
         query = select(Invitation).where(Invitation.org_id == org_id)
         if after is not None:
             query = query.where(Invitation.id > after)
@@ -286,7 +286,7 @@ def resend_invitation(rt: Runtime, principal: Principal, org_id: str, invitation
     inv.invitation_id(invitation_id)
     with rt.unit_of_work(principal) as uow:
         org = uow.lock_org(org_id)
-        require_in_context(uow.session, rt.policy, principal, "create", "invitation", org_id)
+        require_in_context(uow.session, rt.roles, principal, "create", "invitation", org_id)
         row = _org_invitation(uow, org_id, invitation_id)
         if row.status != inv.PENDING:
             raise Conflict(f"this invitation is {row.status}; only pending or expired invitations can be resent")
@@ -311,7 +311,7 @@ def revoke_invitation(rt: Runtime, principal: Principal, org_id: str, invitation
     inv.invitation_id(invitation_id)
     with rt.unit_of_work(principal) as uow:
         uow.lock_org(org_id)
-        require_in_context(uow.session, rt.policy, principal, "delete", "invitation", org_id)
+        require_in_context(uow.session, rt.roles, principal, "delete", "invitation", org_id)
         row = _org_invitation(uow, org_id, invitation_id)
         if row.status == inv.REVOKED:
             return Written(None, None)
@@ -378,7 +378,7 @@ def preview_invitation(rt: Runtime, principal: Principal, token: object) -> Invi
         mine = verified and inv.same_email(row.email, principal.email)
         if not mine:
             return InvitationPreview(status, False, verified, _hint(row.email), False)
-        member = role_in_context(session, principal.id, row.org_id) is not None
+        member = role_in_context(session, rt.roles, principal.id, row.org_id) is not None
         return InvitationPreview(status, True, True, _hint(row.email), member, org.id, org.name, row.role,
                                  row.invited_by, row.expires_at, row.grant_expires_at)
 
@@ -444,7 +444,7 @@ def accept_invitation(rt: Runtime, principal: Principal, token: object) -> Writt
         row = _locked_by_token(uow, invitation_id, value)
         _check_recipient(principal, row)
         _check_open(row, uow.now)
-        if role_in_context(uow.session, principal.id, row.org_id) is not None:
+        if role_in_context(uow.session, rt.roles, principal.id, row.org_id) is not None:
             raise Conflict("you are already a member of this organization")
         if row.role not in rt.policy.roles:
             raise Conflict(f"the role {row.role!r} no longer exists; ask an owner for a new invitation")

@@ -24,8 +24,7 @@ from authz.domain import ids
 from authz.domain import invitations as inv
 from authz.domain.errors import Conflict, Forbidden, Gone, NotFound, OutsiderNotFound
 from authz.domain.principal import Principal
-from authz.services.access import role_in_context
-from authz.services.members import OWNER
+from authz.services.access import owning_role, role_in_context
 from authz.services.organizations import CHUNK, org_view
 from authz.services.runtime import Runtime, Written
 from authz.services.views import OrganizationView
@@ -50,10 +49,10 @@ def purge_after(rt: Runtime, org: Organization) -> datetime | None:
     return org.archived_at + rt.settings.org_retention if org.archived_at is not None else None
 
 
-def _was_owner(uow: UnitOfWork, org_id: str, user: str) -> bool:
+def _was_owner(uow: UnitOfWork, org_id: str, user: str, owner: str) -> bool:
     found = uow.session.scalar(select(ArchivedGrant.id).where(
         ArchivedGrant.org_id == org_id, ArchivedGrant.domain == org_id,
-        ArchivedGrant.subject == ids.subject_of(user), ArchivedGrant.role == OWNER,
+        ArchivedGrant.subject == ids.subject_of(user), ArchivedGrant.role == owner,
     ).limit(1))
     return found is not None
 
@@ -72,13 +71,14 @@ def restorable_by(rt: Runtime, principal: Principal) -> list[Restorable]:
     """The archived orgs, within their retention, that the caller owned when they were archived."""
     if not principal.is_user:
         return []
+    owner = rt.roles.context_owner
     now = rt.clock()
     with rt.database.session() as session:
         rows = session.scalars(
             select(Organization).join(ArchivedGrant, (ArchivedGrant.org_id == Organization.id)
                                       & (ArchivedGrant.domain == Organization.id))
             .where(Organization.archived_at.is_not(None), ArchivedGrant.subject == ids.subject_of(principal.id),
-                   ArchivedGrant.role == OWNER)
+                   ArchivedGrant.role == owner)
             .order_by(Organization.archived_at.desc())
         ).all()
         found = []
@@ -95,6 +95,7 @@ def restore_organization(rt: Runtime, principal: Principal, org_id: str) -> Writ
     admin = principal.kind == "cli"
     if not admin and not principal.is_user:
         raise Forbidden("organizations are restored with a user token")
+    owner = owning_role(rt.roles)
     with rt.unit_of_work(principal) as uow:
         try:
             org = uow.lock_context(org_id, archived=True)
@@ -102,10 +103,10 @@ def restore_organization(rt: Runtime, principal: Principal, org_id: str) -> Writ
             raise NotFound("organization not found") if admin else OutsiderNotFound("organization not found") from None
         assert org is not None
         if org.archived_at is None:
-            if admin or role_in_context(uow.session, principal.id, org_id) is not None:
+            if admin or role_in_context(uow.session, rt.roles, principal.id, org_id) is not None:
                 raise Conflict("this organization is not archived")
             raise OutsiderNotFound("organization not found")
-        if not admin and not _was_owner(uow, org_id, principal.id):
+        if not admin and not _was_owner(uow, org_id, principal.id, owner):
             raise OutsiderNotFound("organization not found")  # nobody else learns that it exists
         deadline = purge_after(rt, org)
         assert deadline is not None
@@ -130,7 +131,7 @@ def restore_organization(rt: Runtime, principal: Principal, org_id: str) -> Writ
             "archived_at": archived_at.isoformat(), "archived_by": archived_by, "grants": restored,
         })
         revision = uow.commit()
-    return Written(org_view(org, None if admin else OWNER, True), revision)
+    return Written(org_view(org, None if admin else owner, True), revision)
 
 
 def _purge(uow: UnitOfWork, org: Organization) -> dict[str, int]:
@@ -250,7 +251,7 @@ def _summary(rt: Runtime, session: Session, org: Organization) -> OrganizationSu
         id=org.id, name=org.name, state="archived" if org.archived_at is not None else "active",
         created_at=org.created_at, archived_at=org.archived_at, archived_by=org.archived_by,
         purge_after=purge_after(rt, org), members=len(grants),
-        owners=sorted(ids.user_of(subject) for subject, role in grants if role == OWNER),
+        owners=sorted(ids.user_of(subject) for subject, role in grants if role == rt.roles.context_owner),
         resources=count(select(func.count()).select_from(Resource).where(Resource.context == org.id)),
         pending_invitations=count(select(func.count()).select_from(Invitation).where(
             Invitation.org_id == org.id, Invitation.status == inv.PENDING)),

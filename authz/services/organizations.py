@@ -9,8 +9,8 @@ from authz.domain import invitations as inv
 from authz.domain.errors import Forbidden, NotFound, OutsiderNotFound
 from authz.domain.organizations import BillingAddress, billing_address, org_name
 from authz.domain.principal import Principal
-from authz.services.members import OWNER, add_member
-from authz.services.access import require_in_context
+from authz.services.members import add_member
+from authz.services.access import owning_role, require_in_context
 from authz.services.runtime import Runtime, Written
 from authz.services.views import OrganizationView
 from authz.mail import outbox
@@ -49,20 +49,21 @@ def _require_user(principal: Principal) -> str:
 
 
 def create_organization(rt: Runtime, principal: Principal, name: object, address: object) -> Written[OrganizationView]:
-    """A new org with the caller as its first owner."""
+    """A new org with the caller as its first owner (the policy's context_owner role)."""
     user = _require_user(principal)
     clean_name = org_name(name)
     clean_address = billing_address(address)
+    owner = owning_role(rt.roles)
     with rt.unit_of_work(principal) as uow:
         org = Organization(id=ids.new_org_id(), name=clean_name, created_by=user, created_at=uow.now, updated_at=uow.now)
         _set_address(org, clean_address)
         uow.session.add(org)
         uow.created(org.id)
         uow.session.flush()
-        add_member(uow, org.id, user, principal.email, OWNER)
+        add_member(uow, org.id, user, principal.email, owner)
         uow.audit("organization.create", context=org.id, target=org.id, detail={"name": clean_name})
         revision = uow.commit()
-    return Written(org_view(org, OWNER, True), revision)
+    return Written(org_view(org, owner, True), revision)
 
 
 def list_organizations(rt: Runtime, principal: Principal) -> list[OrganizationView]:
@@ -110,14 +111,14 @@ def update_organization(
     clean_address = billing_address(address) if address is not None else None
     with rt.unit_of_work(principal) as uow:
         org = uow.lock_org(org_id)
-        role = require_in_context(uow.session, rt.policy, principal, "read", "organization", org_id)
+        role = require_in_context(uow.session, rt.roles, principal, "read", "organization", org_id)
         changed: dict[str, Any] = {}
         if clean_name is not None:
-            require_in_context(uow.session, rt.policy, principal, "update", "organization", org_id)
+            require_in_context(uow.session, rt.roles, principal, "update", "organization", org_id)
             org.name = clean_name
             changed["name"] = clean_name
         if clean_address is not None:
-            require_in_context(uow.session, rt.policy, principal, "update", "billing", org_id)
+            require_in_context(uow.session, rt.roles, principal, "update", "billing", org_id)
             _set_address(org, clean_address)
             changed["billing_address"] = "updated"
         if changed:
@@ -144,7 +145,7 @@ def delete_organization(rt: Runtime, principal: Principal, org_id: str) -> Writt
     with rt.unit_of_work(principal) as uow:
         org = uow.lock_org(org_id)
         if principal.kind != "cli":  # the operator (`authz orgs archive`) needs no role in it
-            require_in_context(uow.session, rt.policy, principal, "delete", "organization", org_id)
+            require_in_context(uow.session, rt.roles, principal, "delete", "organization", org_id)
         # Resource rows first: their locks wait for a role change in flight, whose rule
         # rows the next statements then see and move (no role survives the archive).
         resources = uow.lock_resources_in(org_id)

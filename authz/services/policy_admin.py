@@ -138,6 +138,7 @@ def policy_in_force(rt: Runtime) -> dict[str, object]:
     document = rt.policy
     return {
         "revision": rt.replica.revision,
+        "context_owner": document.context_owner,
         "roles": {name: {"inherits": list(role.inherits)} for name, role in document.roles.items()},
         "permissions": [list(rule[1:]) for rule in document.permission_rules()],
         "hierarchy": [list(rule[1:]) for rule in document.hierarchy_rules()],

@@ -48,7 +48,7 @@ def register_resource(
             uow.lock_context(context)  # serialized with the context's deletion: no orphaned content
         except NotFound:
             raise NotFound("organization not found" if ids.is_org_id(context) else "context not found") from None
-        require_in_context(uow.session, rt.policy, principal, "create", clean_type, context)
+        require_in_context(uow.session, rt.roles, principal, "create", clean_type, context)
         existing = uow.session.get(Resource, (clean_type, clean_id))
         if existing is not None:
             if existing.context == context:
@@ -70,7 +70,7 @@ def get_resource(rt: Runtime, principal: Principal, resource_type: object, resou
     clean_id = ids.resource_id(resource_id)
     with rt.database.session() as session:
         row = _load(session, clean_type, clean_id)
-        require_on_resource(session, rt.policy, principal, "read", row)
+        require_on_resource(session, rt.roles, principal, "read", row)
         return _view(row)
 
 
@@ -79,7 +79,7 @@ def delete_resource(rt: Runtime, principal: Principal, resource_type: object, re
     clean_id = ids.resource_id(resource_id)
     with rt.unit_of_work(principal) as uow:
         row = uow.lock_resource(clean_type, clean_id)
-        require_on_resource(uow.session, rt.policy, principal, "delete", row)
+        require_on_resource(uow.session, rt.roles, principal, "delete", row)
         for rule in uow.rules_where("g", v2=ids.resource_scope(clean_type, clean_id)):
             uow.remove_rule(rule)
         uow.session.delete(row)
@@ -97,7 +97,7 @@ def list_resource_members(
     clean_id = ids.resource_id(resource_id)
     with rt.database.session() as session:
         row = _load(session, clean_type, clean_id)
-        require_on_resource(session, rt.policy, principal, "share", row)
+        require_on_resource(session, rt.roles, principal, "share", row)
         scope = ids.resource_scope(clean_type, clean_id)
         found = [{"user_id": ids.user_of(subject), "role": role, "expires_at": expiry_instant(expiry) if expiry else None}
                  for subject, role, _, expiry in rules.grants_in(session, [scope], rt.clock())]
@@ -139,7 +139,7 @@ def set_resource_role(
     with rt.unit_of_work(principal) as uow:
         row = uow.lock_resource(clean_type, clean_id)  # serialized with its deletion: no role outlives it
         until = requested_expiry(expires_at, uow.now)
-        require_on_resource(uow.session, rt.policy, principal, "share", row)
+        require_on_resource(uow.session, rt.roles, principal, "share", row)
         wanted: Rule = ("g", ids.subject_of(user), new_role, scope)
         if until is not None:
             wanted = (*wanted, expiry_value(until))
@@ -167,7 +167,7 @@ def remove_resource_role(
     scope = ids.resource_scope(clean_type, clean_id)
     with rt.unit_of_work(principal) as uow:
         row = uow.lock_resource(clean_type, clean_id)
-        require_on_resource(uow.session, rt.policy, principal, "share", row)
+        require_on_resource(uow.session, rt.roles, principal, "share", row)
         current = uow.rules_where("g", v0=ids.subject_of(user), v2=scope)
         if not current:
             raise NotFound("that user has no role on this resource")

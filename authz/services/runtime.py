@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+from authz_client.decisions.roles import CompiledRoles
+
 from authz.domain.cursors import CursorCodec
 from authz.domain.principal import Principal
 from authz.engine.replica import Replica
@@ -69,6 +71,11 @@ class Runtime:
                 self.replica.catch_up(self.database)
         except Exception:  # noqa: BLE001 - the write is committed; the follower retries later
             log.warning("applying a committed change failed; the follower will catch up", exc_info=True)
+
+    @property
+    def roles(self) -> CompiledRoles:
+        """What each role may do, and which role owns a context, at the published revision."""
+        return self.replica.snapshot.index.roles
 
     @property
     def policy(self) -> PolicyDocument:

@@ -3,6 +3,7 @@
 import hashlib
 
 import orjson
+from authz_client.decisions import stream
 from fastapi.testclient import TestClient
 
 from authz.domain.principal import cli_principal
@@ -34,7 +35,7 @@ def test_it_is_the_decision_state_at_its_revision_without_secrets(client: TestCl
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/x-ndjson"
     assert int(response.headers["X-Authz-Revision"]) == runtime.replica.revision
-    loaded = transfer.load(transfer.lines_of([response.content]))
+    loaded = transfer.load(stream.lines_of([response.content]))
     assert loaded.revision == runtime.replica.revision
     assert loaded.index.check("bob", "read", "algorithm", "grover", None)
     assert not loaded.index.check("bob", "delete", "algorithm", "grover", None)
@@ -47,7 +48,7 @@ def test_it_is_the_decision_state_at_its_revision_without_secrets(client: TestCl
         assert leaked not in response.text  # ... but never a key or a backend token
 
     keys = client.get("/v1/snapshot", params={"part": "service_keys"}, headers=headers)
-    revision, records = transfer.read_service_keys(transfer.lines_of([keys.content]))
+    revision, records = transfer.read_service_keys(stream.lines_of([keys.content]))
     assert revision == runtime.replica.revision and dict(records) == dict(loaded.service_keys)
     assert all(b"rules" not in line for line in keys.content.splitlines()[1:2])
     assert orjson.loads(keys.content.splitlines()[-1]) == {"end": revision}

@@ -5,6 +5,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 import pytest
+from authz_client import LocalDecisions
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
@@ -12,7 +13,7 @@ from authz.client import AsyncAuthzClient, CheckResult, Retry
 from authz.client.guard import install, path_param, require
 from tests.client.conftest import Org
 from tests.conftest import auth
-from tests.processes import ServerProcess, free_port
+from tests.processes import ServerProcess, create_service_key, free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -135,3 +136,46 @@ def test_an_app_that_forgot_install_still_refuses(server: ServerProcess, org: Or
         anonymous = client.delete(f"/algorithms/{org.algorithm}")
     assert refused.status_code == 403
     assert anonymous.status_code == 401
+
+
+def test_the_guard_decides_in_process_with_local_decisions(server: ServerProcess, org: Org) -> None:
+    """The same guard over `LocalDecisions`: the app names the caller; no request to authz per check."""
+    feed_key, revision = create_service_key(server, "changes:read")
+    decisions = LocalDecisions(server.url, feed_key)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with decisions:  # the follower lives as long as the app
+            yield
+
+    app = FastAPI(lifespan=lifespan)
+    install(app, decisions, subject=lambda request: request.headers.get("x-test-user"))  # the app's own sign-in
+
+    @app.delete("/algorithms/{id}", dependencies=[require("delete", resource=("algorithm", path_param("id")))])
+    def delete_algorithm(id: str) -> dict[str, str]:
+        return {"deleted": id}
+
+    @app.post("/algorithms")
+    def create_algorithm(decision: Annotated[CheckResult, require("create", resource="algorithm")]) -> dict[str, int]:
+        return {"decided_at": decision.revision}
+
+    def caller(user: str, context: str | None = None) -> dict[str, str]:
+        return {"X-Test-User": user, **({"X-Account-Context": context} if context else {})}
+
+    with TestClient(app) as client:
+        assert decisions.wait_for(revision, timeout=10)
+        assert client.delete(f"/algorithms/{org.algorithm}", headers=caller(org.owner)).status_code == 200
+        refused = client.delete(f"/algorithms/{org.algorithm}", headers=caller(org.viewer))
+        assert refused.status_code == 403
+        assert "may not" in str(problem_of(refused)["detail"])
+        assert client.delete(f"/algorithms/{org.algorithm}").status_code == 401
+        created = client.post("/algorithms", headers=caller(org.maintainer, org.id))
+        assert created.status_code == 200 and created.json()["decided_at"] >= org.revision
+        assert client.post("/algorithms", headers=caller(org.viewer, org.id)).status_code == 403
+        assert client.post("/algorithms", headers=caller(org.maintainer)).status_code == 200  # personal account
+        # A follower that has lost the upstream for longer than its bound: 503, never a guess.
+        decisions.stop()
+        decisions.max_staleness = 0.0
+        stale = client.delete(f"/algorithms/{org.algorithm}", headers=caller(org.owner))
+        assert stale.status_code == 503
+        assert "stale" in str(problem_of(stale)["detail"])

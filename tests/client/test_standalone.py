@@ -2,7 +2,8 @@
 
 `pip install ./clients/python` brings httpx and its dependencies only; the script below runs
 there in isolated mode (`-I`: not this checkout, not this venv), proves that no server
-dependency is importable, and asks the package-scoped `authz serve` with both clients.
+dependency is importable, and asks the package-scoped `authz serve` with both clients and
+with `LocalDecisions` (the embedded mode: the decision index follows the feed in the script).
 pip's cache makes the install take about ten seconds.
 """
 
@@ -61,6 +62,13 @@ async def main():
         out["feed"] = seen
 
 asyncio.run(main())
+
+from authz_client import LocalDecisions   # the embedded mode: the server's decision index, read with json alone
+out["orjson_absent"] = importlib.util.find_spec("orjson") is None
+with LocalDecisions(args["url"], args["feed"]) as local:
+    algorithm = ("algorithm", args["algorithm"])
+    out["local"] = [local.check("read", algorithm, subject=args["viewer_id"], min_revision=args["revision"]),
+                    local.check("delete", algorithm, subject=args["viewer_id"]), local.revision >= args["revision"]]
 print(json.dumps(out))
 '''
 
@@ -88,7 +96,7 @@ def test_the_client_package_works_with_httpx_alone(
         client_only_python: Path, server: ServerProcess, org: Org, tmp_path: Path) -> None:
     feed_key, revision = create_service_key(server, "changes:read")
     wait_for_revision(server, revision)
-    args = {"url": server.url, "viewer": bearer(org.viewer), "feed": feed_key, "org": org.id,
+    args = {"url": server.url, "viewer": bearer(org.viewer), "viewer_id": org.viewer, "feed": feed_key, "org": org.id,
             "algorithm": org.algorithm, "revision": revision}
     ran = subprocess.run([str(client_only_python), "-I", "-c", SCRIPT, json.dumps(args)], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
@@ -103,3 +111,5 @@ def test_the_client_package_works_with_httpx_alone(
     assert out["unauthenticated"] == 401
     assert out["async"] is True
     assert out["feed"] == [revision - 1, revision]
+    assert out["orjson_absent"] is True
+    assert out["local"] == [True, False, True]

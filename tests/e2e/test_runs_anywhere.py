@@ -1,6 +1,7 @@
 """authz installed with pip into a fresh venv runs from any directory (issue 12, class 1).
 
-The venv gets the project itself by `pip install --no-deps` (a real wheel build, so
+The venv gets the project and its client distribution (the server imports the decision index
+from it) by `pip install --no-deps` (real wheel builds, so
 package data that is not shipped is missing here as it would be for a user); its
 dependencies come from the test venv through a plain path entry, which carries no editable
 install of authz. Every process runs in a directory under /tmp, far from the checkout.
@@ -37,10 +38,12 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     source = tmp_path_factory.mktemp("source") / "authz"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
         ".venv", ".git", "build", "*.egg-info", "__pycache__", ".hypothesis", ".pytest_cache", "*.db", "tests", "bench"))
-    built = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps", str(source)],
+    # The server imports the decision index from the client distribution, so a user installs both.
+    built = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps",
+                            str(source / "clients" / "python"), str(source)],
                            capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stdout + built.stderr
-    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import authz, api; print(authz.__file__, api.__file__)"],
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import authz, api, authz_client; print(authz.__file__, api.__file__, authz_client.__file__)"],
                            capture_output=True, text=True, cwd="/tmp", env=clean_env(), check=True).stdout
     assert str(ROOT) not in where and str(venv) in where, where  # the installed copy, not the checkout
     return venv / "bin"

@@ -7,6 +7,7 @@ must equal a replica that read the database (the same index, the same keys and p
 """
 
 import pytest
+from authz_client.decisions import stream
 
 from authz.domain.principal import cli_principal
 from authz.engine import transfer
@@ -40,7 +41,7 @@ def _roundtrip(snapshot: Snapshot, chunk: int = 7) -> Snapshot:
     """Through bytes cut at arbitrary places, as an HTTP body arrives."""
     body = b"".join(transfer.dump(snapshot))
     pieces = [body[i:i + chunk] for i in range(0, len(body), chunk)]
-    return transfer.load(transfer.lines_of(pieces))
+    return transfer.load(stream.lines_of(pieces))
 
 
 def test_snapshot_then_feed_equals_the_replica(runtime: Runtime) -> None:
@@ -96,11 +97,11 @@ def test_a_cut_or_foreign_stream_is_refused(runtime: Runtime) -> None:
     _seed(runtime)
     body = b"".join(transfer.dump(runtime.replica.snapshot))
     lines = body.split(b"\n")
-    with pytest.raises(transfer.SnapshotInvalid, match="cut short"):
+    with pytest.raises(stream.SnapshotInvalid, match="cut short"):
         transfer.load(iter(lines[:-2]))  # the end line missing
-    with pytest.raises(transfer.SnapshotInvalid, match="cut short"):
+    with pytest.raises(stream.SnapshotInvalid, match="cut short"):
         transfer.load(iter(lines[:2]))
-    with pytest.raises(transfer.SnapshotInvalid, match="not an"):
+    with pytest.raises(stream.SnapshotInvalid, match="not an"):
         transfer.load(iter([b'{"format": "other", "revision": 1}']))
 
 
@@ -108,4 +109,4 @@ def test_lines_come_whole_however_the_body_is_cut() -> None:
     body = b'{"a":1}\n["g","x","' + b"y" * 100_000 + b'"]\n\n{"end":1}'
     for size in (1, 3, 4096, len(body)):
         pieces = [body[i:i + size] for i in range(0, len(body), size)]
-        assert list(transfer.lines_of(pieces)) == [line for line in body.split(b"\n") if line]
+        assert list(stream.lines_of(pieces)) == [line for line in body.split(b"\n") if line]

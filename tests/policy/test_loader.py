@@ -4,7 +4,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from authz_client.decisions.index import DecisionIndex
 
+from authz.domain.ids import ACCOUNT_HOLDER
 from authz.policy.loader import load_policy_dir
 from authz.policy.yaml_nodes import PolicyInvalid
 from tests.conftest import POLICY_DIR
@@ -37,9 +39,44 @@ def test_shipped_policy_is_valid() -> None:
     document = load_policy_dir(POLICY_DIR)
     assert set(document.roles) == {"viewer", "maintainer", "owner"}
     assert document.content_types() == {"algorithm", "implementation", "service", "application", "job", "data_pool"}
-    assert list(document.effective_roles("owner")) == ["owner", "maintainer", "viewer"]
+    assert document.context_owner == "owner"
     assert ("p", "owner", "*", "backend_token", "set") in document.permission_rules()
-    assert document.hierarchy_rules() == [("g", "maintainer", "viewer", "*"), ("g", "owner", "maintainer", "*")]
+    assert document.hierarchy_rules() == [("g", ACCOUNT_HOLDER, "owner", "*"), ("g", "maintainer", "viewer", "*"),
+                                          ("g", "owner", "maintainer", "*")]
+    editor = DecisionIndex.build()
+    for rule in document.rules():
+        editor.add_rule(rule)
+    roles = editor.finish().roles  # what the rules compile to: owner > maintainer > viewer, the holder = owner
+    assert roles.effective["owner"] > roles.effective["maintainer"] > roles.effective["viewer"]
+    assert roles.effective[ACCOUNT_HOLDER] == roles.effective["owner"] and roles.context_owner == "owner"
+
+
+def test_a_policy_must_name_its_context_owner(policy_copy: Path) -> None:
+    roles = policy_copy / "roles.yaml"
+    replace(roles, "context_owner: owner\n", "")
+    assert errors_of(policy_copy) == [
+        (f"{roles}:{line_of(roles, 'roles:')}: context_owner is missing: name the role that owns a context beside roles "
+         "(e.g. `context_owner: owner`)")]
+
+
+def test_the_context_owner_must_be_a_declared_role(policy_copy: Path) -> None:
+    roles = policy_copy / "roles.yaml"
+    replace(roles, "context_owner: owner\n", "context_owner: boss\n")
+    assert errors_of(policy_copy) == [(f"{roles}:{line_of(roles, 'context_owner: boss')}: context_owner 'boss' is not "
+                                       "a declared role (roles: maintainer, owner, viewer)")]
+
+
+def test_the_context_owner_is_named_once(policy_copy: Path) -> None:
+    roles = policy_copy / "roles.yaml"
+    (policy_copy / "more.yaml").write_text("context_owner: viewer\n")  # read first (files go in name order)
+    assert errors_of(policy_copy) == [(f"{roles}:{line_of(roles, 'context_owner: owner')}: context_owner is defined "
+                                       f"twice (first in {policy_copy / 'more.yaml'})")]
+
+
+def test_the_context_owner_is_a_name(policy_copy: Path) -> None:
+    roles = policy_copy / "roles.yaml"
+    replace(roles, "context_owner: owner\n", "context_owner: [owner]\n")
+    assert f"{roles}:{line_of(roles, 'context_owner: [')}: context_owner must be a string" in errors_of(policy_copy)
 
 
 def test_unknown_role_names_file_and_line(policy_copy: Path) -> None:
@@ -97,3 +134,14 @@ def test_every_error_of_a_run_is_reported_at_once(policy_copy: Path) -> None:
     replace(permissions, "use: [maintainer]", "use: [maintaner]")
     replace(permissions, "update: [owner]", "update: [boss]")
     assert len(errors_of(policy_copy)) == 2
+
+
+def test_a_broken_entry_does_not_hide_the_mistakes_of_the_others(policy_copy: Path) -> None:
+    permissions = policy_copy / "permissions.yaml"
+    replace(permissions, "  billing:\n    actions:", "  billing:\n    colour: red\n    actions:")
+    replace(permissions, "use: [maintainer]", "use: [maintaner]")
+    assert errors_of(policy_copy) == [
+        f"{permissions}:{line_of(permissions, 'colour')}: "
+        "unknown key 'colour' in type 'billing' (expected content, actions)",
+        f"{permissions}:{line_of(permissions, 'maintaner')}: unknown role 'maintaner' in backend_token.use",
+    ]

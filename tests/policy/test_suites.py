@@ -43,3 +43,17 @@ def test_a_suite_naming_an_unknown_action_is_invalid(tmp_path: Path) -> None:
     with pytest.raises(PolicyInvalid) as caught:
         run_suites(policies, load_policy_dir(policies), POLICY_MODEL)
     assert [str(e) for e in caught.value.errors] == [f"{suite}:6: unknown action 'launch' for type 'job'"]
+
+
+def test_a_broken_test_does_not_hide_the_mistakes_of_the_tests_after_it(tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    shutil.copytree(POLICY_DIR, policies)
+    suite = policies / "tests" / "extra_test.yaml"
+    suite.write_text("principals: {a: owner}\ntests:\n  - types: 5\n"
+                     "  - types: [job]\n    allowed:\n      a: [launch]\n")
+    with pytest.raises(PolicyInvalid) as caught:
+        run_suites(policies, load_policy_dir(policies), POLICY_MODEL)
+    assert [str(e) for e in caught.value.errors] == [
+        f"{suite}:3: types must be a list",
+        f"{suite}:6: unknown action 'launch' for type 'job'",
+    ]

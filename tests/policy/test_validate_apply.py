@@ -43,7 +43,8 @@ def policies(draw: st.DrawFn) -> dict[str, Any]:
         actions = draw(st.lists(st.sampled_from(ACTIONS), min_size=1, max_size=4, unique=True))
         types[name] = {"content": draw(st.booleans()),
                        "actions": {a: draw(st.lists(st.sampled_from(roles), max_size=3, unique=True)) for a in actions}}
-    return {"roles": {r: ({"inherits": p} if p else {"description": f"role {r}"}) for r, p in hierarchy.items()},
+    return {"context_owner": draw(st.sampled_from(roles)),  # often not "owner": the owning role is data
+            "roles": {r: ({"inherits": p} if p else {"description": f"role {r}"}) for r, p in hierarchy.items()},
             "types": types}
 
 
@@ -66,12 +67,13 @@ def allowed(document: dict[str, Any], role: str | None, type_name: str) -> list[
 
 def write_policy(document: dict[str, Any]) -> Path:
     folder = Path(tempfile.mkdtemp(prefix="authz-prop-"))
-    (folder / "roles.yaml").write_text(yaml.safe_dump({"roles": document["roles"]}))
+    (folder / "roles.yaml").write_text(yaml.safe_dump({"context_owner": document["context_owner"],
+                                                       "roles": document["roles"]}))
     (folder / "permissions.yaml").write_text(yaml.safe_dump({"types": document["types"]}))
     principals = {f"p_{role}": role for role in document["roles"]} | {"stranger": None}
     tests = [{"types": [t], "allowed": {p: allowed(document, r, t) for p, r in principals.items()}}
              for t in document["types"]]
-    owner = "owner" if "owner" in document["roles"] else None
+    owner = document["context_owner"]  # every user acts as it in their personal account
     tests += [{"types": [t], "context": "personal", "allowed": {p: allowed(document, owner, t) for p in principals}}
               for t in document["types"]]
     (folder / "tests").mkdir()
@@ -103,7 +105,9 @@ def test_validate_implies_apply_implies_a_server_that_agrees_with_the_suites(dat
         app_settings = make_settings(database_url, policy_dir=folder)
         runtime = open_runtime(app_settings, migrate=False)  # what a fresh server does at start
         try:
-            org = create_organization(runtime, Principal(kind="user", id="founder"), "Generated", BILLING).value.id
+            created = create_organization(runtime, Principal(kind="user", id="founder"), "Generated", BILLING).value
+            assert created.role == document["context_owner"]  # the creator gets the owning role, whatever its name
+            org = created.id
             runtime.replica.catch_up(runtime.database)
             for role in document["roles"]:
                 add_member(runtime, org, f"p_{role}", role)
@@ -111,7 +115,7 @@ def test_validate_implies_apply_implies_a_server_that_agrees_with_the_suites(dat
             with TestClient(create_app(app_settings, runtime)) as client:
                 assert client.get("/readyz").status_code == 200
                 principals = {f"p_{role}": role for role in document["roles"]} | {"stranger": None}
-                owner = "owner" if "owner" in document["roles"] else None
+                owner = document["context_owner"]
                 for type_name, spec in document["types"].items():
                     for principal, role in principals.items():
                         for context, as_role in ((org, role), ("personal", owner)):

@@ -11,13 +11,13 @@ roles on single resources granted and taken). Then:
 
 from typing import Any
 
+from authz_client.decisions.index import DecisionIndex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from authz.domain import ids
 from authz.domain.cursors import CursorCodec
 from authz.domain.principal import Principal
-from authz.engine.index import DecisionIndex
 from authz.engine.replica import Snapshot
 from authz.services import decisions
 

@@ -4,6 +4,8 @@ Needs only httpx; it never imports the server. Both clients run the same sans-IO
 (`authz_client._core`): requests, retries, paging and the change feed's resume are decided
 there once. The FastAPI guard for other services is `authz_client.guard`
 (`pip install 'authz-client[fastapi]'`), imported on its own so this package stays framework-free.
+`LocalDecisions` answers checks inside this process instead, from a follower of the service's
+change feed (`authz_client.local`), with the server's own decision index (`authz_client.decisions`).
 
     with AuthzClient("http://authz:8000", service_key) as authz:
         if authz.check("delete", "algorithm:grover", subject="alice"):
@@ -23,6 +25,7 @@ from authz_client.errors import (
     Unauthenticated,
     Unavailable,
 )
+from authz_client.local import LocalDecisions
 from authz_client.models import BatchResult, Change, Check, CheckResult, Resource, ResourceList, SubjectList
 from authz_client.sync import AuthzClient
 
@@ -40,6 +43,7 @@ __all__ = [
     "DecisionCache",
     "Forbidden",
     "InvalidRequest",
+    "LocalDecisions",
     "NotFound",
     "Resource",
     "ResourceList",

@@ -12,6 +12,14 @@ The guard forwards the caller's own `Authorization` and `X-Account-Context` to a
 `POST /v1/check`, so authz verifies the token and decides about that user; refusals are
 401/403 problem+json (503 when authz cannot be asked: it fails closed).
 
+With a `LocalDecisions` instead (decisions in this process, no request to authz), the app
+authenticates its callers itself and tells the guard who each one is:
+
+    install(app, local_decisions, subject=lambda request: request.state.user_id)
+
+The context is the guard's `context`, else the caller's X-Account-Context, else its
+personal account (as authz does for a user). A stale follower is a 503, never a guess.
+
 This module is imported on its own and imports FastAPI only when `require` or `install` is
 called, so `authz_client` never imports a web framework; FastAPI comes with the extra
 (`pip install 'authz-client[fastapi]'`).
@@ -24,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from authz_client.aio import AsyncAuthzClient
 from authz_client.errors import AuthzError, InvalidRequest, Unauthenticated, Unavailable
+from authz_client.local import PERSONAL, LocalDecisions
 from authz_client.models import CheckResult
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,6 +64,8 @@ def path_param(name: str) -> PathParam:
 
 
 Value = str | Callable[["Request"], str] | None
+Subject = Callable[["Request"], str | None]  # the authenticated user of a request (LocalDecisions only)
+DecisionSource = AsyncAuthzClient | LocalDecisions
 ResourceSpec = str | tuple[str, Value] | Callable[["Request"], tuple[str, str | None]]
 
 
@@ -110,9 +121,14 @@ def _refuse(status: int, detail: str, *, field: str | None = None, headers: dict
     return refusal_type()(status, detail, errors=errors, headers=headers)  # type: ignore[call-arg]
 
 
-def install(app: "FastAPI", client: AsyncAuthzClient) -> None:
-    """Give the app's guards their client and render their refusals as problem+json."""
+def install(app: "FastAPI", client: DecisionSource, *, subject: Subject | None = None) -> None:
+    """Give the app's guards their decision source and render their refusals as problem+json.
+
+    `subject` (required with a `LocalDecisions`): who the request's caller is, or None (401).
+    """
     _fastapi()
+    if isinstance(client, LocalDecisions) and subject is None:
+        raise TypeError("a LocalDecisions guard needs `subject`: the app's own way to name the caller")
     from fastapi.responses import JSONResponse
 
     async def render(_: Any, exc: Exception) -> Any:
@@ -121,6 +137,7 @@ def install(app: "FastAPI", client: AsyncAuthzClient) -> None:
                             media_type="application/problem+json")
 
     app.state.authz_client = client
+    app.state.authz_subject = subject
     app.add_exception_handler(refusal_type(), render)
 
 
@@ -139,7 +156,8 @@ def require(
     resource: ResourceSpec,
     *,
     context: Value = None,
-    client: AsyncAuthzClient | None = None,
+    client: DecisionSource | None = None,
+    subject: Subject | None = None,
 ) -> Any:
     """A dependency that lets the request through only if authz allows the caller `action` on `resource`.
 
@@ -155,36 +173,62 @@ def require(
     context_field = context.name if isinstance(context, PathParam) else "X-Account-Context"
 
     async def authz_guard(request: Request) -> CheckResult:
-        authz: AsyncAuthzClient | None = client or getattr(request.app.state, "authz_client", None)
+        authz: DecisionSource | None = client or getattr(request.app.state, "authz_client", None)
         if authz is None:
             raise RuntimeError("the authz guard has no client: call authz_client.guard.install(app, client)")
-        credential = _bearer(request)
         resource_type, resource_id = _resource(resource, request)
-        caller = authz.with_credential(credential, account_context=request.headers.get("x-account-context"))
-        try:
-            result = await caller.check(action, (resource_type, resource_id), context=_value(context, request))
-        except Unauthenticated as exc:
-            raise _refuse(401, exc.detail, headers=WWW_AUTHENTICATE) from None
-        except InvalidRequest as exc:
-            named = exc.fields[0] if exc.fields else ""
-            if named == "resource.id":
-                raise _refuse(422, f"{id_field} is not a valid resource id", field=id_field) from None
-            if named in ("context", "X-Account-Context"):
-                raise _refuse(422, f"{context_field} must be `personal` or an organization id",
-                              field=context_field) from None
-            raise _refuse(403, exc.detail) from None
-        except Unavailable as exc:
-            raise _refuse(503, f"authorization is unavailable: {exc.detail}", headers={"Retry-After": "1"}) from None
-        except AuthzError as exc:
-            if exc.status in (403, 404):
-                raise _refuse(403, exc.detail) from None
-            raise _refuse(503, "authorization failed; refusing to guess", headers={"Retry-After": "1"}) from None
+        if isinstance(authz, LocalDecisions):
+            named = subject or getattr(request.app.state, "authz_subject", None)
+            if named is None:
+                raise RuntimeError("a LocalDecisions guard needs `subject` (install(app, decisions, subject=...))")
+            result = await _decide_locally(authz, named, request, action, resource_type, resource_id,
+                                           _value(context, request))
+        else:
+            result = await _decide_remotely(authz, request, action, resource_type, resource_id,
+                                            _value(context, request), id_field, context_field)
         if not result.allowed:
             target = resource_type if resource_id is None else f"{resource_type}:{resource_id}"
             raise _refuse(403, f"you may not {action} {target}")
         return result
 
     return Depends(authz_guard)
+
+
+async def _decide_locally(decisions: LocalDecisions, subject: Subject, request: "Request", action: str,
+                          resource_type: str, resource_id: str | None, context: str | None) -> CheckResult:
+    user = subject(request)
+    if not user:
+        raise _refuse(401, "the request has no authenticated caller", headers=WWW_AUTHENTICATE)
+    context = context or request.headers.get("x-account-context") or PERSONAL
+    try:
+        return await decisions.check_async(action, (resource_type, resource_id), subject=user, context=context)
+    except Unavailable as exc:
+        raise _refuse(503, f"authorization is unavailable: {exc.detail}", headers={"Retry-After": "1"}) from None
+
+
+async def _decide_remotely(authz: AsyncAuthzClient, request: "Request", action: str, resource_type: str,
+                           resource_id: str | None, context: str | None, id_field: str,
+                           context_field: str) -> CheckResult:
+    credential = _bearer(request)
+    caller = authz.with_credential(credential, account_context=request.headers.get("x-account-context"))
+    try:
+        return await caller.check(action, (resource_type, resource_id), context=context)
+    except Unauthenticated as exc:
+        raise _refuse(401, exc.detail, headers=WWW_AUTHENTICATE) from None
+    except InvalidRequest as exc:
+        named = exc.fields[0] if exc.fields else ""
+        if named == "resource.id":
+            raise _refuse(422, f"{id_field} is not a valid resource id", field=id_field) from None
+        if named in ("context", "X-Account-Context"):
+            raise _refuse(422, f"{context_field} must be `personal` or an organization id",
+                          field=context_field) from None
+        raise _refuse(403, exc.detail) from None
+    except Unavailable as exc:
+        raise _refuse(503, f"authorization is unavailable: {exc.detail}", headers={"Retry-After": "1"}) from None
+    except AuthzError as exc:
+        if exc.status in (403, 404):
+            raise _refuse(403, exc.detail) from None
+        raise _refuse(503, "authorization failed; refusing to guess", headers={"Retry-After": "1"}) from None
 
 
 __all__ = ["PathParam", "install", "path_param", "refusal_type", "require"]

@@ -7,9 +7,10 @@ data, so a difference between them is a bug here.
 Rule shapes (all written by authz itself):
 - `p, <role>, *, <type>, <action>`   permission, written once for every domain
 - `g, <role>, <role>, *`             role hierarchy
+- `g, account-holder, <role>, *`    the role of a personal account's holder (`ids.ACCOUNT_HOLDER`)
 - `g, user:<id>, <role>, <org_id>`   membership
 - `g, user:<id>, <role>, <type>:<id>`  a role on one resource
-- either `g` rule may carry a fourth value, its expiry (`authz.domain.grants`): from then on
+- either `g` rule may carry a fourth value, its expiry (`authz_client.decisions.grants`): from then on
   it counts in no decision. The inner dicts then hold `(role, expiry as POSIX time)` instead
   of the role, and a decision that meets one compares it with its clock (`time.time` unless
   the caller passes another); a grant without expiry costs the hot path one type test.
@@ -23,18 +24,18 @@ other shard is shared with the previous index.
 """
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from heapq import merge
 from itertools import islice, takewhile
 from typing import Any
 
-from authz.domain import ids
-from authz.domain.grants import expiry_epoch
-from authz.engine.sorted_ids import SortedIds
-from authz.policy.document import ALL_DOMAINS, Rule
+from authz_client.decisions import ids
+from authz_client.decisions.grants import expiry_epoch
+from authz_client.decisions.ids import ACCOUNT_HOLDER, ALL_DOMAINS, Rule
+from authz_client.decisions.roles import CompiledRoles, Permission
+from authz_client.decisions.sorted_ids import SortedIds
 
-Permission = tuple[str, str]  # (object type, action)
 GROUP_SEPARATOR = "\x1f"  # joins the values of one bulk-loaded group; no id, role or name may contain it
 SHARDS = 1024  # a power of two: a key's shard is hash(key) & MASK
 MASK = SHARDS - 1
@@ -80,13 +81,12 @@ class DecisionIndex:
     Maps keyed by the same string (a scope, a context, a subject) use the same shard.
     """
 
-    __slots__ = ("_grants", "_parents", "_effective", "_members", "_contexts_of", "_resources",
+    __slots__ = ("_roles", "_effective", "_members", "_contexts_of", "_resources",
                  "_resources_in", "_resource_roles", "_resource_roles_of")
 
     def __init__(self) -> None:
-        self._grants: dict[str, frozenset[Permission]] = {}  # role → direct permissions
-        self._parents: dict[str, frozenset[str]] = {}  # role → inherited roles
-        self._effective: dict[str, frozenset[Permission]] = {}  # role → permissions after inheritance
+        self._roles = CompiledRoles()
+        self._effective: Mapping[str, frozenset[Permission]] = {}  # self._roles.effective, one lookup less
         self._members: Shards = _empty_shards()  # context → {subject: role}
         self._contexts_of: Shards = _empty_shards()  # subject → {context: role}
         self._resources: Shards = _empty_shards()  # "type:id" → context
@@ -128,7 +128,7 @@ class DecisionIndex:
         elif context is None:
             return False
         if context == subject:
-            role = "owner"
+            role = ACCOUNT_HOLDER
         else:
             members = self._members[hash(context) & 1023].get(context)
             if members is None:
@@ -159,10 +159,13 @@ class DecisionIndex:
             if context is None:
                 return Decision(False, None, None, "unknown_resource")
             scoped_role = self.resource_role(user, resource_type, resource_id, clock)
+        personal = context is not None and context == subject
         context_role = self.role_in(user, context, clock) if context is not None else None
-        via = "personal" if context is not None and context == subject else "membership"
-        if context_role is not None and permission in self._effective.get(context_role, ()):
-            return Decision(True, context, context_role, via)
+        # In a personal account the holder's permissions are the account holder's (which
+        # inherits the context owner role), exactly what the Casbin matcher asks for.
+        granting = ACCOUNT_HOLDER if personal else context_role
+        if granting is not None and permission in self._effective.get(granting, ()):
+            return Decision(True, context, context_role, "personal" if personal else "membership")
         if scoped_role is not None and permission in self._effective.get(scoped_role, ()):
             return Decision(True, context, scoped_role, "resource")
         if context_role is None and scoped_role is None:
@@ -170,10 +173,10 @@ class DecisionIndex:
         return Decision(False, context, context_role or scoped_role, "not_granted")
 
     def role_in(self, user: str, context: str, clock: Clock = time.time) -> str | None:
-        """The user's role in a context now: "owner" of its personal account, else its membership role."""
+        """The user's role in a context now: the context owner role in its personal account, else its membership."""
         subject = ids.subject_of(user)
         if context == subject:
-            return "owner"
+            return self._roles.context_owner
         return active_role(_get(self._members, context, {}).get(subject), clock)
 
     def resource_role(self, user: str, resource_type: str, resource_id: str, clock: Clock = time.time) -> str | None:
@@ -182,6 +185,11 @@ class DecisionIndex:
 
     def role_allows(self, role: str, resource_type: str, action: str) -> bool:
         return (resource_type, action) in self._effective.get(role, ())
+
+    @property
+    def roles(self) -> CompiledRoles:
+        """What each role may do at this revision (the services' one answer, too)."""
+        return self._roles
 
     def context_of(self, resource_type: str, resource_id: str) -> str | None:
         return _get(self._resources, ids.resource_scope(resource_type, resource_id), None)
@@ -208,7 +216,7 @@ class DecisionIndex:
         prefix = resource_type + ":"
         start, inclusive = (prefix + after, False) if after is not None else (prefix, True)
         contexts = self.contexts_of(user, clock)
-        contexts[subject] = "owner"
+        contexts[subject] = ACCOUNT_HOLDER
         streams: list[Iterator[str]] = []
         for ctx, role in contexts.items():
             if (context is None or ctx == context) and self.role_allows(role, resource_type, action):
@@ -240,7 +248,7 @@ class DecisionIndex:
             role = active_role(grant, clock)
             if role is not None and self.role_allows(role, resource_type, action):
                 found.add(subject)
-        if ids.is_personal_context(context) and self.role_allows("owner", resource_type, action):
+        if ids.is_personal_context(context) and self.role_allows(ACCOUNT_HOLDER, resource_type, action):
             found.add(context)
         users = sorted(ids.user_of(s) for s in found)
         if after is not None:
@@ -251,10 +259,10 @@ class DecisionIndex:
 
     def policy_rules(self) -> Iterator[Rule]:
         """The `p` rules and the role hierarchy as the rules `add_rule` takes."""
-        for role, permissions in sorted(self._grants.items()):
+        for role, permissions in sorted(self._roles.grants.items()):
             for object_type, action in sorted(permissions):
                 yield ("p", role, ALL_DOMAINS, object_type, action)
-        for role, parents in sorted(self._parents.items()):
+        for role, parents in sorted(self._roles.parents.items()):
             for parent in sorted(parents):
                 yield ("g", role, parent, ALL_DOMAINS)
 
@@ -290,8 +298,8 @@ class IndexEditor:
         self._base = base
         self._fresh = fresh
         self._next = DecisionIndex.__new__(DecisionIndex)
-        self._grants = dict(base._grants)
-        self._parents = dict(base._parents)
+        self._grants = dict(base._roles.grants)
+        self._parents = dict(base._roles.parents)
         self._policy_changed = False
         self._owned: set[int] = set()
         self._members = list(base._members)
@@ -458,9 +466,8 @@ class IndexEditor:
 
     def finish(self) -> DecisionIndex:
         index = self._next
-        index._grants = self._grants
-        index._parents = self._parents
-        index._effective = _compile(self._grants, self._parents) if self._policy_changed else self._base._effective
+        index._roles = CompiledRoles.compile(self._grants, self._parents) if self._policy_changed else self._base._roles
+        index._effective = index._roles.effective
         index._members = tuple(self._members)
         index._contexts_of = tuple(self._contexts_of)
         index._resources = tuple(self._resources)
@@ -468,25 +475,6 @@ class IndexEditor:
         index._resource_roles = tuple(self._resource_roles)
         index._resource_roles_of = tuple(self._resource_roles_of)
         return index
-
-
-def _compile(grants: dict[str, frozenset[Permission]], parents: dict[str, frozenset[str]]) -> dict[str, frozenset[Permission]]:
-    """Each role's effective permissions after inheritance (a few dozen rules: cheap)."""
-    effective: dict[str, frozenset[Permission]] = {}
-    roles = set(grants) | set(parents) | {p for ps in parents.values() for p in ps}
-    for role in roles:
-        seen: set[str] = set()
-        stack = [role]
-        permissions: set[Permission] = set()
-        while stack:
-            current = stack.pop()
-            if current in seen:
-                continue
-            seen.add(current)
-            permissions |= grants.get(current, frozenset())
-            stack.extend(parents.get(current, ()))
-        effective[role] = frozenset(permissions)
-    return effective
 
 
 def _get(shards: Shards, key: str, default: Any) -> Any:
