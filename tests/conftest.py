@@ -66,12 +66,21 @@ def postgres_contents(postgres_server_url: str) -> Iterator[tuple[Engine, Conten
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite file migrated and with the shipped policy applied, copied for each test: migrating
-    and applying the policy once per session instead of once per test is most of a test's setup."""
+    """A migrated SQLite file with no policy yet, copied by tests whose server starts with a policy
+    of their own (migrating once is the slow part)."""
     path = tmp_path_factory.mktemp("template") / "template.db"
-    url = f"sqlite:///{path}"
-    upgrade(url)
-    _first_start(url)  # its engine is disposed: the WAL is checkpointed into the file, which is then whole
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sqlite_first_start(sqlite_template: Path) -> Path:
+    """A SQLite file as a server's first start leaves it (migrated, the shipped policy applied), copied
+    for each test: migrating and applying the policy once per session instead of once per test was
+    most of a test's setup."""
+    path = sqlite_template.with_name("first-start.db")
+    shutil.copy(sqlite_template, path)
+    _first_start(f"sqlite:///{path}")  # its engine is disposed: the WAL is checkpointed into the file
     return path
 
 
@@ -112,14 +121,15 @@ def _keep_shared_fixtures_on_one_worker(item: pytest.Item) -> None:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_first_start: Path) -> str:
     """Each test that asks for a database runs once on SQLite and once on PostgreSQL.
 
     Either starts as a server's first start leaves it: migrated, the shipped policy applied (revision 1).
+    A test whose server starts with another policy copies `sqlite_template` instead.
     """
     if request.param == "sqlite":
         path = tmp_path / "authz.db"
-        shutil.copy(sqlite_template, path)
+        shutil.copy(sqlite_first_start, path)
         return f"sqlite:///{path}"
     return fresh_postgres(request)
 

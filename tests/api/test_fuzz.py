@@ -114,12 +114,12 @@ class Fuzzed:
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def fuzzed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-           sqlite_template: Path) -> Iterator[Fuzzed]:
+           sqlite_first_start: Path) -> Iterator[Fuzzed]:
     """Module-wide (hypothesis runs many examples against one app), once per database: PostgreSQL
     refuses some strings SQLite stores (a NUL byte), so each class is searched for on both."""
     folder = tmp_path_factory.mktemp("fuzz")
     if request.param == "sqlite":
-        shutil.copy(sqlite_template, folder / "authz.db")
+        shutil.copy(sqlite_first_start, folder / "authz.db")
         url = f"sqlite:///{folder / 'authz.db'}"
     else:
         url = fresh_postgres(request)
