@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import pytest
 import jwt
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
@@ -28,7 +28,14 @@ from hypothesis import strategies as st
 from api.app import create_app
 from authz.bootstrap import open_runtime
 from authz.domain.limits import MAX_STORED_INT
-from tests.conftest import BILLING, JWT_SECRET, auth, fresh_postgres, make_settings, service_key
+from tests.conftest import (
+    BILLING,
+    JWT_SECRET,
+    auth,
+    fresh_postgres,
+    make_settings,
+    service_key,
+)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30),
