@@ -128,7 +128,7 @@ def install_middleware(app: FastAPI, settings: Settings, metrics: Metrics,
                        tracer_provider: "TracerProvider | None") -> None:
     """The decision fast path, request accounting and tracing (the service and the sidecar)."""
     # Added first, so it runs inside RequestMiddleware (which counts and logs every request).
-    app.add_middleware(DecisionFastPath)
+    app.add_middleware(DecisionFastPath, metrics=metrics)
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes,
                        tracing=tracer_provider is not None)
     if tracer_provider is not None:

@@ -1,60 +1,112 @@
 """`POST /v1/check` and `/v1/check/batch` answered before FastAPI's routing and dependency machinery.
 
 authz sits on the request path of every platform component, and FastAPI's per-request
-work (route matching through nested routers, exception middleware, the endpoint wrapper)
+work (route matching through nested routers, exception middleware, dependency solving)
 costs more than the decision itself. This middleware answers only the plain, valid
-request: JSON body, no query string, a good credential, a fresh replica, no
-`min_revision` wait. Anything else, or any error at all, hands the request (with the
-body it has read) to the FastAPI route, which gives the same answer or the problem+json.
-So no error handling is duplicated here: the fast path answers exactly as the route
-would, through the same functions (`answer_check`, `answer_batch`), or steps aside.
+request: JSON body, no query string, a good credential this replica knows, a fresh
+replica, no `min_revision` wait. For anything else it steps aside: it hands the request
+(with the body it has read) to the FastAPI route, which gives the answer or the
+problem+json. No error answer is written here, and the answers it does give come from
+the route's own functions (`answer_check`, `answer_batch`).
 
-It runs inside `RequestMiddleware`, so metrics and the access log see every request.
+Every request to the two paths is counted in `authz_fast_path_total{outcome}`: `answered`,
+the reason it stepped aside, or `error`. It runs inside `RequestMiddleware`, so request
+metrics and the access log see every request whichever way it was answered.
 """
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.auth import authenticate_request
-from api.lean import is_json
+from api.auth import UnknownServiceKey, authenticate_request
+from api.media_types import is_json
+from api.metrics import FastPathOutcome, Metrics
 from api.middleware import replay_body
-from api.routers.decisions import answer_batch, answer_check
+from api.problems import Unauthenticated
+from api.routers.decisions import CONTEXT_HEADER_MAX, answer_batch, answer_check
 from api.schemas import BatchBody, CheckBody
 from api.staleness import require_fresh
+from authz.domain.errors import AuthzError, Unavailable
+from authz.domain.principal import Principal
 from authz.engine.replica import Snapshot
 from authz.services.runtime import Runtime
 
-Answer = Callable[[Request, bytes], bytes | None]
+log = logging.getLogger("authz.api")
+M = TypeVar("M", bound=BaseModel)
+
+Answer = Callable[[Request, bytes], bytes]
 _HEADERS_JSON = (b"content-type", b"application/json")
 
 
-def _snapshot_at(request: Request, min_revision: int | None) -> Snapshot | None:
-    """The snapshot to answer from now, or None (the route waits for a `min_revision` not yet applied)."""
+class StepAside(Exception):
+    """The request is not the plain valid one answered here; the route answers it (`outcome` says why)."""
+
+    def __init__(self, outcome: FastPathOutcome) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
+
+
+def _body(model: type[M], raw: bytes) -> M:
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError:
+        raise StepAside("invalid_body") from None
+
+
+def _account_context(request: Request) -> str | None:
+    value = request.headers.get("x-account-context")
+    if value is not None and len(value) > CONTEXT_HEADER_MAX:
+        raise StepAside("invalid_header")
+    return value
+
+
+def _principal(request: Request) -> Principal:
+    try:
+        return authenticate_request(request)
+    except UnknownServiceKey:  # new to this replica: the route looks it up in the database
+        raise StepAside("unknown_service_key") from None
+    except Unauthenticated:
+        raise StepAside("unauthenticated") from None
+
+
+def _snapshot_at(request: Request, min_revision: int | None) -> Snapshot:
+    """The snapshot to answer from now; a stale replica or a `min_revision` not yet applied is the route's."""
     runtime: Runtime = request.app.state.runtime
-    require_fresh(runtime)
+    try:
+        require_fresh(runtime)
+    except Unavailable:
+        raise StepAside("unavailable") from None
     snapshot = runtime.replica.snapshot
-    return snapshot if min_revision is None or snapshot.revision >= min_revision else None
+    if min_revision is not None and snapshot.revision < min_revision:
+        raise StepAside("min_revision_wait")
+    return snapshot
 
 
-def _check(request: Request, raw: bytes) -> bytes | None:
-    body = CheckBody.model_validate_json(raw)
-    principal = authenticate_request(request)
+def _check(request: Request, raw: bytes) -> bytes:
+    body = _body(CheckBody, raw)
+    account_context = _account_context(request)
+    principal = _principal(request)
     snapshot = _snapshot_at(request, body.min_revision)
-    if snapshot is None:
-        return None
-    return answer_check(request, snapshot, principal, body, explain=False)
+    try:
+        return answer_check(request, snapshot, principal, body, account_context, explain=False)
+    except AuthzError:  # a subject or context that is invalid or not the caller's to ask about
+        raise StepAside("refused") from None
 
 
-def _batch(request: Request, raw: bytes) -> bytes | None:
-    body = BatchBody.model_validate_json(raw)
-    principal = authenticate_request(request)
+def _batch(request: Request, raw: bytes) -> bytes:
+    body = _body(BatchBody, raw)
+    account_context = _account_context(request)
+    principal = _principal(request)
     snapshot = _snapshot_at(request, body.min_revision)
-    if snapshot is None:
-        return None
-    return answer_batch(request, snapshot, principal, body)
+    try:
+        return answer_batch(request, snapshot, principal, body, account_context)
+    except AuthzError:
+        raise StepAside("refused") from None
 
 
 ANSWERS: dict[str, Answer] = {"/v1/check": _check, "/v1/check/batch": _batch}
@@ -68,24 +120,41 @@ class RouteTemplate:
 
 
 class DecisionFastPath:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: Metrics) -> None:
         self.app = app
+        self.metrics = metrics
         self._templates = {path: RouteTemplate(path) for path in ANSWERS}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["query_string"]:
+        answer = ANSWERS.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
+        if answer is None:
             await self.app(scope, receive, send)
             return
-        answer = ANSWERS.get(scope["path"])
-        if answer is None or not _declares_json(scope):
+        if scope["query_string"] or not _declares_json(scope):
+            self.metrics.count_fast_path("query_string" if scope["query_string"] else "not_json")
             await self.app(scope, receive, send)
             return
+        # Outside the `try`: a body over the limit raises for RequestMiddleware to answer 413.
         raw = await _read_body(receive)
-        request = Request(scope)
+        payload: bytes | None = None
+        outcome: FastPathOutcome
         try:
-            payload = answer(request, raw)
-        except Exception:  # noqa: BLE001 - invalid input, bad credential, stale replica: the route answers
-            payload = None
+            payload = answer(Request(scope), raw)
+            outcome = "answered"
+        except StepAside as aside:
+            outcome = aside.outcome
+        except Exception:
+            # A bug here, not the caller's fault. A check only reads, so the route may safely
+            # answer it again: if the fault is this shortcut's own, the caller still gets the
+            # right answer; if it is in the shared decision code, the route fails too and
+            # answers the 500 problem. Either way the operator sees it: `error` in
+            # authz_fast_path_total (alert on any) and this traceback in the log. Failing
+            # here with a 500 instead would turn a fault of an optimisation into an outage.
+            outcome = "error"
+            log.exception("the decision fast path failed; the route answers instead", extra={
+                "route": scope["path"], "request_id": scope.get("state", {}).get("request_id"),
+            })
+        self.metrics.count_fast_path(outcome)
         if payload is None:
             await self.app(scope, replay_body(raw, receive), send)
             return

@@ -1,11 +1,21 @@
 """Prometheus metrics, in a registry owned by one app (no process-global state)."""
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+# What `api.fast_path` did with a /v1/check or /v1/check/batch request: `answered` it; `error`
+# (an unexpected exception: a bug, logged with its traceback); or why it stepped aside and
+# left the request to the FastAPI route.
+FastPathOutcome = Literal[
+    "answered", "error",
+    "query_string", "not_json", "invalid_body", "invalid_header", "unauthenticated", "unknown_service_key",
+    "refused", "unavailable", "min_revision_wait",
+]
+FAST_PATH_OUTCOMES: tuple[FastPathOutcome, ...] = get_args(FastPathOutcome)
 
 
 @dataclass
@@ -35,9 +45,17 @@ class Metrics:
         self.revision_waiters = Gauge(
             "authz_revision_waiters", "Requests waiting for this replica to reach their min_revision", registry=r
         )
-        # Children resolved once: `labels()` takes a lock and a dict lookup on every call.
+        self.fast_path = Counter(
+            "authz_fast_path_total",
+            "/v1/check and /v1/check/batch requests by what the fast path did: answered, error, or why it "
+            "left the request to the route",
+            ["outcome"], registry=r,
+        )
+        # Children resolved once: `labels()` takes a lock and a dict lookup on every call. Every
+        # fast-path outcome is exported from the start (at 0), so a rate over it is defined at once.
         self._allowed = self.decisions.labels("allowed")
         self._denied = self.decisions.labels("denied")
+        self._fast_path = {outcome: self.fast_path.labels(outcome) for outcome in FAST_PATH_OUTCOMES}
         self._request_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     def count_decisions(self, *, allowed: int, denied: int) -> None:
@@ -45,6 +63,9 @@ class Metrics:
             self._allowed.inc(allowed)
         if denied:
             self._denied.inc(denied)
+
+    def count_fast_path(self, outcome: FastPathOutcome) -> None:
+        self._fast_path[outcome].inc()
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """One HTTP request: its count by method, route template and status, and its latency."""

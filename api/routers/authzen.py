@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 
 from api.auth import authenticate_request
 from api.deps import problems
-from api.lean import is_json
+from api.media_types import is_json
 from api.staleness import require_fresh
 from authz.domain.errors import Invalid, Malformed
 from authz.services import authzen

@@ -3,10 +3,8 @@
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 
-from api import lean
-from api.auth import authenticate
 from api.deps import PrincipalDep, RuntimeDep, problems
 from api.metrics import Metrics
 from api.schemas import (
@@ -27,8 +25,15 @@ from authz.engine.replica import Snapshot
 from authz.services import decisions
 from authz.services.runtime import Runtime
 
-router = APIRouter(prefix="/v1", tags=["decisions"])
-ContextHeader = Annotated[str | None, Header(max_length=2000, description="personal (default) or an org id")]
+# Decision queries are answered to bearer credentials, never to a browser's cookie, so FastAPI's
+# strict Content-Type (a CSRF defence for cookie sessions) guards nothing here; a body sent
+# without a Content-Type is read as JSON, as /v1/check always has.
+router = APIRouter(prefix="/v1", tags=["decisions"], strict_content_type=False)
+CONTEXT_HEADER_MAX = 2000
+ContextHeader = Annotated[
+    str | None, Header(max_length=CONTEXT_HEADER_MAX, description="personal (default) or an org id"),
+]
+ExplainQuery = Annotated[bool, Query(description="add the role and rule behind the decision")]
 
 
 def _default_context(principal: Principal, header: str | None) -> str | None:
@@ -70,15 +75,13 @@ def _json(payload: bytes) -> Response:
     return Response(payload, media_type="application/json")
 
 
-_CONTEXT_HEADER = {"X-Account-Context": "personal (default) or an org id"}
-
-
-def answer_check(request: Request, snapshot: Snapshot, principal: Principal, body: CheckBody, *, explain: bool) -> bytes:
+def answer_check(request: Request, snapshot: Snapshot, principal: Principal, body: CheckBody,
+                 account_context: str | None, *, explain: bool) -> bytes:
     """The JSON answer of /v1/check to a parsed body (shared by the route and `api.fast_path`)."""
     question = decisions.check_request(
         principal, subject=body.subject, action=body.action, resource_type=body.resource.type,
         resource_id=body.resource.id, context=body.context,
-        default_context=_default_context(principal, lean.header(request, "x-account-context", max_length=2000)),
+        default_context=_default_context(principal, account_context),
     )
     metrics: Metrics = request.app.state.metrics
     if explain:
@@ -91,13 +94,13 @@ def answer_check(request: Request, snapshot: Snapshot, principal: Principal, bod
     return orjson.dumps({"allowed": allowed, "revision": snapshot.revision})
 
 
-def answer_batch(request: Request, snapshot: Snapshot, principal: Principal, body: BatchBody) -> bytes:
+def answer_batch(request: Request, snapshot: Snapshot, principal: Principal, body: BatchBody,
+                 account_context: str | None) -> bytes:
     """The JSON answer of /v1/check/batch to a parsed body (shared by the route and `api.fast_path`)."""
-    default = _default_context(principal, lean.header(request, "x-account-context", max_length=2000))
     questions = decisions.check_requests(
         principal,
         ((item.subject, item.action, item.resource.type, item.resource.id, item.context) for item in body.checks),
-        default,
+        _default_context(principal, account_context),
     )
     results = decisions.check_batch(snapshot, questions)
     allowed = sum(results)
@@ -107,30 +110,24 @@ def answer_batch(request: Request, snapshot: Snapshot, principal: Principal, bod
 
 
 @router.post("/check", response_model=CheckOut, response_model_exclude_none=True,
-             responses=problems(400, 401, 403, 413, 422, 503),
-             openapi_extra=lean.openapi(CheckBody, headers=_CONTEXT_HEADER,
-                                        queries={"explain": "add the role and rule behind the decision"}))
-async def check(request: Request) -> Response:
+             responses=problems(400, 401, 403, 413, 422, 503))
+async def check(body: CheckBody, request: Request, principal: PrincipalDep,
+                x_account_context: ContextHeader = None, explain: ExplainQuery = False) -> Response:
     """May the subject do the action on the resource? `{allowed, revision}`.
 
     The plain, valid request is usually answered by `api.fast_path` before it gets here;
     this route answers the rest (explain, min_revision waits, and every error).
     """
-    body = await lean.json_body(request, CheckBody)
-    principal = await authenticate(request)
-    explain = lean.bool_query(request, "explain")
     snapshot = await ready_snapshot(request, _runtime(request), body.min_revision)
-    return _json(answer_check(request, snapshot, principal, body, explain=explain))
+    return _json(answer_check(request, snapshot, principal, body, x_account_context, explain=explain))
 
 
-@router.post("/check/batch", response_model=BatchOut, responses=problems(400, 401, 403, 413, 422, 503),
-             openapi_extra=lean.openapi(BatchBody, headers=_CONTEXT_HEADER))
-async def check_batch(request: Request) -> Response:
+@router.post("/check/batch", response_model=BatchOut, responses=problems(400, 401, 403, 413, 422, 503))
+async def check_batch(body: BatchBody, request: Request, principal: PrincipalDep,
+                      x_account_context: ContextHeader = None) -> Response:
     """Up to 1000 checks in one request: `{results: [{allowed}], revision}`, in order."""
-    body = await lean.json_body(request, BatchBody)
-    principal = await authenticate(request)
     snapshot = await ready_snapshot(request, _runtime(request), body.min_revision)
-    return _json(answer_batch(request, snapshot, principal, body))
+    return _json(answer_batch(request, snapshot, principal, body, x_account_context))
 
 
 _ALLOWED = {"allowed": True}
