@@ -30,13 +30,19 @@ run: $(STAMP) .env
 	AUTHZ_DEV_LOGIN=true AUTHZ_ADMIN_USERS="$${AUTHZ_ADMIN_USERS:-admin}" \
 		$(BIN)/authz serve --host 127.0.0.1 --port 8000
 
+# Tests run on TEST_WORKERS processes (pytest-xdist; 0 runs them in this process): each worker has its
+# own PostgreSQL database and temporary files, and tests sharing a module-wide fixture stay on one worker
+# (tests/conftest.py). More workers than cores pays off for `test`: its end-to-end tests mostly wait.
+TEST_WORKERS ?= 4
+FAST_WORKERS ?= 2
+
 ## test: set up and run the whole test suite (PostgreSQL tests too when reachable, always when CI=true)
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 ## test-fast: the edit-test loop: no PostgreSQL, no browser, no processes
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not postgres and not e2e" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(FAST_WORKERS) --dist loadgroup -m "not postgres and not e2e" $(PYTEST_ARGS)
 
 ## soak: the history checker for SOAK_SECONDS (default 600) on PostgreSQL; prints its figures
 SOAK_SECONDS ?= 600

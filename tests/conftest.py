@@ -1,8 +1,9 @@
 """Shared fixtures: a fresh database per test on SQLite and on PostgreSQL, the runtime, the app.
 
 PostgreSQL tests use a database of their own per test session (created on the server of
-AUTHZ_TEST_DATABASE_URL and dropped at the end), so parallel runs never collide. They skip
-with a reason when no server answers, unless CI=true or AUTHZ_REQUIRE_POSTGRES=1.
+AUTHZ_TEST_DATABASE_URL and dropped at the end), so parallel runs never collide; each test
+starts from its contents as captured after the first start (tests/postgres.py, `Contents`).
+They skip with a reason when no server answers, unless CI=true or AUTHZ_REQUIRE_POSTGRES=1.
 """
 
 import shutil
@@ -14,7 +15,7 @@ from typing import Any
 import jwt
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import Engine, create_engine
 
 from api.app import create_app
 from authz.bootstrap import open_runtime
@@ -25,7 +26,7 @@ from authz.services.service_keys import create_service_key
 from authz.settings import Settings
 from authz.store.migrate import upgrade
 from authz.store.tables import Base
-from tests.postgres import own_database
+from tests.postgres import Contents, own_database
 from tests.smtp_server import SmtpServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,50 +47,98 @@ def _backend_token_keys() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def postgres_server_url() -> Iterator[str]:
-    """A new, migrated PostgreSQL database for this test session."""
+    """A new PostgreSQL database for this test session, migrated and with the shipped policy applied."""
     with own_database("authz_test") as url:
         upgrade(url)
+        _first_start(url)
         yield url
 
 
 @pytest.fixture(scope="session")
+def postgres_contents(postgres_server_url: str) -> Iterator[tuple[Engine, Contents]]:
+    """The session database's contents before any test, and an engine to put them back with."""
+    engine = create_engine(postgres_server_url)
+    try:
+        yield engine, Contents.capture(engine, Base.metadata.sorted_tables)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A migrated SQLite file, copied for each test (migrating once is the slow part)."""
+    """A migrated SQLite file with no policy yet, copied by tests whose server starts with a policy
+    of their own (migrating once is the slow part)."""
     path = tmp_path_factory.mktemp("template") / "template.db"
     upgrade(f"sqlite:///{path}")
     return path
 
 
-def _reset_postgres(url: str) -> None:
-    from sqlalchemy import create_engine
+@pytest.fixture(scope="session")
+def sqlite_first_start(sqlite_template: Path) -> Path:
+    """A SQLite file as a server's first start leaves it (migrated, the shipped policy applied), copied
+    for each test: migrating and applying the policy once per session instead of once per test was
+    most of a test's setup."""
+    path = sqlite_template.with_name("first-start.db")
+    shutil.copy(sqlite_template, path)
+    _first_start(f"sqlite:///{path}")  # its engine is disposed: the WAL is checkpointed into the file
+    return path
 
-    engine = create_engine(url)
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
-    with engine.begin() as conn:
-        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-        conn.execute(text("INSERT INTO revision_counter (id, value) VALUES (1, 0)"))
-    engine.dispose()
+
+def _first_start(url: str) -> None:
+    """What a server's first start does to a migrated database: the shipped policy becomes revision 1."""
+    open_runtime(make_settings(url), migrate=False).database.dispose()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark what starts processes or a browser `e2e` (tests/e2e, tests/replicas, tests/history, or a test
-    that asks for a running server), so `make test-fast` can leave them out."""
+    that asks for a running server: `authz_server`, `cluster`, or a `server` fixture, which is always an
+    `authz serve` process), so `make test-fast` can leave them out."""
     slow_dirs = {"e2e", "replicas", "history"}
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
-        if slow_dirs & set(item.path.parts) or fixtures & {"authz_server", "cluster"}:
+        if slow_dirs & set(item.path.parts) or fixtures & {"authz_server", "cluster", "server"}:
             item.add_marker(pytest.mark.e2e)
+    if config.pluginmanager.hasplugin("xdist"):
+        for item in items:
+            _keep_shared_fixtures_on_one_worker(item)
+
+
+def _keep_shared_fixtures_on_one_worker(item: pytest.Item) -> None:
+    """Under `pytest -n N --dist loadgroup` (make test), the tests that share a module- or package-scoped
+    fixture (a cluster of replicas, one `authz serve`, an app under fuzz) run on one worker, which
+    builds it once; every other test goes to whichever worker is free."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return
+    for definitions in info.name2fixturedefs.values():
+        scope = definitions[-1].scope
+        if scope == "module":
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+            return
+        if scope == "package":
+            item.add_marker(pytest.mark.xdist_group(str(Path(item.nodeid.split("::")[0]).parent)))
+            return
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_template: Path) -> str:
-    """Each test that asks for a database runs once on SQLite and once on PostgreSQL."""
+def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_first_start: Path) -> str:
+    """Each test that asks for a database runs once on SQLite and once on PostgreSQL.
+
+    Either starts as a server's first start leaves it: migrated, the shipped policy applied (revision 1).
+    A test whose server starts with another policy copies `sqlite_template` instead.
+    """
     if request.param == "sqlite":
         path = tmp_path / "authz.db"
-        shutil.copy(sqlite_template, path)
+        shutil.copy(sqlite_first_start, path)
         return f"sqlite:///{path}"
+    return fresh_postgres(request)
+
+
+def fresh_postgres(request: pytest.FixtureRequest) -> str:
+    """The session's PostgreSQL database, its contents put back as they were before any test."""
     url: str = request.getfixturevalue("postgres_server_url")
-    _reset_postgres(url)
+    engine, contents = request.getfixturevalue("postgres_contents")
+    contents.restore(engine)
     return url
 
 

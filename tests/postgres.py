@@ -6,11 +6,14 @@ and drops it afterwards. Never touches the server itself (no restarts, no settin
 
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 import pytest
+from sqlalchemy import Engine, Table, delete, insert, select, text
 from sqlalchemy.engine import make_url
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -65,3 +68,41 @@ def own_database(prefix: str) -> Iterator[str]:
         yield url
     finally:
         drop_database(url)
+
+
+
+@dataclass(frozen=True)
+class Contents:
+    """Every row of `tables` and the position of every sequence of one database, to be put back.
+
+    The PostgreSQL tests share one database per session: each starts from the contents captured
+    once (migrated, the shipped policy applied), which `restore` puts back by deleting what the
+    previous test wrote and inserting the captured rows again. Deleting a test's few rows takes
+    milliseconds where TRUNCATE of every table took 0.2-0.4 s, and no test applies the policy again.
+    """
+
+    tables: tuple[Table, ...]
+    rows: dict[str, list[dict[str, Any]]]
+    sequences: dict[str, tuple[int, bool]]  # name -> (last_value, is_called), as setval() takes them
+
+    @classmethod
+    def capture(cls, engine: Engine, tables: Sequence[Table]) -> "Contents":
+        with engine.connect() as conn:
+            rows = {table.name: [dict(row) for row in conn.execute(select(table)).mappings()] for table in tables}
+            names = conn.execute(text("SELECT sequencename FROM pg_sequences WHERE schemaname = 'public'")).scalars()
+            sequences = {}
+            for name in names.all():
+                value, called = conn.execute(text(f'SELECT last_value, is_called FROM "{name}"')).one()
+                sequences[name] = (int(value), bool(called))
+        return cls(tuple(tables), rows, sequences)
+
+    def restore(self, engine: Engine) -> None:
+        with engine.begin() as conn:
+            for table in reversed(self.tables):  # children first: no foreign key refuses a delete
+                conn.execute(delete(table))
+            for table in self.tables:
+                if self.rows[table.name]:
+                    conn.execute(insert(table), self.rows[table.name])
+            for name, (value, called) in self.sequences.items():
+                conn.execute(text("SELECT setval(CAST(:name AS regclass), :value, :called)"),
+                             {"name": f'"{name}"', "value": value, "called": called})

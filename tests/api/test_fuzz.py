@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import pytest
 import jwt
+import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
@@ -28,8 +28,14 @@ from hypothesis import strategies as st
 from api.app import create_app
 from authz.bootstrap import open_runtime
 from authz.domain.limits import MAX_STORED_INT
-from tests.conftest import BILLING, JWT_SECRET, auth, make_settings, service_key
-from tests.conftest import _reset_postgres as reset_postgres
+from tests.conftest import (
+    BILLING,
+    JWT_SECRET,
+    auth,
+    fresh_postgres,
+    make_settings,
+    service_key,
+)
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30),
@@ -115,16 +121,15 @@ class Fuzzed:
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def fuzzed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
-           sqlite_template: Path) -> Iterator[Fuzzed]:
+           sqlite_first_start: Path) -> Iterator[Fuzzed]:
     """Module-wide (hypothesis runs many examples against one app), once per database: PostgreSQL
     refuses some strings SQLite stores (a NUL byte), so each class is searched for on both."""
     folder = tmp_path_factory.mktemp("fuzz")
     if request.param == "sqlite":
-        shutil.copy(sqlite_template, folder / "authz.db")
+        shutil.copy(sqlite_first_start, folder / "authz.db")
         url = f"sqlite:///{folder / 'authz.db'}"
     else:
-        url = request.getfixturevalue("postgres_server_url")
-        reset_postgres(url)
+        url = fresh_postgres(request)
     app_settings = make_settings(url, max_body_bytes=LIMIT, mail_sender=False, min_revision_wait=0)
     private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     (folder / "jwt.pem").write_bytes(private_key.public_key().public_bytes(

@@ -20,10 +20,10 @@ CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
 @pytest.fixture
-def database_url(tmp_path: Path, sqlite_template: Path) -> str:
+def database_url(tmp_path: Path, sqlite_first_start: Path) -> str:
     """SQLite only: the console translates HTTP to the services, which are tested on both databases."""
     path = tmp_path / "authz.db"
-    shutil.copy(sqlite_template, path)
+    shutil.copy(sqlite_first_start, path)
     return f"sqlite:///{path}"
 
 
