@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-fast soak bench bench-quick clean
+.PHONY: run test test-fast lint soak bench bench-quick clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ test: $(STAMP)
 ## test-fast: the edit-test loop: no PostgreSQL, no browser, no processes
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(FAST_WORKERS) --dist loadgroup -m "not postgres and not e2e" $(PYTEST_ARGS)
+
+## lint: ruff and mypy --strict over authz, api, the client package, tests and bench (configured in
+## pyproject.toml); .ci/run runs it before the tests, .pre-commit-config.yaml on each commit
+lint: $(STAMP)
+	@status=0; $(BIN)/ruff check || status=1; $(BIN)/mypy || status=1; exit $$status
 
 ## soak: the history checker for SOAK_SECONDS (default 600) on PostgreSQL; prints its figures
 SOAK_SECONDS ?= 600

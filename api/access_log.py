@@ -4,8 +4,8 @@
 serializes every attribute with `json`: ~25 µs per line, more than the whole decision.
 When the process logs through authz's own JSON handler to a stream (the `authz serve`
 set-up), this writes the same JSON object (the keys and values `JsonFormatter` writes)
-with orjson straight to that handler's stream, under the handler's lock. Under any other set-up (tests capturing logs, extra handlers)
-it falls back to `logging`, so nothing is lost.
+with orjson straight to that handler's stream, under the handler's lock. Under any other
+set-up (tests capturing logs, extra handlers) it falls back to `logging`, so nothing is lost.
 """
 
 import logging

@@ -15,19 +15,31 @@ from api.metrics import Metrics
 from api.middleware import RequestMiddleware
 from api.oidc_keys import OidcProvider
 from api.problems import install_problem_handlers
-from api.routers import audit, backend_tokens, decisions, me, operations, organizations, policy, resources
-from api.routers import authzen, changes, forward_auth, snapshot
-from api.routers import invitations
+from api.routers import (
+    audit,
+    authzen,
+    backend_tokens,
+    changes,
+    decisions,
+    forward_auth,
+    invitations,
+    me,
+    operations,
+    organizations,
+    policy,
+    resources,
+    snapshot,
+)
 from authz.bootstrap import open_runtime
 from authz.engine.follower import Follower
+from authz.logging_setup import configure_logging
 from authz.mail.mailbox import DevMailbox
 from authz.mail.sender import OutboxSender
 from authz.periodic import PeriodicThread
-from authz.services.expiry import ExpirySweeper
 from authz.services import forward_auth as forward_auth_service
 from authz.services import lifecycle
+from authz.services.expiry import ExpirySweeper
 from authz.services.runtime import Runtime
-from authz.logging_setup import configure_logging
 from authz.settings import Settings
 from authz.startup_checks import check_settings, settings_from_environment
 
@@ -83,7 +95,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *,
             mail_sender.start()
         if settings.org_purger:
             purger.start()
-        log.info("authz ready", extra={"revision": current.replica.revision, "database": current.database.engine.url.render_as_string(hide_password=True)})
+        database = current.database.engine.url.render_as_string(hide_password=True)
+        log.info("authz ready", extra={"revision": current.replica.revision, "database": database})
         try:
             yield
         finally:

@@ -16,8 +16,8 @@ from api.problems import Unauthenticated
 from authz.domain import ids
 from authz.domain.errors import Invalid
 from authz.domain.principal import Principal, email_claim
+from authz.engine.replica import ServiceKeyRecord
 from authz.jwt_keys import VerificationKey, load_public_key, shared_secret
-from authz.services.service_keys import ServiceKeyRecord
 from authz.services.runtime import Runtime
 from authz.services.service_keys import PREFIX as SERVICE_KEY_PREFIX
 from authz.services.service_keys import is_unknown_here, lookup_service_key, verify_service_key

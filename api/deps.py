@@ -35,7 +35,9 @@ UserDep = Annotated[Principal, Depends(user_principal)]
 def account_context(
     runtime: RuntimeDep,
     principal: UserDep,
-    x_account_context: Annotated[str | None, Header(max_length=2000, description="personal (default) or an org id")] = None,
+    x_account_context: Annotated[
+        str | None, Header(max_length=2000, description="personal (default) or an org id")
+    ] = None,
 ) -> str:
     """The context of this request: the caller's personal account or an org it is a member of."""
     value = x_account_context or ids.PERSONAL

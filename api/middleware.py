@@ -119,7 +119,7 @@ def _request_id(scope: Scope) -> str | None:
     """The caller's X-Request-ID when it is a sane token (1-64 of letters, digits and -)."""
     for name, value in scope["headers"]:
         if name == REQUEST_ID_HEADER:
-            candidate = value.decode("latin-1")
+            candidate: str = value.decode("latin-1")
             if 0 < len(candidate) <= 64 and candidate.replace("-", "").isalnum():
                 return candidate
             break

@@ -13,6 +13,7 @@ that dies is reported and the others are stopped too (the process manager restar
 whole service: a half-sized pool is a surprise nobody wants).
 """
 
+import contextlib
 import gc
 import logging
 import os
@@ -57,7 +58,7 @@ def serve_prefork(settings: "Settings", host: str, port: int, workers: int, uvic
                 runtime.database.engine.dispose(close=False)  # its own connections from here on
                 config = uvicorn.Config(create_app(settings, runtime), **uvicorn_options)  # type: ignore[arg-type]
                 uvicorn.Server(config).run(sockets=[sock])
-            except BaseException:  # noqa: BLE001 - a worker must never return into the supervisor's loop
+            except BaseException:  # a worker must never return into the supervisor's loop
                 log.exception("worker %d failed", os.getpid())
                 status = 1
             finally:
@@ -70,10 +71,8 @@ def serve_prefork(settings: "Settings", host: str, port: int, workers: int, uvic
         nonlocal stopping
         stopping = True
         for child in children:
-            try:
+            with contextlib.suppress(ProcessLookupError):  # it has exited already
                 os.kill(child, signum)
-            except ProcessLookupError:
-                pass
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)

@@ -209,8 +209,8 @@ class ChangeOut(BaseModel):
     at: datetime
     kind: Literal["relationships", "policy", "service_keys"]
     ops: list[dict[str, Any]] = Field(description="the delta: add_rule/remove_rule {rule}, add_resource {type, id, "
-                                                  "context}, remove_resource {type, id}, policy {document}, service_keys, "
-                                                  "archive_org/restore_org/purge_org {id}")
+                                                  "context}, remove_resource {type, id}, policy {document}, "
+                                                  "service_keys, archive_org/restore_org/purge_org {id}")
 
 
 class ChangesOut(BaseModel):

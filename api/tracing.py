@@ -82,9 +82,13 @@ def instrument_engine(engine: Engine, provider: "TracerProvider") -> None:
     EngineTracer(_ChildSpansOnly(provider.get_tracer(scope)), engine, usage, enable_commenter=False)
 
 
-class _ChildSpansOnly(_trace.Tracer):
+class _ChildSpansOnly:
     """SQL spans only inside a request's trace: the changelog follower polls every second, and a
-    root trace per poll would bury the requests' traces at the collector."""
+    root trace per poll would bury the requests' traces at the collector.
+
+    Shaped like a Tracer for the engine tracer, which calls only these two methods; not a
+    subclass, since Tracer's abstract methods promise its own context-manager type.
+    """
 
     def __init__(self, tracer: _trace.Tracer) -> None:
         self._tracer = tracer

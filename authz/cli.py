@@ -3,7 +3,7 @@
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,6 +13,10 @@ from authz.policy.loader import load_policy_dir
 from authz.policy.suites import run_suites
 from authz.policy.yaml_nodes import PolicyInvalid
 from authz.settings import Settings
+
+if TYPE_CHECKING:
+    from authz.secrets import KeyRing
+    from authz.services.runtime import Runtime
 
 # No locals in crash reports: they may hold keys, tokens or a database password.
 app = typer.Typer(help="authz: organizations and authorization decisions.", no_args_is_help=True, add_completion=False,
@@ -70,6 +74,35 @@ def _model_checked(settings: Settings) -> Settings:
     return settings
 
 
+def _store(settings: Settings, key_ring: "KeyRing | None" = None) -> "Runtime":
+    """The database for a command that only reads or writes rows: no migration, no index (bootstrap.open_store)."""
+    from authz.bootstrap import open_store
+    from authz.store.migrate import SchemaNotCurrent
+
+    try:
+        return open_store(settings, key_ring=key_ring)
+    except (SchemaNotCurrent, AuthzError) as exc:
+        raise _fail(f"cannot use the database: {_reason(exc)}") from None
+
+
+def _replica(settings: Settings) -> "Runtime":
+    """The database and this process's index of it, loaded once, for a command that answers decisions."""
+    from authz.bootstrap import open_replica
+    from authz.store.migrate import SchemaNotCurrent
+
+    try:
+        runtime = open_replica(settings)
+    except (SchemaNotCurrent, AuthzError) as exc:
+        raise _fail(f"cannot use the database: {_reason(exc)}") from None
+    if runtime.replica.snapshot.policy is None:
+        raise _fail("the database holds no policy yet: run `authz policy apply` (or start `authz serve`)")
+    return runtime
+
+
+def _reason(exc: Exception) -> str:
+    return exc.detail if isinstance(exc, AuthzError) else str(exc)
+
+
 def _fail(message: str) -> typer.Exit:
     typer.echo(message, err=True)
     return typer.Exit(1)
@@ -84,7 +117,9 @@ def _print_policy_errors(exc: PolicyInvalid) -> None:
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, max=64, help="processes forked after one load, each following the changelog")] = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="processes forked after one load, each following the changelog")
+    ] = 1,
 ) -> None:
     """Run the HTTP service (upgrades the schema and loads policies/ if the database has none)."""
     import uvicorn
@@ -197,7 +232,6 @@ def policy_apply(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the diff only")] = False,
 ) -> None:
     """Validate, then replace the permission rules in the database as one revision."""
-    from authz.bootstrap import open_runtime
     from authz.services.policy_admin import apply_policy
 
     settings = _settings()
@@ -207,7 +241,7 @@ def policy_apply(
     except PolicyInvalid as exc:
         _print_policy_errors(exc)
         raise typer.Exit(1) from None
-    runtime = open_runtime(settings)
+    runtime = _store(settings)  # rows only: the replicas learn of the new revision from the changelog
     try:
         written = apply_policy(runtime, cli_principal(), document, dry_run=dry_run)
     except AuthzError as exc:
@@ -235,13 +269,11 @@ def check(
     """Ask the configured database whether SUBJECT may do ACTION on RESOURCE."""
     import json
 
-    from authz.bootstrap import open_runtime
     from authz.domain.principal import Principal
     from authz.services import decisions
 
     settings = _model_checked(_settings()) if explain else _settings()
     resource_type, _, resource_id = resource.partition(":")
-    runtime = open_runtime(settings)
     asker = Principal(kind="service", id="cli", scopes=frozenset({"check"}))
     try:
         request = decisions.check_request(
@@ -250,6 +282,7 @@ def check(
         )
     except AuthzError as exc:
         raise _fail(f"invalid {exc.field}: {exc.detail}") from None
+    runtime = _replica(settings)  # a decision needs the index: the one command here that loads it
     snapshot = runtime.replica.snapshot
     if explain:
         result = decisions.explain(runtime, snapshot, request)
@@ -291,13 +324,14 @@ def dev_token(
 @keys_app.command("create")
 def service_key_create(
     name: Annotated[str, typer.Argument(help="who will use the key")],
-    scope: Annotated[list[str], typer.Option("--scope", help="check, tokens:resolve, changes:read or admin; repeatable")],
+    scope: Annotated[
+        list[str], typer.Option("--scope", help="check, tokens:resolve, changes:read or admin; repeatable")
+    ],
 ) -> None:
     """Create a service key and print it once (only its hash is stored)."""
-    from authz.bootstrap import open_runtime
     from authz.services.service_keys import create_service_key
 
-    runtime = open_runtime(_settings())
+    runtime = _store(_settings())
     try:
         written = create_service_key(runtime, cli_principal(), name, scope)
     except AuthzError as exc:
@@ -309,10 +343,9 @@ def service_key_create(
 @keys_app.command("list")
 def service_key_list() -> None:
     """List service keys (never the keys themselves)."""
-    from authz.bootstrap import open_runtime
     from authz.services.service_keys import list_service_keys
 
-    for key in list_service_keys(open_runtime(_settings())):
+    for key in list_service_keys(_store(_settings())):
         state = f"revoked {key.revoked_at:%Y-%m-%d}" if key.revoked_at else "active"
         typer.echo(f"{key.id}  {key.name}  {' '.join(key.scopes)}  {key.created_at:%Y-%m-%d}  {state}")
 
@@ -320,22 +353,22 @@ def service_key_list() -> None:
 @keys_app.command("revoke")
 def service_key_revoke(key_id: Annotated[str, typer.Argument(help="the key id (from list)")]) -> None:
     """Revoke a service key; every replica stops accepting it."""
-    from authz.bootstrap import open_runtime
     from authz.services.service_keys import revoke_service_key
 
+    runtime = _store(_settings())
     try:
-        revoke_service_key(open_runtime(_settings()), cli_principal(), key_id)
+        revoke_service_key(runtime, cli_principal(), key_id)
     except AuthzError as exc:
         raise _fail(exc.detail) from None
     typer.echo(f"revoked {key_id}")
 
 
-def _require_secret_keys(settings: Settings) -> None:
+def _require_secret_keys(settings: Settings) -> "KeyRing":
     """Stop with a clear message (not a traceback) when the backend-token keys are missing or invalid."""
     from authz.secrets import SecretKeyError, load_key_ring
 
     try:
-        load_key_ring(settings)
+        return load_key_ring(settings)
     except SecretKeyError as exc:
         raise _fail(f"cannot start: {exc}") from None
 
@@ -352,14 +385,11 @@ def secrets_new_key() -> None:
 def secrets_rotate() -> None:
     """Re-encrypt every stored backend token with the newest key (the first of AUTHZ_SECRET_KEYS)."""
     from contextlib import ExitStack
-    from typing import Any
 
-    from authz.bootstrap import open_runtime
     from authz.services.backend_tokens import rotate_backend_tokens
 
     settings = _settings()
-    _require_secret_keys(settings)
-    runtime = open_runtime(settings)
+    runtime = _store(settings, key_ring=_require_secret_keys(settings))
     with ExitStack() as stack:
         bars: list[Any] = []
 
@@ -389,7 +419,9 @@ app.add_typer(routes_app, name="routes")
 def routes_test(
     method: Annotated[str, typer.Argument(help="HTTP method of the request, e.g. DELETE")],
     path: Annotated[str, typer.Argument(help="its path, e.g. /algorithms/grover (a query string is ignored)")],
-    directory: Annotated[Path | None, typer.Option("--dir", help="policy directory (default: AUTHZ_POLICY_DIR)")] = None,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="policy directory (default: AUTHZ_POLICY_DIR)")
+    ] = None,
 ) -> None:
     """Show what a request maps to through the route file (offline); exit 1 if forward-auth refuses it outright."""
     from authz.policy.routes import load_routes, validated_id
@@ -415,9 +447,10 @@ def routes_test(
         context = f"path parameter {{{route.context_param}}} = {match.context}"
     else:
         context = "X-Account-Context (personal by default)"
+    instance = f":{match.resource_id}" if match.resource_id is not None else " (type-level)"
     typer.echo(f"{request}\n"
                f"  route:    {route.name}  ({route.where})\n"
-               f"  resource: {match.resource_type}{':' + match.resource_id if match.resource_id is not None else ' (type-level)'}\n"
+               f"  resource: {match.resource_type}{instance}\n"
                f"  action:   {match.action}\n"
                f"  context:  {context}")
 
@@ -449,15 +482,15 @@ def orgs_list(
     """Every organization with its state (active or archived), members and resources."""
     import json
 
-    from authz.bootstrap import open_runtime
     from authz.services import lifecycle
 
-    summaries = lifecycle.list_all(open_runtime(_settings()), archived_only=archived)
+    summaries = lifecycle.list_all(_store(_settings()), archived_only=archived)
     if as_json:
         typer.echo(json.dumps([s.to_json() for s in summaries], indent=2))
         return
     for s in summaries:
-        state = f"archived {s.archived_at:%Y-%m-%d}, purge after {s.purge_after:%Y-%m-%d}" if s.archived_at else "active"
+        state = (f"archived {s.archived_at:%Y-%m-%d}, purge after {s.purge_after:%Y-%m-%d}" if s.archived_at
+                 else "active")
         typer.echo(f"{s.id}  {s.name}  {state}  members={s.members} resources={s.resources}")
     if not summaries:
         typer.echo("no organizations", err=True)
@@ -466,11 +499,11 @@ def orgs_list(
 @orgs_app.command("show")
 def orgs_show(org_id: OrgArg, as_json: JsonOpt = False) -> None:
     """One organization: state, owners, counts."""
-    from authz.bootstrap import open_runtime
     from authz.services import lifecycle
 
+    runtime = _store(_settings())
     try:
-        summary = lifecycle.show(open_runtime(_settings()), org_id)
+        summary = lifecycle.show(runtime, org_id)
     except AuthzError as exc:
         raise _fail(exc.detail) from None
     _print_org(summary, as_json)
@@ -480,10 +513,9 @@ def _org_command(action: str, org_id: str, as_json: bool, **options: bool) -> No
     """archive, restore or purge ORG_ID as the operator (audited as cli:admin)."""
     import json
 
-    from authz.bootstrap import open_runtime
     from authz.services import lifecycle, organizations
 
-    runtime = open_runtime(_settings())
+    runtime = _store(_settings())  # the operator needs no role, so no decision: rows only
     try:
         if action == "archive":
             revision = organizations.delete_organization(runtime, cli_principal(), org_id).revision
@@ -515,7 +547,9 @@ def orgs_restore(org_id: OrgArg, as_json: JsonOpt = False) -> None:
 
 @orgs_app.command("purge")
 def orgs_purge(
-    org_id: Annotated[str | None, typer.Argument(help="an archived organization; without it: every one past the retention")] = None,
+    org_id: Annotated[
+        str | None, typer.Argument(help="an archived organization; without it: every one past the retention")
+    ] = None,
     now: Annotated[bool, typer.Option("--now", help="purge ORG_ID before its retention ends")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -527,11 +561,12 @@ def orgs_purge(
         return
     if now:
         raise _fail("--now needs an ORG_ID")
-    from authz.bootstrap import open_runtime
     from authz.services import lifecycle
 
-    purged = lifecycle.purge_due(open_runtime(_settings()), cli_principal(), limit=10_000)
-    typer.echo(json.dumps({"purged": purged}) if as_json else "\n".join(f"purged {p}" for p in purged) or "nothing to purge")
+    purged = lifecycle.purge_due(_store(_settings()), cli_principal(), limit=10_000)
+    typer.echo(
+        json.dumps({"purged": purged}) if as_json else "\n".join(f"purged {p}" for p in purged) or "nothing to purge"
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -122,7 +122,8 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _no_dev_login_in_production(self) -> "Settings":
         if self.dev_login and self.env == "production":
-            raise ValueError("AUTHZ_DEV_LOGIN must not be set with AUTHZ_ENV=production: it lets anyone sign in as anyone")
+            raise ValueError("AUTHZ_DEV_LOGIN must not be set with AUTHZ_ENV=production: "
+                             "it lets anyone sign in as anyone")
         return self
 
     @property

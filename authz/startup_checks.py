@@ -73,31 +73,42 @@ def _check_database_url(url: str) -> None:
         raise SettingUnusable("AUTHZ_DATABASE_URL", "is not a database URL "
                               "(sqlite:///path/authz.db or postgresql+psycopg://user@host/db)") from None
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        raise SettingUnusable("AUTHZ_DATABASE_URL", f"{parsed.get_backend_name()} is not supported (sqlite or postgresql)")
+        raise SettingUnusable(
+            "AUTHZ_DATABASE_URL", f"{parsed.get_backend_name()} is not supported (sqlite or postgresql)"
+        )
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         folder = Path(parsed.database).parent
         if not folder.is_dir():
-            raise SettingUnusable("AUTHZ_DATABASE_URL", f"the directory of the SQLite file, {_shown(folder)}, does not exist")
+            raise SettingUnusable(
+                "AUTHZ_DATABASE_URL", f"the directory of the SQLite file, {_shown(folder)}, does not exist"
+            )
         if not os.access(folder, os.W_OK):
-            raise SettingUnusable("AUTHZ_DATABASE_URL", f"the directory of the SQLite file, {_shown(folder)}, is not writable")
+            raise SettingUnusable(
+                "AUTHZ_DATABASE_URL", f"the directory of the SQLite file, {_shown(folder)}, is not writable"
+            )
 
 
 def _check_policy_model(path: Path) -> None:
     from authz.policy.model import build_enforcer
 
     if not path.is_file():
-        raise SettingUnusable("AUTHZ_POLICY_MODEL", f"{_shown(path)} is not a file "
-                              "(unset it to use the model shipped with authz)")
+        raise SettingUnusable(
+            "AUTHZ_POLICY_MODEL", f"{_shown(path)} is not a file (unset it to use the model shipped with authz)"
+        )
     try:
         build_enforcer(path, [])
     except Exception as exc:  # noqa: BLE001 - pycasbin raises many kinds for a bad model
-        raise SettingUnusable("AUTHZ_POLICY_MODEL", f"{_shown(path)} is not a Casbin model ({type(exc).__name__})") from None
+        raise SettingUnusable(
+            "AUTHZ_POLICY_MODEL", f"{_shown(path)} is not a Casbin model ({type(exc).__name__})"
+        ) from None
 
 
 def _check_policy_dir(path: Path) -> None:
     if not path.is_dir():
-        raise SettingUnusable("AUTHZ_POLICY_DIR", f"{_shown(path)} is not a directory "
-                              "(it holds roles.yaml, permissions.yaml and routes.yaml)")
+        raise SettingUnusable(
+            "AUTHZ_POLICY_DIR",
+            f"{_shown(path)} is not a directory (it holds roles.yaml, permissions.yaml and routes.yaml)",
+        )
     if not os.access(path, os.R_OK | os.X_OK):
         raise SettingUnusable("AUTHZ_POLICY_DIR", f"{_shown(path)} is not readable")
     from authz.policy.loader import load_policy_dir
@@ -126,8 +137,9 @@ def _check_ca_file(path: Path) -> None:
     try:
         ssl.create_default_context(cafile=str(path))
     except (OSError, ssl.SSLError) as exc:
-        raise SettingUnusable("AUTHZ_SMTP_CA_FILE", f"{_shown(path)} is not a readable PEM CA file "
-                              f"({type(exc).__name__})") from None
+        raise SettingUnusable(
+            "AUTHZ_SMTP_CA_FILE", f"{_shown(path)} is not a readable PEM CA file ({type(exc).__name__})"
+        ) from None
 
 
 def _check_key_file(path: Path) -> None:

@@ -38,7 +38,7 @@ def bench_settings(database_url: str, **overrides: Any) -> Settings:
         "log_level": "WARNING",
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,10 @@ class LoadResult:
 class _Revision:
     """The rows and changelog delta of one bulk revision."""
 
-    organizations: list[Row]
-    memberships: list[Row]
-    rules: list[Row]
-    resources: list[Row]
+    organizations: Sequence[Row]
+    memberships: Sequence[Row]
+    rules: Sequence[Row]
+    resources: Sequence[Row]
     delta: list[dict[str, Any]]
     detail: dict[str, int]
 
@@ -74,7 +74,9 @@ def bulk_load(database_url: str, dataset: Dataset, *, orgs_per_revision: int = 1
     revisions = 0
     try:
         for n, low in enumerate(range(0, shape.orgs, orgs_per_revision)):
-            writer.write(_org_revision(dataset, range(low, min(low + orgs_per_revision, shape.orgs)), by_chunk[n], now), now)
+            writer.write(
+                _org_revision(dataset, range(low, min(low + orgs_per_revision, shape.orgs)), by_chunk[n], now), now
+            )
             revisions += 1
         if shape.resource_roles:
             writer.write(_resource_role_revision(dataset), now)
@@ -116,7 +118,8 @@ def _resource_role_revision(dataset: Dataset) -> _Revision:
     return _Revision([], [], rules, [], delta, {"resource_roles": len(rules)})
 
 
-ORG_COLUMNS = "id, name, billing_line1, billing_line2, billing_postal_code, billing_city, billing_country, created_by, created_at, updated_at"
+ORG_COLUMNS = ("id, name, billing_line1, billing_line2, billing_postal_code, billing_city, billing_country, "
+               "created_by, created_at, updated_at")
 RESOURCE_COLUMNS = "type, id, context, created_by, created_at"
 
 
@@ -166,7 +169,9 @@ class _SqliteWriter:
     def __init__(self, database: Any, now: datetime) -> None:
         self.connection = database.engine.raw_connection()
         self.revision = 0
-        self.stamp = Organization.__table__.c.created_at.type.bind_processor(database.engine.dialect)(now)
+        to_database = Organization.__table__.c.created_at.type.bind_processor(database.engine.dialect)
+        assert to_database is not None, "UtcDateTime converts datetimes"
+        self.stamp = to_database(now)
 
     def write(self, rev: _Revision, now: datetime) -> None:
         stamp = self.stamp
@@ -207,6 +212,3 @@ class _SqliteWriter:
 
     def close(self) -> None:
         self.connection.close()
-
-
-

@@ -21,8 +21,6 @@ from pathlib import Path
 import httpx
 from sqlalchemy import insert, update
 
-from bench import server
-from bench.report import Figure, Report
 from authz.bootstrap import open_runtime
 from authz.domain.principal import Principal, cli_principal
 from authz.services.members import add_member
@@ -30,12 +28,14 @@ from authz.services.organizations import create_organization
 from authz.services.service_keys import create_service_key
 from authz.settings import Settings
 from authz.store.tables import ChangelogEntry, RevisionCounter
+from bench import server
+from bench.report import Figure, Report
 
 BILLING = {"line1": "1 Qubit Way", "postal_code": "10115", "city": "Berlin", "country": "DE"}
 
 
 def _settings(database_url: str) -> Settings:
-    return Settings(_env_file=None, env="test", database_url=database_url,  # type: ignore[call-arg]
+    return Settings(_env_file=None, env="test", database_url=database_url,
                     policy_dir=server.ROOT / "policies", policy_model=server.ROOT / "policy_model.conf",
                     jwt_secret=server.JWT_SECRET, mail_sender=False)
 

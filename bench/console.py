@@ -25,7 +25,7 @@ LIMIT_MS = 50.0  # issue 13: page render p95 at 1M memberships
 
 
 def run(report: Report, database_url: str, dataset: Dataset, *, quick: bool) -> None:
-    settings = Settings(  # type: ignore[call-arg]
+    settings = Settings(
         _env_file=None, env="test", database_url=database_url, policy_dir=ROOT / "policies",
         policy_model=ROOT / "policy_model.conf", session_secret="bench-console-session", secret_keys=new_key(),
         mail_sender=False, log_level="WARNING",

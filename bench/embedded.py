@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from authz_client import AuthzClient, LocalDecisions
-
 from bench import server
 from bench.dataset import Dataset, org_id, user_id
 from bench.inproc import _percentiles, _time_calls
@@ -91,7 +90,7 @@ def run(report: Report, database_url: str, dataset: Dataset, workdir: Path, *, q
 def _time_local(check: Callable[..., bool], calls: Sequence[tuple[str, tuple[str, str], str]]) -> list[int]:
     """As `_time_calls`, with `subject` passed by keyword as an application would."""
     clock = time.perf_counter_ns
-    out = []
+    out: list[int] = []
     append = out.append
     gc.disable()
     try:
@@ -106,7 +105,7 @@ def _time_local(check: Callable[..., bool], calls: Sequence[tuple[str, tuple[str
 
 def _time_http(client: AuthzClient, asked: Sequence[Any]) -> list[int]:
     clock = time.perf_counter_ns
-    out = []
+    out: list[int] = []
     for q in asked:
         started = clock()
         client.check(q.action, (q.resource_type, q.resource_id), subject=q.user)

@@ -48,7 +48,8 @@ def run(report: Report, database_url: str, dataset: Dataset, workdir: Path, *, q
     with server.noop_serve(port, workdir / "noop.log") as noop:
         wrk.run_wrk(noop.url + "/v1/check", single, connections=CONNECTIONS, seconds=1)  # warm-up
         results["noop_before"] = wrk.run_wrk(noop.url + "/v1/check", single, connections=CONNECTIONS, seconds=seconds)
-        results["noop_floor"] = wrk.run_wrk(noop.url + "/v1/check-floor", single, connections=CONNECTIONS, seconds=seconds)
+        results["noop_floor"] = wrk.run_wrk(noop.url + "/v1/check-floor", single, connections=CONNECTIONS,
+                                            seconds=seconds)
     port = server.free_port()
     # Waits long enough that the waiting checks stay parked while the other endpoint is timed.
     with server.authz_serve(database_url, port, workdir / "authz-http.log", AUTHZ_MIN_REVISION_WAIT="30") as authz:
@@ -73,12 +74,13 @@ def run(report: Report, database_url: str, dataset: Dataset, workdir: Path, *, q
     report.add(Figure("HTTP /v1/check p99", check.p99_ms, "ms", noop_p99, "no-op FastAPI endpoint p99", limit=1.2))
     floor = results["noop_floor"]
     report.add(Figure("HTTP /v1/check throughput vs pre-serialized no-op", check.requests_per_s, "req/s",
-                      floor.requests_per_s, "no-op returning bytes", note="reported: the floor under any FastAPI route"))
+                      floor.requests_per_s, "no-op returning bytes",
+                      note="reported: the floor under any FastAPI route"))
     report.add(Figure("HTTP /v1/check/batch decisions/s", results["batch"].requests_per_s * BATCH, "decisions/s",
                       limit=100_000, at_least=True, note=f"{BATCH} checks per request"))
     waiting = results["waiting"]
-    report.add(Figure(f"HTTP /v1/list-subjects p50 while {WAITING} checks wait for a revision", waiting["during_p50_ms"],
-                      "ms", waiting["alone_p50_ms"], "the same alone", limit=1.5,
+    report.add(Figure(f"HTTP /v1/list-subjects p50 while {WAITING} checks wait for a revision",
+                      waiting["during_p50_ms"], "ms", waiting["alone_p50_ms"], "the same alone", limit=1.5,
                       note=f"{waiting['requests']} requests each way; checks still waiting at the end: "
                            f"{waiting['still_waiting']}"))
     report.sections["http"] = {name: r.as_json() if isinstance(r, wrk.WrkResult) else r for name, r in results.items()}

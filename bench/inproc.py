@@ -17,11 +17,11 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import casbin
-from authz_client.decisions.index import DecisionIndex
 
 from authz.engine.replica import Replica
 from authz.policy.model import casbin_request, domain_matches
 from authz.store.database import Database
+from authz_client.decisions.index import DecisionIndex
 from bench.bulk_load import ROOT
 from bench.dataset import Dataset, org_id, user_id
 from bench.report import Figure, Report
@@ -65,7 +65,8 @@ def run(report: Report, database_url: str, dataset: Dataset, *, quick: bool) -> 
     report.add(Figure(
         "in-process check mean vs pycasbin enforce() mean", casbin["check_mean_us"], "µs",
         casbin["casbin_mean_us"], "pycasbin enforce() mean", limit=1 / 50,
-        note=f"pycasbin {casbin['speedup']:.0f}× slower; {casbin['mismatches']} disagreements in {casbin['questions']} questions",
+        note=f"pycasbin {casbin['speedup']:.0f}× slower; "
+             f"{casbin['mismatches']} disagreements in {casbin['questions']} questions",
     ))
     _snapshots(report, index, dataset, quick=quick)
     report.sections["in_process"] = {
@@ -91,7 +92,7 @@ def _baseline_table(dataset: Dataset) -> dict[tuple[str, str], str]:
 
 def _time_calls(fn: Callable[..., Any], calls: Sequence[tuple[Any, ...]]) -> list[int]:
     clock = time.perf_counter_ns
-    out = []
+    out: list[int] = []
     append = out.append
     gc.disable()
     try:

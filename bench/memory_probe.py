@@ -6,10 +6,10 @@ A fresh process gives clean numbers for "memory per 100k memberships"; it prints
 import json
 import sys
 
-from authz_client.decisions.index import DecisionIndex
-
-from authz.engine.snapshot import bulk_allocation, load_index
+from authz.engine.snapshot import load_index
 from authz.store.database import Database
+from authz_client.decisions.index import DecisionIndex
+from authz_client.decisions.stream import bulk_allocation
 from bench.server import rss_mb
 
 

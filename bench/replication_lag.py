@@ -17,7 +17,8 @@ from pathlib import Path
 
 from authz.bootstrap import open_runtime
 from tests.conftest import BILLING, add_member, auth, make_settings
-from tests.replicas.cluster import Cluster, create_database, drop_database
+from tests.postgres import create_database, drop_database
+from tests.replicas.cluster import Cluster
 
 
 def percentile(values: list[float], p: float) -> float:

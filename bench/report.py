@@ -56,7 +56,9 @@ class Figure:
         base = f"{_fmt(self.baseline)} {self.unit} ({self.baseline_name})" if self.baseline is not None else "-"
         ratio = f"{self.ratio:.3g}" if self.ratio is not None else "-"
         verdict = {True: "held", False: "NOT HELD", None: ""}[self.held]
-        return f"{self.name}: {_fmt(self.value)} {self.unit}, baseline {base}, ratio {ratio}  [{self.target()}] {verdict}"
+        return (
+            f"{self.name}: {_fmt(self.value)} {self.unit}, baseline {base}, ratio {ratio}  [{self.target()}] {verdict}"
+        )
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -84,12 +86,14 @@ class Report:
             "python": platform.python_version(),
             "platform": platform.platform(),
             "cpus": _cpus(),
-            "note": "2 cores shared with other engineers running tests: absolute figures drift; ratios are within one run",
+            "note": "2 cores shared with other engineers running tests: absolute figures drift; "
+                    "ratios are within one run",
         }
+        duration_s = round(time.time() - self.started, 1)
         payload = {
             "quick": self.quick,
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
-            "duration_s": round(time.time() - self.started, 1),
+            "duration_s": duration_s,
             "machine": machine,
             "figures": [f.as_json() for f in self.figures],
             "sections": self.sections,
@@ -97,7 +101,7 @@ class Report:
         json_path = directory / "latest.json"
         json_path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
         md_path = directory / "latest.md"
-        md_path.write_text(self.markdown(machine, payload["duration_s"]), encoding="utf-8")
+        md_path.write_text(self.markdown(machine, duration_s), encoding="utf-8")
         return json_path, md_path
 
     def markdown(self, machine: dict[str, Any], duration: float) -> str:

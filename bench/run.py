@@ -13,6 +13,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from bench import change_feed, console, embedded, http, inproc, memory, sidecar, startup, workers, writes
 from bench.bulk_load import bulk_load
@@ -20,6 +21,7 @@ from bench.dataset import FULL, QUICK, Dataset
 from bench.postgres import postgres_database
 from bench.report import Figure, Report
 
+T = TypeVar("T")
 FIGURES = ("inproc", "http", "writes", "memory", "feed", "sidecar", "embedded", "workers", "postgres", "console")
 
 
@@ -86,7 +88,7 @@ def _postgres(report: Report, dataset: Dataset, workdir: Path, *, quick: bool) -
         _guard(report, "writes postgres", lambda: writes.run(report, "PostgreSQL", url, dataset, workdir, quick=quick))
 
 
-def _timed(fn: Callable[[], object]) -> tuple[object, float]:
+def _timed(fn: Callable[[], T]) -> tuple[T, float]:
     started = time.perf_counter()
     result = fn()
     return result, time.perf_counter() - started

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,13 +99,15 @@ def serve(command: list[str], env: dict[str, str], port: int, log_path: Path, *,
             _stop(process)
 
 
-def authz_serve(database_url: str, port: int, log_path: Path, *, workers: int = 1, **env: str) -> "contextmanager[Server]":  # type: ignore[type-arg]
+def authz_serve(
+    database_url: str, port: int, log_path: Path, *, workers: int = 1, **env: str
+) -> AbstractContextManager[Server]:
     command = [str(ROOT / ".venv/bin/authz") if (ROOT / ".venv/bin/authz").exists() else "authz",
                "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)]
     return serve(command, authz_env(database_url, **env), port, log_path)
 
 
-def noop_serve(port: int, log_path: Path) -> "contextmanager[Server]":  # type: ignore[type-arg]
+def noop_serve(port: int, log_path: Path) -> AbstractContextManager[Server]:
     command = [sys.executable, "-m", "bench.noop_app", "--port", str(port)]
     return serve(command, dict(os.environ), port, log_path, ready_path="/healthz")
 

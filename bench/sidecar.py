@@ -24,9 +24,9 @@ from typing import Any
 
 import httpx
 import orjson
-from authz_client.decisions import stream
 
 from authz.engine import transfer
+from authz_client.decisions import stream
 from bench import server, wrk
 from bench.clients import percentile, user_headers
 from bench.dataset import Dataset
@@ -100,7 +100,8 @@ def run(report: Report, database_url: str, dataset: Dataset, workdir: Path, *, q
             for name, pair in runs.items():
                 results[name] = wrk.WrkResult(
                     statistics.fmean(r.requests_per_s for r in pair), statistics.fmean(r.p50_ms for r in pair),
-                    statistics.fmean(r.p99_ms for r in pair), sum(r.requests for r in pair), sum(r.errors for r in pair))
+                    statistics.fmean(r.p99_ms for r in pair), sum(r.requests for r in pair),
+                    sum(r.errors for r in pair))
             results["lag"] = _lag(central.url, sidecar.url, count=300 if quick else 1000)
     c, s = results["central"], results["sidecar"]
     note = f"{CONNECTIONS} connections, {seconds:.0f} s each; errors: {c.errors + s.errors}"
@@ -126,7 +127,7 @@ def _lag(central: str, sidecar: str, *, count: int) -> dict[str, float]:
     interval = 1.0 / WRITES_PER_S
     headers = user_headers("lag-writer")
     tag = os.getpid()
-    written: "queue.Queue[tuple[int, int, float] | None]" = queue.Queue()
+    written: queue.Queue[tuple[int, int, float] | None] = queue.Queue()
     lags: list[float] = []
     failures: list[str] = []
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import httpx
 
 from bench import server
+from bench.clients import MemberWriter
 from bench.dataset import Dataset
 from bench.report import Figure, Report
-from bench.clients import MemberWriter
 from bench.writes import member_rounds
 
 

@@ -28,7 +28,7 @@ BODY = b'{"subject": "alice", "action": "read", "resource": {"type": "algorithm"
 
 
 class _Drop(SpanExporter):
-    def export(self, spans: Any) -> SpanExportResult:  # noqa: ARG002
+    def export(self, spans: Any) -> SpanExportResult:
         return SpanExportResult.SUCCESS
 
 

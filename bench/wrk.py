@@ -67,9 +67,9 @@ def run_wrk(url: str, script: Path, *, connections: int, seconds: float, threads
 
 
 def parse(output: str) -> WrkResult:
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    rps = float(_found(r"Requests/sec:\s+([\d.]+)", output)[0])
     distribution = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", output, re.MULTILINE))
-    requests = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    requests = int(_found(r"(\d+) requests in", output)[0])
     errors = 0
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if non_2xx:
@@ -80,6 +80,14 @@ def parse(output: str) -> WrkResult:
     return WrkResult(rps, _ms(distribution["50"]), _ms(distribution["99"]), requests, errors)
 
 
+def _found(pattern: str, text: str, *, whole: bool = False) -> tuple[str, ...]:
+    """The groups of `pattern` in wrk's output; a format wrk no longer prints is an error that says so."""
+    match = re.fullmatch(pattern, text) if whole else re.search(pattern, text)
+    if match is None:
+        raise ValueError(f"wrk's output has no {pattern!r}:\n{text}")
+    return match.groups()
+
+
 def _ms(value: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(\w+)", value).groups()  # type: ignore[union-attr]
+    number, unit = _found(r"([\d.]+)(\w+)", value, whole=True)
     return float(number) * _UNITS[unit]

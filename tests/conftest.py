@@ -152,7 +152,7 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "sync_poll_interval": 0.2,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture

@@ -126,7 +126,11 @@ def password_authenticator(user: str, password: str) -> Any:
     """An aiosmtpd authenticator accepting exactly one login."""
 
     def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
-        ok = isinstance(auth_data, LoginPassword) and auth_data.login == user.encode() and auth_data.password == password.encode()
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login == user.encode()
+            and auth_data.password == password.encode()
+        )
         return AuthResult(success=ok, handled=False)
 
     return authenticate

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.datastructures import FormData
 from starlette.responses import Response
 
-from api.console.web import ContextChoice, ConsoleRoute, Page, csrf_form, field_errors, problem_of, with_query
+from api.console.web import ConsoleRoute, ContextChoice, Page, csrf_form, field_errors, problem_of, with_query
 from authz.domain import ids
 from authz.domain.errors import AuthzError, Invalid, NotFound
 from authz.services import backend_tokens, resources

@@ -65,8 +65,8 @@ def oidc_callback(request: Request) -> Response:
             raise SignInFailed("this sign-in has expired; please sign in again") from None
         identity = page.console.oidc.finish(pending, dict(request.query_params))
     except SignInFailed as exc:
-        response = page.render("signin.html", status=400, next=local_path(pending.get("next", "/")), oidc=True,
-                               error=str(exc), values={}, errors={})
+        response: Response = page.render("signin.html", status=400, next=local_path(pending.get("next", "/")),
+                                          oidc=True, error=str(exc), values={}, errors={})
         response.delete_cookie(STATE_COOKIE, path=CALLBACK_PATH)
         return response
     page.session = page.console.codec.signed_in(identity.user_id, identity.email, identity.email_verified, "oidc")

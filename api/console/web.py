@@ -8,15 +8,15 @@ import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from api.console.oidc import OidcSignIn
@@ -31,6 +31,7 @@ from authz.services import organizations
 from authz.services.runtime import Runtime
 from authz.settings import Settings
 
+R = TypeVar("R", bound=Response)
 log = logging.getLogger("authz.console")
 TEMPLATES = Path(__file__).parent / "templates"
 # Pages are the user's own data: never cached, never framed, no third-party anything.
@@ -133,7 +134,7 @@ class Page:
     def _header_contexts(self) -> list[ContextChoice]:
         try:
             return self.contexts()
-        except Exception:  # noqa: BLE001 - e.g. the database is down: the page still renders, without it
+        except Exception:  # e.g. the database is down: the page still renders, without it
             log.warning("the account drop-down could not be filled", exc_info=True)
             return []
 
@@ -171,7 +172,7 @@ class Page:
         response = RedirectResponse(local_path(url), status_code=303)
         return self.finish(response)
 
-    def finish(self, response: Response) -> Any:
+    def finish(self, response: R) -> R:
         self.console.codec.write(self.request, response, self.session)
         provider = ""
         if self.console.oidc is not None:
@@ -254,7 +255,7 @@ class ConsoleRoute(APIRoute):
                 return error_page(request, 422, "Invalid request", f"invalid value for: {fields or 'the request'}")
             except StarletteHTTPException:
                 raise  # the framework's own answers (e.g. an unreadable form body)
-            except Exception:  # noqa: BLE001 - a page, not a stack trace; the log has the details
+            except Exception:  # a page, not a stack trace; the log has the details
                 log.exception("console page failed", extra={"route": request.url.path})
                 return error_page(request, 500, "Something went wrong",
                                   "an internal error occurred; it has been logged. Please try again.")

@@ -17,9 +17,9 @@ from api.deps import problems
 from api.media_types import is_json
 from api.staleness import require_fresh
 from authz.domain.errors import Invalid, Malformed
+from authz.engine.replica import Snapshot
 from authz.services import authzen
 from authz.services.decisions import DEFAULT_LISTING_PAGE, MAX_BATCH, MAX_LISTING_PAGE
-from authz.engine.replica import Snapshot
 from authz.services.runtime import Runtime
 
 M = TypeVar("M", bound=BaseModel)
@@ -222,9 +222,9 @@ async def search_subject(request: Request) -> Response:
     snapshot = _snapshot(runtime)
     revision = snapshot.revision
     limit, token = _page(body.page)
-    found = authzen.search_subjects(snapshot, principal, cursors=runtime.cursors, subject_type=body.subject.type, action=body.action.name,
-                                    resource_type=body.resource.type, resource_id=body.resource.id,
-                                    limit=limit, token=token)
+    found = authzen.search_subjects(snapshot, principal, cursors=runtime.cursors, subject_type=body.subject.type,
+                                    action=body.action.name, resource_type=body.resource.type,
+                                    resource_id=body.resource.id, limit=limit, token=token)
     return _search_answer(found, revision)
 
 
@@ -238,9 +238,9 @@ async def search_resource(request: Request) -> Response:
     snapshot = _snapshot(runtime)
     revision = snapshot.revision
     limit, token = _page(body.page)
-    found = authzen.search_resources(snapshot, principal, cursors=runtime.cursors, subject_type=body.subject.type, subject_id=body.subject.id,
-                                     action=body.action.name, resource_type=body.resource.type,
-                                     limit=limit, token=token)
+    found = authzen.search_resources(snapshot, principal, cursors=runtime.cursors, subject_type=body.subject.type,
+                                     subject_id=body.subject.id, action=body.action.name,
+                                     resource_type=body.resource.type, limit=limit, token=token)
     return _search_answer(found, revision)
 
 

@@ -70,7 +70,9 @@ def delete_my_token(provider: str, runtime: RuntimeDep, principal: UserDep) -> R
 
 @router.post("/v1/backend-tokens/resolve", response_model=ResolvedTokenOut,
              responses=problems(400, 401, 403, 404, 413, 422, 503))
-def resolve_token(body: ResolveBody, runtime: RuntimeDep, principal: PrincipalDep, response: Response) -> ResolvedTokenOut:
+def resolve_token(
+    body: ResolveBody, runtime: RuntimeDep, principal: PrincipalDep, response: Response
+) -> ResolvedTokenOut:
     """For a service key with `tokens:resolve`: the secret, when the user may `use` it there. Audited."""
     token = backend_tokens.resolve_backend_token(runtime, principal, body.user_id, body.context, body.provider)
     response.headers["Cache-Control"] = "no-store"

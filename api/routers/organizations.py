@@ -32,7 +32,9 @@ def _member(view: MemberView) -> MemberOut:
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=OrganizationOut,
              responses=problems(400, 401, 403, 413, 422, 503))
-def create_organization(body: OrganizationCreate, runtime: RuntimeDep, principal: UserDep, response: Response) -> OrganizationOut:
+def create_organization(
+    body: OrganizationCreate, runtime: RuntimeDep, principal: UserDep, response: Response
+) -> OrganizationOut:
     written = organizations.create_organization(
         runtime, principal, body.name, body.billing_address.model_dump(exclude_none=True)
     )

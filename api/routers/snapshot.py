@@ -23,7 +23,9 @@ async def read_snapshot(
     principal: PrincipalDep,
     part: Annotated[Literal["service_keys"] | None,
                     Query(description="only the service-key hashes (what a follower re-reads on a key change)")] = None,
-    min_revision: Annotated[int | None, Query(ge=0, description="wait (briefly) until this replica has it, else 503")] = None,
+    min_revision: Annotated[
+        int | None, Query(ge=0, description="wait (briefly) until this replica has it, else 503")
+    ] = None,
 ) -> StreamingResponse:
     """Rules, memberships, resources, per-resource roles, the policy and service-key hashes at one revision.
 

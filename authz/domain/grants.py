@@ -9,10 +9,9 @@ sweeper then removes the rule as a revision of its own.
 
 from datetime import UTC, datetime
 
+from authz.domain.errors import Invalid
 from authz_client.decisions.grants import EXPIRY_FORMAT as EXPIRY_FORMAT
 from authz_client.decisions.grants import expiry_epoch as expiry_epoch  # the decision index reads expiries too
-
-from authz.domain.errors import Invalid
 
 LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 

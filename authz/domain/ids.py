@@ -9,9 +9,8 @@ import re
 import secrets
 from typing import Final
 
-from authz_client.decisions import ids as index_ids
-
 from authz.domain.errors import Invalid
+from authz_client.decisions import ids as index_ids
 
 # Spelled as the decision index spells them in rules: one definition, shared with the client's embedded mode.
 ALL_DOMAINS: Final = index_ids.ALL_DOMAINS

@@ -10,12 +10,11 @@ file before a snapshot is installed.
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from authz.engine import transfer
+from authz.engine.replica import Replica, ServiceKeyRecord, Snapshot
 from authz_client.decisions import stream
 from authz_client.decisions.feed import FeedFollower, UpstreamRefused
 from authz_client.decisions.stream import StreamSnapshot
-
-from authz.engine import transfer
-from authz.engine.replica import Replica, ServiceKeyRecord, Snapshot
 
 
 class ReplicaFeed:

@@ -54,7 +54,7 @@ class Follower:
                 log.warning("cannot read the changelog: the database is unreachable (%s)", _cause(exc))
             self.replica.last_sync_error = "database unreachable"
             return
-        except Exception:  # noqa: BLE001 - a bad row must not kill the thread; staleness will show it
+        except Exception:  # a bad row must not kill the thread; staleness will show it
             if not was_failing:
                 log.exception("cannot apply the changelog after revision %d", self.replica.revision)
             self.replica.last_sync_error = "changelog apply failed"

@@ -21,8 +21,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from authz_client.decisions.index import Clock, DecisionIndex, IndexEditor
-from authz_client.decisions.stream import bulk_allocation
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -30,6 +28,8 @@ from authz.engine.snapshot import load_index
 from authz.policy.document import PolicyDocument
 from authz.store.database import Database
 from authz.store.tables import ChangelogEntry, PolicyState, RevisionCounter, ServiceKey
+from authz_client.decisions.index import Clock, DecisionIndex, IndexEditor
+from authz_client.decisions.stream import bulk_allocation
 
 log = logging.getLogger("authz.replica")
 

@@ -12,8 +12,10 @@ the general `add_rule` path, so the result is the one `add_rule` would build.
 from collections.abc import Iterator
 from typing import Any
 
-from authz_client.decisions.index import IndexEditor
+import psycopg
 from sqlalchemy.orm import Session
+
+from authz_client.decisions.index import IndexEditor
 
 FETCH_ROWS = 5_000
 
@@ -60,6 +62,7 @@ def stream_rows(session: Session, sql: str, *, is_postgres: bool) -> Iterator[tu
     assert driver_connection is not None
     if is_postgres:
         cursor = driver_connection.cursor(name="authz_snapshot")  # server-side: never all rows in memory
+        assert isinstance(cursor, psycopg.ServerCursor)
         cursor.itersize = FETCH_ROWS
     else:
         cursor = driver_connection.cursor()

@@ -16,16 +16,16 @@ and resources, end) is described where it is read, `authz_client.decisions.strea
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from authz_client.decisions import stream
-from authz_client.decisions.index import GROUP_SEPARATOR, Clock
-from authz_client.decisions.stream import FORMAT
 
 from authz.domain.grants import expiry_value
 from authz.engine.replica import ServiceKeyRecord, Snapshot
 from authz.policy.document import PolicyDocument
+from authz_client.decisions import stream
+from authz_client.decisions.index import GROUP_SEPARATOR, Clock
+from authz_client.decisions.stream import FORMAT
 
 CHUNK_BYTES = 256 * 1024  # lines are joined into chunks of about this size (fewer writes)
 
@@ -54,9 +54,9 @@ def dump(snapshot: Snapshot, *, only_service_keys: bool = False) -> Iterator[byt
         for subject, grant in grants.items():
             if grant.__class__ is str:
                 plain.append(subject)
-                plain.append(grant)  # type: ignore[arg-type]
+                plain.append(grant)
             else:
-                role, expires = grant  # type: ignore[misc]
+                role, expires = cast(tuple[str, float], grant)  # a grant that ends
                 rules.append(["g", subject, role, domain, expiry_value(datetime.fromtimestamp(expires, UTC))])
         if plain:
             grouped.append((domain, plain))

@@ -178,7 +178,9 @@ class OutboxSender:
     @staticmethod
     def _still_pending(session: Session, message_id: int) -> OutboxMessage | None:
         return session.scalar(
-            select(OutboxMessage).where(OutboxMessage.id == message_id, OutboxMessage.status == PENDING).with_for_update()
+            select(OutboxMessage)
+            .where(OutboxMessage.id == message_id, OutboxMessage.status == PENDING)
+            .with_for_update()
         )
 
     # ---- the background thread ---------------------------------------------------------

@@ -14,6 +14,7 @@ from email.utils import formatdate, make_msgid
 from typing import Protocol
 
 from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
 
 from authz.settings import Settings
 
@@ -98,7 +99,9 @@ class SmtpTransport:
     def send(self, mail: Mail) -> None:
         """One SMTP conversation, traced as a client span (no maintained smtplib instrumentation exists)."""
         tracer = trace.get_tracer("authz.mail", tracer_provider=self.tracer_provider)
-        attributes = {"server.address": self.host, "server.port": self.port, "network.protocol.name": "smtp"}
+        attributes: dict[str, AttributeValue] = {
+            "server.address": self.host, "server.port": self.port, "network.protocol.name": "smtp",
+        }
         with tracer.start_as_current_span("smtp send", kind=trace.SpanKind.CLIENT, attributes=attributes) as span:
             try:
                 self._send(mail)
@@ -127,7 +130,9 @@ class SmtpTransport:
             what = "login" if isinstance(exc, smtplib.SMTPAuthenticationError) else "sender address"
             raise DeliveryFailed(f"SMTP {what} refused ({exc.smtp_code})", permanent=False) from None
         except smtplib.SMTPResponseException as exc:
-            text = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+            text = (
+                exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+            )
             raise DeliveryFailed(f"SMTP {exc.smtp_code}: {text}", permanent=500 <= exc.smtp_code < 600) from None
         except (smtplib.SMTPException, ssl.SSLError, OSError) as exc:
             raise DeliveryFailed(f"{type(exc).__name__}: {exc}", permanent=False) from None

@@ -4,9 +4,8 @@ type, the roles granted each action."""
 from dataclasses import dataclass
 from typing import Any
 
-from authz_client.decisions.ids import Rule as Rule  # the decision index's rule type
-
 from authz.domain.ids import ACCOUNT_HOLDER, ALL_DOMAINS
+from authz_client.decisions.ids import Rule as Rule  # the decision index's rule type
 
 # The role every context had before policies named it (personal accounts acted as "owner"):
 # a document stored by an older authz, without `context_owner`, means this one.

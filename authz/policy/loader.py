@@ -23,7 +23,18 @@ from authz.domain import ids
 from authz.domain.errors import Invalid
 from authz.policy.document import ObjectType, PolicyDocument, Role
 from authz.policy.yaml_nodes import (
-    ANY, Loaded, Loc, Names, Places, PolicyError, PolicyInvalid, PolicyModel, Report, YamlFile, load, refuse,
+    ANY,
+    Loaded,
+    Loc,
+    Names,
+    Places,
+    PolicyError,
+    PolicyInvalid,
+    PolicyModel,
+    Report,
+    YamlFile,
+    load,
+    refuse,
 )
 
 # Files in the policy directory that are not role/permission files.

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import casbin
 
-from authz.policy.document import ALL_DOMAINS, Rule
+from authz.domain.ids import ALL_DOMAINS
+from authz.policy.document import Rule
 
 
 def domain_matches(request_domain: str, stored_domain: str) -> bool:
     """Only the policy's own "*" domain is a wildcard; every other domain is compared as data."""
-    return stored_domain == ALL_DOMAINS or stored_domain == request_domain
+    return stored_domain in (ALL_DOMAINS, request_domain)
 
 
 def build_enforcer(model_path: Path, rules: Iterable[Rule]) -> casbin.Enforcer:

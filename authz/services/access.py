@@ -5,7 +5,6 @@ moment ago on another replica cannot authorize a write here. What a role may do 
 compiled answer of the policy in force (`CompiledRoles`), the one the decisions use.
 """
 
-from authz_client.decisions.roles import CompiledRoles
 from sqlalchemy.orm import Session
 
 from authz.domain import ids
@@ -13,6 +12,7 @@ from authz.domain.errors import Conflict, Forbidden, NotFound, OutsiderNotFound
 from authz.domain.principal import Principal
 from authz.store import rules
 from authz.store.tables import Resource
+from authz_client.decisions.roles import CompiledRoles
 
 
 def owning_role(roles: CompiledRoles) -> str:

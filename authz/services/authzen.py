@@ -52,7 +52,9 @@ def evaluate(snapshot: Snapshot, principal: Principal, question: Question) -> di
     return {"decision": decisions.check(snapshot, request)}
 
 
-def evaluate_all(snapshot: Snapshot, principal: Principal, items: list[Question | str], semantic: str) -> list[dict[str, Any]]:
+def evaluate_all(
+    snapshot: Snapshot, principal: Principal, items: list[Question | str], semantic: str
+) -> list[dict[str, Any]]:
     """Each question in order; a str item is the reason an item was malformed (denied, as the spec says).
 
     `deny_on_first_deny` stops after the first denial, `permit_on_first_permit` after the
@@ -81,8 +83,8 @@ class Found:
     next_token: str  # "" on the last page, as AuthZEN says
 
 
-def search_subjects(snapshot: Snapshot, principal: Principal, *, cursors: CursorCodec, subject_type: str, action: str, resource_type: str,
-                    resource_id: str, limit: int, token: str | None) -> Found:
+def search_subjects(snapshot: Snapshot, principal: Principal, *, cursors: CursorCodec, subject_type: str, action: str,
+                    resource_type: str, resource_id: str, limit: int, token: str | None) -> Found:
     """Users who may do `action` on the resource (paged like /v1/list-subjects)."""
     may_ask(principal, None)
     if subject_type != USER or not _plausible(action, resource_type):
@@ -92,8 +94,8 @@ def search_subjects(snapshot: Snapshot, principal: Principal, *, cursors: Cursor
     return Found([{"type": USER, "id": user} for user in listing.items], listing.next_cursor or "")
 
 
-def search_resources(snapshot: Snapshot, principal: Principal, *, cursors: CursorCodec, subject_type: str, subject_id: str, action: str,
-                     resource_type: str, limit: int, token: str | None) -> Found:
+def search_resources(snapshot: Snapshot, principal: Principal, *, cursors: CursorCodec, subject_type: str,
+                     subject_id: str, action: str, resource_type: str, limit: int, token: str | None) -> Found:
     """Resources of `resource_type` the user may do `action` on (paged like /v1/list-resources)."""
     may_ask(principal, subject_id)
     if subject_type != USER or not _plausible(action, resource_type):
@@ -102,8 +104,9 @@ def search_resources(snapshot: Snapshot, principal: Principal, *, cursors: Curso
         ids.user_id(subject_id)
     except Invalid:
         return Found([], "")  # no such user can exist
-    listing = decisions.list_resources(snapshot, principal, cursors=cursors, subject=subject_id, action=action, resource_type=resource_type,
-                                       context=None, default_context=None, limit=limit, cursor=token or None)
+    listing = decisions.list_resources(snapshot, principal, cursors=cursors, subject=subject_id, action=action,
+                                       resource_type=resource_type, context=None, default_context=None, limit=limit,
+                                       cursor=token or None)
     return Found([{"type": resource_type, "id": resource_id} for resource_id in listing.items],
                  listing.next_cursor or "")
 

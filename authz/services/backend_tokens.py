@@ -12,9 +12,9 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from authz_client.decisions.roles import CompiledRoles
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import Executable
@@ -26,6 +26,7 @@ from authz.secrets import KeyRing, UndecryptableSecret
 from authz.services.access import require_in_context, role_in_context
 from authz.services.runtime import Runtime
 from authz.store.tables import BackendToken
+from authz_client.decisions.roles import CompiledRoles
 
 log = logging.getLogger("authz.backend_tokens")
 
@@ -76,12 +77,15 @@ def _upsert(session: Session, values: dict[str, object]) -> Executable:
     dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     statement = dialect.insert(BackendToken).values(**values)
     changing = ("ciphertext", "hint", "updated_by", "updated_at")
-    return statement.on_conflict_do_update(
+    upsert: Executable = statement.on_conflict_do_update(
         index_elements=["context", "provider"], set_={name: statement.excluded[name] for name in changing}
     )
+    return upsert
 
 
-def set_backend_token(rt: Runtime, principal: Principal, context: str, provider: object, token: object) -> BackendTokenView:
+def set_backend_token(
+    rt: Runtime, principal: Principal, context: str, provider: object, token: object
+) -> BackendTokenView:
     """Create or replace the token of `provider` in `context` (needs `set` on backend_token)."""
     clean_context = ids.context(context)
     clean_provider = ids.provider(provider)
@@ -123,12 +127,14 @@ def delete_backend_token(rt: Runtime, principal: Principal, context: str, provid
     with rt.unit_of_work(principal) as uow:
         uow.lock_context(clean_context)  # no token outlives its context
         require_in_context(uow.session, rt.roles, principal, "delete", OBJECT_TYPE, clean_context)
-        removed = uow.session.execute(
+        deleted = uow.session.execute(
             delete(BackendToken).where(BackendToken.context == clean_context, BackendToken.provider == clean_provider)
-        ).rowcount
+        )
+        removed = cast("CursorResult[Any]", deleted).rowcount  # a DELETE's result has its row count
         if not removed:
             raise NotFound(f"no backend token is set for provider {clean_provider!r} in this context")
-        uow.audit("backend_token.delete", context=clean_context, target=clean_provider, detail={"provider": clean_provider})
+        uow.audit("backend_token.delete", context=clean_context, target=clean_provider,
+                  detail={"provider": clean_provider})
         uow.commit()
     log.info("backend token deleted", extra={"context": clean_context, "provider": clean_provider})
 

@@ -142,7 +142,7 @@ def explain(rt: Runtime, snapshot: Snapshot, request: CheckRequest) -> dict[str,
     if context_role is not None and decision.context != subject:
         rules.append(("g", subject, context_role, decision.context))
     scoped_role = (index.resource_role(request.user, request.resource_type, request.resource_id, snapshot.clock)
-                   if scope else None)
+                   if request.resource_id else None)
     if scoped_role is not None:
         rules.append(("g", subject, scoped_role, scope))
     enforcer = build_enforcer(rt.settings.policy_model, rules)
@@ -156,7 +156,8 @@ def explain(rt: Runtime, snapshot: Snapshot, request: CheckRequest) -> dict[str,
         how = {"personal": "owns this personal account", "resource": "has this role on the resource"}.get(
             decision.via, "is a member with this role"
         )
-        explanation["reason"] = f"{request.user} {how}: {decision.role!r}, which may {request.action} {request.resource_type}"
+        explanation["reason"] = (f"{request.user} {how}: {decision.role!r}, "
+                                 f"which may {request.action} {request.resource_type}")
     elif decision.role is None:
         explanation["reason"] = f"{request.user} has no role in this context"
     else:

@@ -10,7 +10,6 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from authz_client.decisions.index import is_resource_scope
 from sqlalchemy import delete
 
 from authz.domain import ids
@@ -22,6 +21,7 @@ from authz.services.runtime import Runtime
 from authz.store import rules
 from authz.store.rules import Rule
 from authz.store.tables import Membership
+from authz_client.decisions.index import is_resource_scope
 
 log = logging.getLogger("authz.expiry")
 SWEEPER = Principal(kind="service", id="expiry-sweeper", scopes=frozenset())
@@ -96,5 +96,5 @@ class ExpirySweeper:
     def _run(self) -> None:
         try:
             sweep_expired(self._rt)
-        except Exception:  # noqa: BLE001 - a database outage must not kill the thread; the next run retries
+        except Exception:  # a database outage must not kill the thread; the next run retries
             log.warning("sweeping expired grants failed; retrying at the next run", exc_info=True)

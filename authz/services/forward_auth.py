@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from authz.domain import ids
 from authz.domain.errors import Invalid
 from authz.domain.principal import Principal
-from authz.policy.routes import RouteMatch, RouteTable, load_routes, validated_id
 from authz.engine.replica import Snapshot
+from authz.policy.routes import RouteMatch, RouteTable, load_routes, validated_id
 from authz.services.runtime import Runtime
 
 log = logging.getLogger("authz.forward_auth")
@@ -115,7 +115,8 @@ def original_request(own_method: str, suffix: str | None, headers: Mapping[str, 
     for field, method, uri in candidates[1:]:
         other = OriginalRequest(method or "?", uri)
         if (other.method, other.full_path) != (first.method, first.full_path):
-            return OriginalRequest(first.method, first.uri, (field, f"{first_field} and {field} describe different requests"))
+            conflict = (field, f"{first_field} and {field} describe different requests")
+            return OriginalRequest(first.method, first.uri, conflict)
     return first
 
 

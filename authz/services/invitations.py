@@ -470,6 +470,7 @@ def decline_invitation(rt: Runtime, principal: Principal, token: object) -> Writ
         _check_recipient(principal, row)
         _check_open(row, uow.now)
         _decide(uow, row, inv.DECLINED, principal.id)
-        uow.audit("invitation.decline", context=row.org_id, target=row.id, detail={"email": row.email, "role": row.role})
+        uow.audit("invitation.decline", context=row.org_id, target=row.id,
+                  detail={"email": row.email, "role": row.role})
         uow.commit()
     return Written(None, None)

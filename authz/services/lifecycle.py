@@ -14,10 +14,11 @@ Purges are claimed like outbox rows: each replica takes one due org at a time wi
 """
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Executable, delete, func, select
 from sqlalchemy.orm import Session
 
 from authz.domain import ids
@@ -208,7 +209,7 @@ def purge_job(rt: Runtime) -> None:
     """The purger thread's job: its errors are logged, never raised (the thread goes on)."""
     try:
         purge_due(rt)
-    except Exception:  # noqa: BLE001 - the next run tries again
+    except Exception:  # the next run tries again
         log.warning("purging archived organizations failed; retrying at the next run", exc_info=True)
 
 
@@ -238,13 +239,14 @@ class OrganizationSummary:
 
 
 def _summary(rt: Runtime, session: Session, org: Organization) -> OrganizationSummary:
+    grants: Sequence[tuple[str, str]]
     if org.archived_at is None:
         grants = [(subject, role) for subject, role, _, _ in rules.grants_in(session, [org.id])]
     else:
         grants = session.execute(select(ArchivedGrant.subject, ArchivedGrant.role).where(
             ArchivedGrant.org_id == org.id, ArchivedGrant.domain == org.id)).all()
 
-    def count(query: Select[tuple[int]]) -> int:
+    def count(query: Executable) -> int:
         return int(session.scalar(query) or 0)
 
     return OrganizationSummary(

@@ -7,7 +7,6 @@ owners inside the transaction (DESIGN.md invariant 5). "Owner" is the policy's
 
 from datetime import datetime
 
-from authz_client.decisions.roles import CompiledRoles
 from sqlalchemy import delete
 
 from authz.domain import ids
@@ -29,6 +28,7 @@ from authz.store import rules
 from authz.store.rules import Rule
 from authz.store.tables import FormerMember, Membership
 from authz.store.unit_of_work import UnitOfWork
+from authz_client.decisions.roles import CompiledRoles
 
 
 def list_members(

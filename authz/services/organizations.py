@@ -9,11 +9,11 @@ from authz.domain import invitations as inv
 from authz.domain.errors import Forbidden, NotFound, OutsiderNotFound
 from authz.domain.organizations import BillingAddress, billing_address, org_name
 from authz.domain.principal import Principal
-from authz.services.members import add_member
+from authz.mail import outbox
 from authz.services.access import owning_role, require_in_context
+from authz.services.members import add_member
 from authz.services.runtime import Runtime, Written
 from authz.services.views import OrganizationView
-from authz.mail import outbox
 from authz.store.tables import ArchivedGrant, Invitation, Organization
 from authz.store.unit_of_work import UnitOfWork
 
@@ -55,7 +55,8 @@ def create_organization(rt: Runtime, principal: Principal, name: object, address
     clean_address = billing_address(address)
     owner = owning_role(rt.roles)
     with rt.unit_of_work(principal) as uow:
-        org = Organization(id=ids.new_org_id(), name=clean_name, created_by=user, created_at=uow.now, updated_at=uow.now)
+        org = Organization(id=ids.new_org_id(), name=clean_name, created_by=user, created_at=uow.now,
+                           updated_at=uow.now)
         _set_address(org, clean_address)
         uow.session.add(org)
         uow.created(org.id)

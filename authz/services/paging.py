@@ -30,10 +30,12 @@ def position(cursors: CursorCodec, query: Sequence[str], cursor: str | None, kin
     found: Position = cursors.decode(query, cursor)
     if type(found) is not kind:
         raise Malformed("cursor is not a cursor of this listing", field="cursor")
-    return found  # type: ignore[return-value]
+    return found
 
 
-def page(cursors: CursorCodec, query: Sequence[str], rows: list[T], limit: int, key: Callable[[T], Position]) -> Page[T]:
+def page(
+    cursors: CursorCodec, query: Sequence[str], rows: list[T], limit: int, key: Callable[[T], Position]
+) -> Page[T]:
     """The first `limit` rows, and a cursor after the last of them when there were more."""
     if len(rows) > limit:
         shown = rows[:limit]

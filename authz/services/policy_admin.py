@@ -45,7 +45,9 @@ def _policy_rules_in_db(uow: UnitOfWork) -> set[Rule]:
     return rules.policy_rules(uow.session)
 
 
-def apply_policy(rt: Runtime, principal: Principal, document: PolicyDocument, *, dry_run: bool = False) -> Written[PolicyDiff]:
+def apply_policy(
+    rt: Runtime, principal: Principal, document: PolicyDocument, *, dry_run: bool = False
+) -> Written[PolicyDiff]:
     """Replace the permission rules and hierarchy with `document`'s, as one revision.
 
     `dry_run` does every write and rolls them back: what it accepts, the real apply applies.

@@ -99,7 +99,8 @@ def list_resource_members(
         row = _load(session, clean_type, clean_id)
         require_on_resource(session, rt.roles, principal, "share", row)
         scope = ids.resource_scope(clean_type, clean_id)
-        found = [{"user_id": ids.user_of(subject), "role": role, "expires_at": expiry_instant(expiry) if expiry else None}
+        found: list[dict[str, object]] = [{"user_id": ids.user_of(subject), "role": role,
+                  "expires_at": expiry_instant(expiry) if expiry else None}
                  for subject, role, _, expiry in rules.grants_in(session, [scope], rt.clock())]
     return sorted(found, key=lambda member: str(member["user_id"]))
 

@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from authz_client.decisions.roles import CompiledRoles
-
 from authz.domain.cursors import CursorCodec
 from authz.domain.principal import Principal
 from authz.engine.replica import Replica
@@ -17,6 +15,7 @@ from authz.secrets import KeyRing
 from authz.settings import Settings
 from authz.store.database import Database
 from authz.store.unit_of_work import UnitOfWork
+from authz_client.decisions.roles import CompiledRoles
 
 log = logging.getLogger("authz.services")
 T = TypeVar("T")
@@ -69,7 +68,7 @@ class Runtime:
         try:
             if not self.replica.apply_committed(revision, delta):
                 self.replica.catch_up(self.database)
-        except Exception:  # noqa: BLE001 - the write is committed; the follower retries later
+        except Exception:  # the write is committed; the follower retries later
             log.warning("applying a committed change failed; the follower will catch up", exc_info=True)
 
     @property
@@ -83,3 +82,31 @@ class Runtime:
         if policy is None:
             raise RuntimeError("no policy is loaded")
         return policy
+
+
+@dataclass
+class StoreRuntime(Runtime):
+    """For a process that reads or writes rows and decides nothing (the command line's row commands).
+
+    The policy in force (the document, and what each role may do, e.g. which one owns a
+    context) is read once from its few rows; no replica is loaded, so no membership or
+    resource is held in memory and none is kept current after a commit: the servers'
+    followers learn of the change from the changelog. Anything that asks this runtime
+    for a decision (`replica.snapshot`) finds an empty index, so row commands never do.
+    """
+
+    policy_in_force: PolicyDocument | None = None
+    roles_in_force: CompiledRoles = field(default_factory=CompiledRoles)
+
+    def _apply_committed(self, revision: int, delta: list[dict[str, Any]]) -> None:
+        """No replica here to keep current."""
+
+    @property
+    def roles(self) -> CompiledRoles:
+        return self.roles_in_force
+
+    @property
+    def policy(self) -> PolicyDocument:
+        if self.policy_in_force is None:
+            raise RuntimeError("no policy is applied")
+        return self.policy_in_force

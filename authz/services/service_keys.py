@@ -45,11 +45,12 @@ def create_service_key(rt: Runtime, principal: Principal, name: str, scopes: lis
     secret = secrets.token_urlsafe(32)
     with rt.unit_of_work(principal) as uow:
         uow.lock_global()
-        uow.session.add(
-            ServiceKey(id=key_id, name=name, secret_hash=_hash(secret), scopes=" ".join(sorted(set(scopes))), created_at=uow.now)
-        )
+        uow.session.add(ServiceKey(id=key_id, name=name, secret_hash=_hash(secret),
+                                   scopes=" ".join(sorted(set(scopes))), created_at=uow.now))
         uow.record({"op": "service_keys"})
-        uow.audit("service_key.create", context=None, target=key_id, detail={"name": name, "scopes": sorted(set(scopes))})
+        uow.audit(
+            "service_key.create", context=None, target=key_id, detail={"name": name, "scopes": sorted(set(scopes))}
+        )
         revision = uow.commit()
     return Written(f"{PREFIX}{key_id}_{secret}", revision)
 

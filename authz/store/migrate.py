@@ -1,11 +1,19 @@
-"""Bringing a database schema up to date with Alembic, without an alembic.ini."""
+"""Bringing a database schema up to date with Alembic, without an alembic.ini; telling whether it is."""
 
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from authz.store.database import Database
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class SchemaNotCurrent(RuntimeError):
+    """The database's schema is not the one this version needs (none yet, older or newer)."""
 
 
 def alembic_config(url: str) -> Config:
@@ -17,3 +25,25 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
+
+
+def require_current_schema(database: Database) -> None:
+    """Raise SchemaNotCurrent unless the database is at this version's head revision; never migrates.
+
+    Only `authz db upgrade` and `authz serve` change the schema: a command that merely
+    reads or writes rows says what to run instead of failing on a missing column.
+    """
+    scripts = ScriptDirectory.from_config(alembic_config(database.url))
+    wanted = set(scripts.get_heads())
+    with database.session() as session:  # an unreachable database is Unavailable, as for every command
+        current = set(MigrationContext.configure(session.connection()).get_current_heads())
+    if current == wanted:
+        return
+    if not current:
+        raise SchemaNotCurrent("the database has no authz schema yet: run `authz db upgrade`")
+    known = {script.revision for script in scripts.walk_revisions()}
+    if not current <= known:  # written by a newer authz: upgrading the schema cannot help
+        raise SchemaNotCurrent(f"the database schema is at revision {', '.join(sorted(current))}, "
+                               "which this version of authz does not know: run a newer authz")
+    raise SchemaNotCurrent(f"the database schema is at revision {', '.join(sorted(current))}, this version needs "
+                           f"{', '.join(sorted(wanted))}: run `authz db upgrade`")

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import make_url
 
 log = logging.getLogger("authz.listener")
@@ -76,10 +77,9 @@ class ChangelogListener:
         lost_logged = False
         while not self._stop.is_set():
             try:
-                conn = psycopg.connect(
-                    self._conninfo, autocommit=True, connect_timeout=self._connect_timeout,
-                    application_name="authz-listener", **TCP_OPTIONS,
-                )
+                conninfo = make_conninfo(self._conninfo, connect_timeout=self._connect_timeout,
+                                         application_name="authz-listener", **TCP_OPTIONS)
+                conn = psycopg.connect(conninfo, autocommit=True)
             except psycopg.Error as exc:
                 if not lost_logged:
                     log.warning("cannot connect to listen for changelog notifications: %s; retrying",
@@ -102,7 +102,7 @@ class ChangelogListener:
                 if not self._stop.is_set():
                     log.warning("lost the changelog notification connection: %s; reconnecting", type(exc).__name__)
                     lost_logged = True
-            except Exception:  # noqa: BLE001 - the thread must outlive any surprise; polling covers
+            except Exception:  # the thread must outlive any surprise; polling covers
                 log.exception("changelog listener failed; reconnecting")
                 self._stop.wait(backoff)
             finally:

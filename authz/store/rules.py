@@ -8,8 +8,9 @@ The unit of work writes rules with `rule_values` and reads its own with `rules_w
 
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from typing import cast
 
-from sqlalchemy import ColumnElement, Row, and_, func, literal, or_, select
+from sqlalchemy import ColumnElement, and_, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from authz.domain import ids
@@ -86,7 +87,9 @@ def grants_in(session: Session, domains: Sequence[str], now: datetime | None = N
         CasbinRule.ptype == "g", CasbinRule.v2.in_(list(domains)))
     if now is not None:
         query = query.where(grant_in_force(now))
-    return [(subject, role, domain, expiry or "") for subject, role, domain, expiry in session.execute(query)]
+    # A grant always has its subject, role and domain (v0..v2); only the expiry (v3) may be empty.
+    rows = cast("Sequence[tuple[str, str, str, str | None]]", session.execute(query).all())
+    return [(subject, role, domain, expiry or "") for subject, role, domain, expiry in rows]
 
 
 def permanent_owners(session: Session, org_id: str, owner_role: str) -> int:
@@ -101,7 +104,7 @@ def permanent_owners(session: Session, org_id: str, owner_role: str) -> int:
 
 def members_with_grants(
     session: Session, org_id: str, now: datetime, *, after: str | None, limit: int | None,
-) -> Sequence[Row[tuple[str, str | None, datetime, str, str | None]]]:
+) -> Sequence[tuple[str, str | None, datetime, str, str | None]]:
     """(user id, email, joined at, role, expiry) of the org's members in force, by user id, after `after`."""
     query = (
         select(Membership.user_id, Membership.email, Membership.joined_at, CasbinRule.v1, CasbinRule.v3)
@@ -116,7 +119,9 @@ def members_with_grants(
     )
     if after is not None:
         query = query.where(Membership.user_id > after)
-    return session.execute(query.limit(limit)).all()  # type: ignore[return-value]
+    # A membership's rule always has its role (v1); only the expiry (v3) may be empty.
+    rows = session.execute(query.limit(limit)).all()
+    return cast("Sequence[tuple[str, str | None, datetime, str, str | None]]", rows)
 
 
 def expired_grants(session: Session, now: datetime, limit: int) -> list[Rule]:

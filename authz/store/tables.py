@@ -1,6 +1,7 @@
 """The schema: one set of tables, identical on SQLite and PostgreSQL (managed by Alembic)."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -15,8 +16,8 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.types import TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -41,11 +42,11 @@ class UtcDateTime(TypeDecorator[datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime given to a UTC column")
-        return value.astimezone(timezone.utc)
+        return value.astimezone(UTC)
 
     def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
         if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=timezone.utc)
+            return value.replace(tzinfo=UTC)
         return value
 
 
@@ -232,7 +233,7 @@ class PolicyState(Base):
 
     __tablename__ = "policy_state"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    document: Mapped[dict] = mapped_column(JSON)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
     applied_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
@@ -250,7 +251,7 @@ class ChangelogEntry(Base):
     __tablename__ = "changelog"
     revision: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
-    delta: Mapped[list] = mapped_column(JSON)
+    delta: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
 
 
 class AuditEntry(Base):
@@ -263,7 +264,7 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     context: Mapped[str | None] = mapped_column(String(140))
     target: Mapped[str | None] = mapped_column(String(300))
-    detail: Mapped[dict] = mapped_column(JSON)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)
     request_id: Mapped[str | None] = mapped_column(String(64))
     revision: Mapped[int | None] = mapped_column(BigInteger)
 

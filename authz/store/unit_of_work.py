@@ -216,7 +216,9 @@ class UnitOfWork:
             self._require(GLOBAL)
         self.ops.append(op)
 
-    def audit(self, action: str, *, context: str | None, target: str | None, detail: dict[str, Any] | None = None) -> None:
+    def audit(
+        self, action: str, *, context: str | None, target: str | None, detail: dict[str, Any] | None = None
+    ) -> None:
         entry = AuditEntry(
             at=self.now,
             actor=self.actor,

@@ -4,6 +4,7 @@ import base64
 import json
 import time
 
+import httpx
 import jwt
 import pytest
 from fastapi.testclient import TestClient
@@ -27,7 +28,7 @@ def unsigned(claims: dict[str, object]) -> str:
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
 
 
-def assert_401(response) -> None:  # type: ignore[no-untyped-def]
+def assert_401(response: httpx.Response) -> None:
     assert response.status_code == 401, response.text
     assert response.headers["content-type"] == "application/problem+json"
     assert response.headers["www-authenticate"].startswith("Bearer")
@@ -106,7 +107,9 @@ def test_forged_and_revoked_service_keys_are_401(client: TestClient, runtime: Ru
 def test_a_member_of_org_a_cannot_reach_org_b(client: TestClient) -> None:
     org_b = create_org(client, "bob", "B")
     create_org(client, "alice", "A")
-    resource = client.post("/v1/resources", json={"type": "algorithm", "id": "b-secret"}, headers=auth("bob", context=org_b))
+    resource = client.post(
+        "/v1/resources", json={"type": "algorithm", "id": "b-secret"}, headers=auth("bob", context=org_b)
+    )
     assert resource.status_code == 201
     attempts = [
         client.get(f"/v1/organizations/{org_b}", headers=auth("alice")),
@@ -120,11 +123,15 @@ def test_a_member_of_org_a_cannot_reach_org_b(client: TestClient) -> None:
         client.get(f"/v1/organizations/{org_b}/audit", headers=auth("alice")),
     ]
     assert [r.status_code for r in attempts] == [404] * len(attempts)
-    check = client.post("/v1/check", json={"action": "read", "resource": {"type": "algorithm", "id": "b-secret"}},
-                        headers=auth("alice"))
+    check = client.post(
+        "/v1/check", json={"action": "read", "resource": {"type": "algorithm", "id": "b-secret"}}, headers=auth("alice")
+    )
     assert check.json()["allowed"] is False
-    type_level = client.post("/v1/check", json={"action": "create", "resource": {"type": "algorithm"}, "context": org_b},
-                             headers=auth("alice"))
+    type_level = client.post(
+        "/v1/check",
+        json={"action": "create", "resource": {"type": "algorithm"}, "context": org_b},
+        headers=auth("alice"),
+    )
     assert type_level.json()["allowed"] is False
 
 

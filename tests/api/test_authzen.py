@@ -52,11 +52,15 @@ def _decision(client: TestClient, body: Any, headers: dict[str, str]) -> bool:
 @pytest.mark.parametrize(("subject", "action", "expected"), [
     (ALICE, READ, True), (ALICE, WRITE, True), (BOB, READ, True), (BOB, WRITE, False), (ALICE, DELETE, False),
 ])
-def test_fixture_decisions(client: TestClient, pdp: dict[str, str], subject: dict, action: dict, expected: bool) -> None:
+def test_fixture_decisions(
+    client: TestClient, pdp: dict[str, str], subject: dict[str, str], action: dict[str, str], expected: bool
+) -> None:
     assert _decision(client, {"subject": subject, "action": action, "resource": RECORD_1}, pdp) is expected
 
 
-def test_context_properties_and_unknown_fields_are_accepted_and_change_nothing(client: TestClient, pdp: dict[str, str]) -> None:
+def test_context_properties_and_unknown_fields_are_accepted_and_change_nothing(
+    client: TestClient, pdp: dict[str, str]
+) -> None:
     base = {"subject": ALICE, "action": READ, "resource": RECORD_1}
     variants = [
         {**base, "context": {"time": "2025-06-27T18:03-07:00", "ip": "192.168.1.1"}},
@@ -119,7 +123,9 @@ BAD_EVALUATIONS = [
 
 
 @pytest.mark.parametrize(("body", "field"), BAD_EVALUATIONS)
-def test_missing_or_mistyped_fields_are_400_naming_them(client: TestClient, pdp: dict[str, str], body: Any, field: str) -> None:
+def test_missing_or_mistyped_fields_are_400_naming_them(
+    client: TestClient, pdp: dict[str, str], body: Any, field: str
+) -> None:
     response = client.post("/access/v1/evaluation", json=body, headers=pdp)
     assert response.status_code == 400, response.text
     assert response.headers["content-type"] == "application/problem+json"
@@ -130,7 +136,9 @@ def test_missing_or_mistyped_fields_are_400_naming_them(client: TestClient, pdp:
     (b"", "application/json"), (b"{not json", "application/json"),
     (b'{"subject": {"type": "user", "id": "alice"}}', "text/plain"), (b"null", "application/json"),
 ])
-def test_bodies_that_are_not_a_json_object_are_400(client: TestClient, pdp: dict[str, str], content: bytes, content_type: str) -> None:
+def test_bodies_that_are_not_a_json_object_are_400(
+    client: TestClient, pdp: dict[str, str], content: bytes, content_type: str
+) -> None:
     response = client.post("/access/v1/evaluation", content=content, headers={**pdp, "Content-Type": content_type})
     assert response.status_code == 400, response.text
 
@@ -140,7 +148,8 @@ def test_bodies_that_are_not_a_json_object_are_400(client: TestClient, pdp: dict
 def test_authenticated_like_v1_check(client: TestClient, runtime: Runtime, pdp: dict[str, str]) -> None:
     body = {"subject": ALICE, "action": READ, "resource": RECORD_1}
     assert client.post("/access/v1/evaluation", json=body).status_code == 401
-    assert client.post("/access/v1/evaluation", json=body, headers=service_key(runtime, "changes:read")).status_code == 403
+    feed_reader = service_key(runtime, "changes:read")
+    assert client.post("/access/v1/evaluation", json=body, headers=feed_reader).status_code == 403
     assert client.post("/access/v1/evaluation", json=body, headers=auth("bob")).status_code == 403  # about someone else
     assert _decision(client, body, auth("alice")) is True  # about itself
     for path, search in [("search/resource", {"subject": ALICE, "action": READ, "resource": {"type": "algorithm"}}),
@@ -185,7 +194,8 @@ def test_a_malformed_item_is_a_denied_item(client: TestClient, pdp: dict[str, st
 
 
 def test_without_evaluations_it_is_a_single_evaluation(client: TestClient, pdp: dict[str, str]) -> None:
-    for extra in ({}, {"evaluations": []}):
+    extras: list[dict[str, Any]] = [{}, {"evaluations": []}]
+    for extra in extras:
         answer = _post(client, "evaluations", {"subject": ALICE, "action": READ, "resource": RECORD_1, **extra}, pdp)
         assert answer["decision"] is True and "evaluations" not in answer
     missing = client.post("/access/v1/evaluations", json={"subject": ALICE, "action": READ}, headers=pdp)

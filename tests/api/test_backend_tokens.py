@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 
 from api.app import create_app
 from authz.bootstrap import open_runtime
-from authz.logging_setup import JsonFormatter
 from authz.domain.principal import cli_principal
+from authz.logging_setup import JsonFormatter
 from authz.services import lifecycle
 from authz.services.runtime import Runtime
 from authz.store.tables import BackendToken
@@ -31,7 +31,9 @@ def put(client: TestClient, org_id: str, provider: str, token: Any, user: str) -
     return client.put(org_tokens(org_id, provider), json={"token": token}, headers=auth(user))
 
 
-def resolve(client: TestClient, headers: dict[str, str], user: str, context: str, provider: str = "ibm-quantum") -> httpx.Response:
+def resolve(
+    client: TestClient, headers: dict[str, str], user: str, context: str, provider: str = "ibm-quantum"
+) -> httpx.Response:
     return client.post(RESOLVE, json={"user_id": user, "context": context, "provider": provider}, headers=headers)
 
 
@@ -97,7 +99,9 @@ def test_only_owner_deletes(client: TestClient, runtime: Runtime) -> None:
     assert [e["target"] for e in audit_of(client, org_id, "backend_token.delete")] == ["ibm-quantum"]
 
 
-def test_resolve_only_for_members_who_may_use_and_only_with_the_resolve_scope(client: TestClient, runtime: Runtime) -> None:
+def test_resolve_only_for_members_who_may_use_and_only_with_the_resolve_scope(
+    client: TestClient, runtime: Runtime
+) -> None:
     org_id = lab(client, runtime)
     put(client, org_id, "ibm-quantum", SECRET, "olivia")
     resolver = service_key(runtime, "tokens:resolve")
@@ -136,7 +140,9 @@ def test_resolve_only_for_members_who_may_use_and_only_with_the_resolve_scope(cl
     assert SECRET not in page.text
 
 
-def test_resolve_of_an_unset_provider_is_404_for_an_allowed_user_and_audited(client: TestClient, runtime: Runtime) -> None:
+def test_resolve_of_an_unset_provider_is_404_for_an_allowed_user_and_audited(
+    client: TestClient, runtime: Runtime
+) -> None:
     org_id = lab(client, runtime)
     resolver = service_key(runtime, "tokens:resolve")
     assert resolve(client, resolver, "max", org_id, provider="dwave").status_code == 404

@@ -4,6 +4,7 @@ import hashlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,8 +15,8 @@ from authz.services.service_keys import create_service_key
 from tests.conftest import add_member, auth, create_org, service_key
 
 
-def _all(client: TestClient, headers: dict[str, str], after: int = 0, limit: int = 100) -> list[dict]:
-    found: list[dict] = []
+def _all(client: TestClient, headers: dict[str, str], after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
     while True:
         page = client.get("/v1/changes", params={"after": after, "limit": limit}, headers=headers).json()
         found += page["changes"]
@@ -62,8 +63,11 @@ def test_no_secret_ever_appears_in_the_feed(client: TestClient, runtime: Runtime
     token = "ibmq-" + "s3cr3t" * 6
     stored = client.put(f"/v1/organizations/{org_id}/backend-tokens/ibm", json={"token": token}, headers=auth("alice"))
     assert stored.status_code == 200, stored.text
-    invited = client.post(f"/v1/organizations/{org_id}/invitations", json={"email": "bob@example.com", "role": "viewer"},
-                          headers=auth("alice"))
+    invited = client.post(
+        f"/v1/organizations/{org_id}/invitations",
+        json={"email": "bob@example.com", "role": "viewer"},
+        headers=auth("alice"),
+    )
     assert invited.status_code == 201
     text = client.get("/v1/changes", params={"limit": 1000}, headers=reader).text
     assert "service_keys" in text  # the key's creation is in the feed ...
@@ -99,8 +103,9 @@ def test_waiting_long_polls_hold_no_worker_thread(client: TestClient, runtime: R
     key = service_key(runtime, "changes:read")
     head = runtime.replica.revision
     with ThreadPoolExecutor(60) as pool:
-        waits = [pool.submit(client.get, "/v1/changes", params={"after": head, "wait": 4}, headers=key)
-                 for _ in range(60)]
+        waits = [
+            pool.submit(client.get, "/v1/changes", params={"after": head, "wait": 4}, headers=key) for _ in range(60)
+        ]
         time.sleep(1.0)
         started = time.monotonic()
         orgs = client.get("/v1/organizations", headers=auth("alice"))
@@ -111,9 +116,10 @@ def test_waiting_long_polls_hold_no_worker_thread(client: TestClient, runtime: R
         assert all(w.result().status_code == 200 for w in waits)
 
 
-@pytest.mark.parametrize("params", [{"after": -1}, {"after": "x"}, {"limit": 0}, {"limit": 1001}, {"wait": 31},
-                                    {"wait": -1}])
-def test_bad_parameters_are_422_naming_them(client: TestClient, runtime: Runtime, params: dict) -> None:
+@pytest.mark.parametrize(
+    "params", [{"after": -1}, {"after": "x"}, {"limit": 0}, {"limit": 1001}, {"wait": 31}, {"wait": -1}]
+)
+def test_bad_parameters_are_422_naming_them(client: TestClient, runtime: Runtime, params: dict[str, object]) -> None:
     response = client.get("/v1/changes", params=params, headers=service_key(runtime, "changes:read"))
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["field"] == next(iter(params))

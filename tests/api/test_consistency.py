@@ -9,6 +9,7 @@ import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import httpx
 import pytest
@@ -19,7 +20,7 @@ from authz.domain.principal import cli_principal
 from authz.services.lifecycle import purge_organization
 from authz.services.runtime import Runtime
 from authz.settings import Settings
-from tests.conftest import BILLING, add_member, auth, create_org
+from tests.conftest import add_member, auth, create_org
 
 ROUNDS = 12
 
@@ -48,17 +49,17 @@ def test_sharing_that_races_a_deletion_never_plants_a_role_for_a_later_resource(
         assert client.post("/v1/resources", json={"type": "algorithm", "id": resource},
                            headers=auth("alice", context=org)).status_code == 201
         shared, deleted = race(
-            lambda: client.put(f"/v1/resources/algorithm/{resource}/members/mallory", json={"role": "owner"},
-                               headers=auth("alice")),
-            lambda: client.delete(f"/v1/resources/algorithm/{resource}", headers=auth("alice")),
+            partial(client.put, f"/v1/resources/algorithm/{resource}/members/mallory", json={"role": "owner"},
+                    headers=auth("alice")),
+            partial(client.delete, f"/v1/resources/algorithm/{resource}", headers=auth("alice")),
         )
         assert deleted == 204 and shared in (200, 404), (shared, deleted)
         # Another organization registers the same id later: the accomplice must get nothing.
         assert client.post("/v1/resources", json={"type": "algorithm", "id": resource},
                            headers=auth("victor", context=victim_org)).status_code == 201
         for action in ("read", "update", "delete", "share"):
-            answer = client.post("/v1/check", json={"action": action, "resource": {"type": "algorithm", "id": resource}},
-                                 headers=auth("mallory")).json()
+            question = {"action": action, "resource": {"type": "algorithm", "id": resource}}
+            answer = client.post("/v1/check", json=question, headers=auth("mallory")).json()
             assert answer["allowed"] is False, (round_, action)
         assert client.get(f"/v1/resources/algorithm/{resource}", headers=auth("mallory")).status_code == 404
     listed = client.post("/v1/list-resources", json={"action": "read", "type": "algorithm"}, headers=auth("mallory"))
@@ -73,9 +74,9 @@ def test_sharing_that_races_the_organizations_deletion_leaves_no_role(client: Te
         assert client.post("/v1/resources", json={"type": "algorithm", "id": resource},
                            headers=auth("alice", context=org)).status_code == 201
         shared, deleted = race(
-            lambda: client.put(f"/v1/resources/algorithm/{resource}/members/mallory", json={"role": "owner"},
-                               headers=auth("alice")),
-            lambda: client.delete(f"/v1/organizations/{org}", headers=auth("alice")),
+            partial(client.put, f"/v1/resources/algorithm/{resource}/members/mallory", json={"role": "owner"},
+                    headers=auth("alice")),
+            partial(client.delete, f"/v1/organizations/{org}", headers=auth("alice")),
         )
         assert deleted == 204 and shared in (200, 404), (shared, deleted)
         purge_organization(runtime, cli_principal(), org, now=True)
@@ -87,27 +88,29 @@ def test_sharing_that_races_the_organizations_deletion_leaves_no_role(client: Te
         assert answer["allowed"] is False, round_
 
 
-def test_content_registered_while_its_organization_is_deleted_goes_with_it(client: TestClient, runtime: Runtime) -> None:
+def test_content_registered_while_its_organization_is_deleted_goes_with_it(
+    client: TestClient, runtime: Runtime
+) -> None:
     """No orphaned content: after the purge the id is either gone with the org or was never registered."""
     for round_ in range(ROUNDS):
         org = create_org(client, "alice", f"Doomed {round_}")
         resource = f"late{round_}"
         registered, deleted = race(
-            lambda: client.post("/v1/resources", json={"type": "algorithm", "id": resource},
-                                headers=auth("alice", context=org)),
-            lambda: client.delete(f"/v1/organizations/{org}", headers=auth("alice")),
+            partial(client.post, "/v1/resources", json={"type": "algorithm", "id": resource},
+                    headers=auth("alice", context=org)),
+            partial(client.delete, f"/v1/organizations/{org}", headers=auth("alice")),
         )
         assert deleted == 204 and registered in (201, 404), (registered, deleted)
         purge_organization(runtime, cli_principal(), org, now=True)
         # The id is free again: a new owner can register it (never a 409 for a context that is gone).
         mine = create_org(client, "bob", f"Next {round_}")
-        again = client.post("/v1/resources", json={"type": "algorithm", "id": resource}, headers=auth("bob", context=mine))
+        again = client.post(
+            "/v1/resources", json={"type": "algorithm", "id": resource}, headers=auth("bob", context=mine)
+        )
         assert again.status_code == 201, again.text
 
 
-def test_listings_under_concurrent_writes_always_answer_at_one_revision(
-    client: TestClient, runtime: Runtime
-) -> None:
+def test_listings_under_concurrent_writes_always_answer_at_one_revision(client: TestClient, runtime: Runtime) -> None:
     """Torn reads: listings while the index changes never fail, and report a revision that was committed."""
     org = create_org(client, "alice")
     add_member(runtime, org, "bob", "viewer")
@@ -119,14 +122,22 @@ def test_listings_under_concurrent_writes_always_answer_at_one_revision(
         while not stop.is_set():
             n += 1
             client.post("/v1/resources", json={"type": "algorithm", "id": f"a{n}"}, headers=auth("alice", context=org))
-            client.patch(f"/v1/organizations/{org}/members/bob", json={"role": "maintainer" if n % 2 else "viewer"},
-                         headers=auth("alice"))
+            client.patch(
+                f"/v1/organizations/{org}/members/bob",
+                json={"role": "maintainer" if n % 2 else "viewer"},
+                headers=auth("alice"),
+            )
 
     def read() -> None:
         for _ in range(150):
-            listed = client.post("/v1/list-resources", json={"action": "read", "type": "algorithm"}, headers=auth("bob"))
-            subjects = client.post("/v1/list-subjects", json={"action": "read", "resource": {"type": "algorithm",
-                                   "id": "a1"}}, headers=auth("alice"))
+            listed = client.post(
+                "/v1/list-resources", json={"action": "read", "type": "algorithm"}, headers=auth("bob")
+            )
+            subjects = client.post(
+                "/v1/list-subjects",
+                json={"action": "read", "resource": {"type": "algorithm", "id": "a1"}},
+                headers=auth("alice"),
+            )
             for response in (listed, subjects):
                 if response.status_code not in (200, 403):
                     failures.append(f"{response.status_code} {response.text}")
@@ -160,8 +171,7 @@ def test_requests_waiting_for_a_revision_hold_no_thread(waiting_settings: Settin
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://authz") as http:
             body = {"action": "read", "resource": {"type": "algorithm"}, "context": "personal", "min_revision": 10**9}
-            waits = [asyncio.create_task(http.post("/v1/check", json=body, headers=auth("alice")))
-                     for _ in range(300)]
+            waits = [asyncio.create_task(http.post("/v1/check", json=body, headers=auth("alice"))) for _ in range(300)]
             await asyncio.sleep(0.5)  # every check is parked now
             me = await http.get("/v1/me", headers=auth("alice"))
             pending_while_answered = not any(task.done() for task in waits)

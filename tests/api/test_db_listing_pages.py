@@ -10,7 +10,9 @@ from authz.services.runtime import Runtime
 from tests.conftest import add_member, auth, create_org
 
 
-def _walk_links(client: TestClient, url: str, headers: dict[str, str], between: Any = None) -> list[list[dict]]:
+def _walk_links(
+    client: TestClient, url: str, headers: dict[str, str], between: Any = None
+) -> list[list[dict[str, Any]]]:
     """Follow `Link: rel="next"` to the end; `between(n)` runs after page n."""
     pages = []
     while url:

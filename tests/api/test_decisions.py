@@ -10,7 +10,9 @@ def org_with_team(client: TestClient, runtime: Runtime) -> str:
     org_id = create_org(client, "alice")
     add_member(runtime, org_id, "max", "maintainer")
     add_member(runtime, org_id, "vera", "viewer")
-    created = client.post("/v1/resources", json={"type": "algorithm", "id": "grover"}, headers=auth("max", context=org_id))
+    created = client.post(
+        "/v1/resources", json={"type": "algorithm", "id": "grover"}, headers=auth("max", context=org_id)
+    )
     assert created.status_code == 201
     return org_id
 
@@ -38,24 +40,36 @@ def test_check_answers_from_roles_and_reports_the_revision(client: TestClient, r
 
 def test_explain_names_the_role_and_rule(client: TestClient, runtime: Runtime) -> None:
     org_with_team(client, runtime)
-    allowed = client.post("/v1/check?explain=true", json={"action": "update", "resource": {"type": "algorithm", "id": "grover"}},
-                          headers=auth("max")).json()
+    allowed = client.post(
+        "/v1/check?explain=true",
+        json={"action": "update", "resource": {"type": "algorithm", "id": "grover"}},
+        headers=auth("max"),
+    ).json()
     assert allowed["allowed"] is True
     assert allowed["explanation"]["role"] == "maintainer"
     assert allowed["explanation"]["rule"] == ["p", "maintainer", "*", "algorithm", "update"]
-    denied = client.post("/v1/check?explain=true", json={"action": "delete", "resource": {"type": "algorithm", "id": "grover"}},
-                         headers=auth("max")).json()
+    denied = client.post(
+        "/v1/check?explain=true",
+        json={"action": "delete", "resource": {"type": "algorithm", "id": "grover"}},
+        headers=auth("max"),
+    ).json()
     assert denied["allowed"] is False
     assert "does not grant delete" in denied["explanation"]["reason"]
 
 
 def test_a_user_may_ask_only_about_itself(client: TestClient, runtime: Runtime) -> None:
     org_with_team(client, runtime)
-    about_other = client.post("/v1/check", json={"subject": "alice", "action": "delete", "resource": {"type": "algorithm", "id": "grover"}},
-                              headers=auth("max"))
+    about_other = client.post(
+        "/v1/check",
+        json={"subject": "alice", "action": "delete", "resource": {"type": "algorithm", "id": "grover"}},
+        headers=auth("max"),
+    )
     assert about_other.status_code == 403
-    about_self = client.post("/v1/check", json={"subject": "max", "action": "read", "resource": {"type": "algorithm", "id": "grover"}},
-                             headers=auth("max"))
+    about_self = client.post(
+        "/v1/check",
+        json={"subject": "max", "action": "read", "resource": {"type": "algorithm", "id": "grover"}},
+        headers=auth("max"),
+    )
     assert about_self.json()["allowed"] is True
 
 
@@ -88,11 +102,17 @@ def test_reverse_queries(client: TestClient, runtime: Runtime) -> None:
     client.post("/v1/resources", json={"type": "algorithm", "id": "shor"}, headers=auth("alice", context=org_id))
     client.post("/v1/resources", json={"type": "algorithm", "id": "mine"}, headers=auth("vera"))
     key = service_key(runtime, "check")
-    resources = client.post("/v1/list-resources", json={"subject": "vera", "action": "read", "type": "algorithm"}, headers=key)
+    resources = client.post(
+        "/v1/list-resources", json={"subject": "vera", "action": "read", "type": "algorithm"}, headers=key
+    )
     assert resources.json()["resources"] == ["grover", "mine", "shor"]
-    deletable = client.post("/v1/list-resources", json={"subject": "vera", "action": "delete", "type": "algorithm"}, headers=key)
+    deletable = client.post(
+        "/v1/list-resources", json={"subject": "vera", "action": "delete", "type": "algorithm"}, headers=key
+    )
     assert deletable.json()["resources"] == ["mine"]
-    subjects = client.post("/v1/list-subjects", json={"action": "update", "resource": {"type": "algorithm", "id": "grover"}}, headers=key)
+    subjects = client.post(
+        "/v1/list-subjects", json={"action": "update", "resource": {"type": "algorithm", "id": "grover"}}, headers=key
+    )
     assert subjects.json()["subjects"] == ["alice", "max"]
 
 
@@ -111,6 +131,9 @@ def test_writes_carry_the_revision_checks_answer_at(client: TestClient, runtime:
     org_id = create_org(client, "alice")
     written = client.post("/v1/resources", json={"type": "job", "id": "j1"}, headers=auth("alice", context=org_id))
     revision = int(written.headers["X-Authz-Revision"])
-    check = client.post("/v1/check", json={"action": "read", "resource": {"type": "job", "id": "j1"}, "min_revision": revision},
-                        headers=auth("alice"))
+    check = client.post(
+        "/v1/check",
+        json={"action": "read", "resource": {"type": "job", "id": "j1"}, "min_revision": revision},
+        headers=auth("alice"),
+    )
     assert check.json() == {"allowed": True, "revision": revision}

@@ -28,12 +28,15 @@ def org(client: TestClient, runtime: Runtime) -> str:
     org_id = create_org(client, "alice")
     add_member(runtime, org_id, "max", "maintainer")
     add_member(runtime, org_id, "vic", "viewer")
-    created = client.post("/v1/resources", json={"type": "algorithm", "id": "grover"}, headers=auth("alice", context=org_id))
+    created = client.post("/v1/resources", json={"type": "algorithm", "id": "grover"},
+                          headers=auth("alice", context=org_id))
     assert created.status_code == 201, created.text
     return org_id
 
 
-def test_allowed_request_answers_200_with_subject_context_and_revision(client: TestClient, org: str, runtime: Runtime) -> None:
+def test_allowed_request_answers_200_with_subject_context_and_revision(
+    client: TestClient, org: str, runtime: Runtime
+) -> None:
     response = client.get("/v1/authorize", headers={**auth("vic"), **nginx("GET", "/algorithms/grover")})
     assert response.status_code == 200, response.text
     assert response.headers["X-Authz-Subject"] == "vic"
@@ -96,7 +99,9 @@ def test_traefik_and_envoy_styles(client: TestClient, org: str) -> None:
 
 def test_unknown_route_is_403_and_logged(client: TestClient, org: str, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="authz.forward_auth"):
-        response = client.get("/v1/authorize", headers={**auth("alice"), **nginx("GET", "/billing/export?token=s3cret")})
+        response = client.get(
+            "/v1/authorize", headers={**auth("alice"), **nginx("GET", "/billing/export?token=s3cret")}
+        )
     assert response.status_code == 403
     assert "no route" in response.json()["detail"]
     logged = [r for r in caplog.records if r.name == "authz.forward_auth"]
@@ -113,22 +118,27 @@ def test_unauthenticated_is_401_with_a_challenge(client: TestClient, org: str) -
 
 
 def test_service_keys_are_not_users(client: TestClient, org: str, runtime: Runtime) -> None:
-    response = client.get("/v1/authorize", headers={**service_key(runtime, "check"), **nginx("GET", "/algorithms/grover")})
+    response = client.get(
+        "/v1/authorize", headers={**service_key(runtime, "check"), **nginx("GET", "/algorithms/grover")}
+    )
     assert response.status_code == 403
 
 
-@pytest.mark.parametrize("uri", [
-    "/algorithms/../organizations",
-    "/algorithms/grover/../../billing/export",
-    "/algorithms/x%2F..%2Fgrover",
-    "/algorithms/%2e%2e",
-    "/algorithms//grover",
-    "/algorithms/*",
-    "/algorithms/a:b",
-    "/algorithms/" + "g" * 200,
-    "/algorithms/grover%00",
-    "algorithms/grover",
-])
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "/algorithms/../organizations",
+        "/algorithms/grover/../../billing/export",
+        "/algorithms/x%2F..%2Fgrover",
+        "/algorithms/%2e%2e",
+        "/algorithms//grover",
+        "/algorithms/*",
+        "/algorithms/a:b",
+        "/algorithms/" + "g" * 200,
+        "/algorithms/grover%00",
+        "algorithms/grover",
+    ],
+)
 def test_hostile_paths_and_ids_never_widen_access(client: TestClient, org: str, uri: str) -> None:
     response = client.get("/v1/authorize", headers={**auth("alice"), **nginx("GET", uri)})
     assert response.status_code == 403, response.text
@@ -140,8 +150,9 @@ def test_two_descriptions_of_the_request_must_agree(client: TestClient, org: str
     response = client.get("/v1/authorize", headers=both)
     assert response.status_code == 403
     assert response.json()["errors"][0]["field"] == "X-Forwarded-Method"
-    envoy_and_header = client.delete("/v1/authorize/algorithms/grover",
-                                     headers={**auth("vic"), **nginx("GET", "/algorithms/grover")})
+    envoy_and_header = client.delete(
+        "/v1/authorize/algorithms/grover", headers={**auth("vic"), **nginx("GET", "/algorithms/grover")}
+    )
     assert envoy_and_header.status_code == 403
     odd_method = client.get("/v1/authorize", headers={**auth("vic"), **nginx("G E T", "/algorithms/grover")})
     assert odd_method.status_code == 403

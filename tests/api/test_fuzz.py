@@ -38,11 +38,13 @@ from tests.conftest import (
 )
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=30),
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30),
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
     max_leaves=12,
 )
-path_ids = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="/?#"), min_size=1, max_size=40)
+path_ids = st.text(alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="/?#"),
+                   min_size=1, max_size=40)
 
 VALID_BODIES: dict[str, dict[str, Any]] = {
     "organization": {"name": "Lab", "billing_address": BILLING},
@@ -152,9 +154,12 @@ def fuzz_client(fuzzed: Fuzzed) -> tuple[TestClient, dict[str, str]]:
     return fuzzed.client, fuzzed.key
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=250, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
-def test_no_5xx_and_problem_json_for_every_4xx(fuzz_client: tuple[TestClient, dict[str, str]], data: st.DataObject) -> None:
+def test_no_5xx_and_problem_json_for_every_4xx(
+    fuzz_client: tuple[TestClient, dict[str, str]], data: st.DataObject
+) -> None:
     client, key = fuzz_client
     method, template, kind = data.draw(st.sampled_from(ENDPOINTS))
     path = template
@@ -162,10 +167,12 @@ def test_no_5xx_and_problem_json_for_every_4xx(fuzz_client: tuple[TestClient, di
         path = path.replace("{id}", quote(data.draw(path_ids), safe=""), 1)
     headers = data.draw(st.sampled_from([auth("fuzzer"), key, {}]))
     if data.draw(st.booleans()):
-        headers = {**headers, "X-Account-Context": data.draw(st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=40))}
+        printable = st.characters(min_codepoint=32, max_codepoint=126)
+        headers = {**headers, "X-Account-Context": data.draw(st.text(alphabet=printable, max_size=40))}
     body = data.draw(mutated(kind)) if kind else None
     if kind and data.draw(st.integers(0, 9)) == 0:  # now and then, raw bytes that may not be JSON at all
-        raw = data.draw(st.binary(max_size=64) | st.sampled_from([b"NaN", b"Infinity", b"[1,", b'{"a":1}{', b"\xff\xfe"]))
+        raw = data.draw(st.binary(max_size=64)
+                        | st.sampled_from([b"NaN", b"Infinity", b"[1,", b'{"a":1}{', b"\xff\xfe"]))
         response = client.request(method, path, content=raw, headers={**headers, "Content-Type": "application/json"})
     else:
         response = client.request(method, path, json=body, headers=headers)
@@ -201,16 +208,19 @@ hostile_text = st.text(st.characters(codec="utf-8"), max_size=40) | st.sampled_f
 valid_sub = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._@|+-]{0,20}", fullmatch=True)
 
 
+HOSTILE_HEADER_VALUES: dict[str, list[Any]] = {
+    "crit": [["exp"], ["x-unknown"], [], "exp", [1]], "typ": ["JWT", "at+jwt", "", None],
+    "jku": ["https://evil.example/jwks.json", "file:///etc/passwd"],
+    "x5u": ["https://evil.example/cert.pem"],
+}
+
+
 @st.composite
 def headers(draw: st.DrawFn) -> dict[str, Any]:
     header: dict[str, Any] = {"alg": draw(st.sampled_from(ALGORITHMS) | any_json)}
     for name in ("kid", "typ", "crit", "jku", "x5u", "x5c", "jwk", "b64", "cty"):
         if draw(st.integers(0, 4)) == 0:
-            header[name] = draw(st.sampled_from({
-                "crit": [["exp"], ["x-unknown"], [], "exp", [1]], "typ": ["JWT", "at+jwt", "", None],
-                "jku": ["https://evil.example/jwks.json", "file:///etc/passwd"],
-                "x5u": ["https://evil.example/cert.pem"],
-            }.get(name, ["k1"])) | any_json)
+            header[name] = draw(st.sampled_from(HOSTILE_HEADER_VALUES.get(name, ["k1"])) | any_json)
     return header
 
 
@@ -275,7 +285,8 @@ def test_tokens_with_any_header_signature_and_claims(fuzzed: Fuzzed, data: st.Da
     elif how == "unsigned":
         token = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}."
     else:
-        token = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}.{b64(data.draw(st.binary(max_size=300)))}"
+        signature = b64(data.draw(st.binary(max_size=300)))
+        token = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(payload).encode())}.{signature}"
     method, path, body = data.draw(st.sampled_from(TOKEN_ENDPOINTS))
     response = client.request(method, path, json=body, headers={
         "Authorization": f"Bearer {token}", "X-Original-Method": "GET", "X-Original-URI": "/algorithms/a1"})
@@ -312,16 +323,17 @@ def test_every_integer_is_bounded_by_the_store(fuzzed: Fuzzed, data: st.DataObje
                               headers=auth("fuzzer"))
         low, high = (1, MAX_STORED_INT) if where == "before" else (1, 200)
     else:
-        body: dict[str, Any] = {
+        bodies: dict[str, dict[str, Any]] = {
             "check": {"subject": "fuzzer", "action": "read", "resource": {"type": "job"}, "context": "personal"},
             "batch": {"checks": [{"subject": "fuzzer", "action": "read", "resource": {"type": "job"}}]},
             "list-resources": {"subject": "fuzzer", "action": "read", "type": "algorithm"},
             "list-subjects": {"action": "read", "resource": {"type": "algorithm", "id": "a1"}},
-        }[where]
+        }
+        body = bodies[where]
         path = {"check": "/v1/check", "batch": "/v1/check/batch"}.get(where, f"/v1/{where}")
         response = client.post(path, json={**body, "min_revision": value}, headers=fuzzed.key)
         low, high = 0, MAX_STORED_INT
-    assert response.status_code < 500 or response.status_code == 503 and "behind" in response.text, \
+    assert response.status_code < 500 or (response.status_code == 503 and "behind" in response.text), \
         (where, value, response.text)
     if not low <= value <= high:
         assert response.status_code == 422, (where, value, response.text)
@@ -336,6 +348,7 @@ def test_every_integer_is_bounded_by_the_store(fuzzed: Fuzzed, data: st.DataObje
 @given(data=st.data())
 def test_a_chunked_body_over_the_limit_is_413_everywhere(fuzzed: Fuzzed, data: st.DataObject) -> None:
     method, template, kind = data.draw(st.sampled_from([e for e in ENDPOINTS if e[2] is not None]))
+    assert kind is not None
     path = template.replace("{id}", "x1")
     size = data.draw(st.integers(LIMIT + 1, LIMIT * 3) | st.integers(0, LIMIT))
     chunk = data.draw(st.integers(1, 2048))

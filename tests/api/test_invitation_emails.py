@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -57,7 +58,7 @@ def token_of(mail: Received) -> str:
     return match.group(1)
 
 
-def invite(client: TestClient, org_id: str, email: str, role: str = "maintainer") -> dict:
+def invite(client: TestClient, org_id: str, email: str, role: str = "maintainer") -> dict[str, Any]:
     response = client.post(f"/v1/organizations/{org_id}/invitations", json={"email": email, "role": role},
                            headers=auth("alice"))
     assert response.status_code == 201, response.text
@@ -94,7 +95,9 @@ def test_invite_read_the_mail_accept_and_see_the_org(client: TestClient, smtp: S
     me = client.get("/v1/me", headers=auth("bob")).json()
     assert {"type": "organization", "id": org_id, "name": "Entanglement Inc", "role": "maintainer"} in me["contexts"]
     assert client.get("/v1/me/invitations", headers=auth("bob")).json() == []
-    created = client.post("/v1/resources", json={"type": "algorithm", "id": "shor"}, headers=auth("bob", context=org_id))
+    created = client.post(
+        "/v1/resources", json={"type": "algorithm", "id": "shor"}, headers=auth("bob", context=org_id)
+    )
     assert created.status_code == 201, created.text
 
 

@@ -2,8 +2,11 @@
 
 import re
 from datetime import timedelta
+from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from authz.services.runtime import Runtime
@@ -21,7 +24,9 @@ def settings(database_url: str, smtp: SmtpServer) -> Settings:
                          public_url="https://platform.example")
 
 
-def invite(client: TestClient, org_id: str, email: str, role: str = "maintainer", owner: str = "alice") -> dict:
+def invite(
+    client: TestClient, org_id: str, email: str, role: str = "maintainer", owner: str = "alice"
+) -> dict[str, Any]:
     response = client.post(f"/v1/organizations/{org_id}/invitations", json={"email": email, "role": role},
                            headers=auth(owner))
     assert response.status_code == 201, response.text
@@ -30,17 +35,18 @@ def invite(client: TestClient, org_id: str, email: str, role: str = "maintainer"
 
 def deliver(client: TestClient, smtp: SmtpServer) -> str:
     """Run the sender once; the token of the newest mail."""
-    client.app.state.mail_sender.deliver_due()  # type: ignore[attr-defined]
+    assert isinstance(client.app, FastAPI)
+    client.app.state.mail_sender.deliver_due()
     match = LINK.search(smtp.inbox.received[-1].text)
     assert match is not None
     return match.group(1)
 
 
-def accept(client: TestClient, token: str, sub: str = "bob", **kwargs: object):  # type: ignore[no-untyped-def]
+def accept(client: TestClient, token: str, sub: str = "bob", **kwargs: Any) -> httpx.Response:
     return client.post("/v1/invitations/accept", json={"token": token}, headers=auth(sub, **kwargs))
 
 
-def listing(client: TestClient, org_id: str) -> list[dict]:
+def listing(client: TestClient, org_id: str) -> list[dict[str, Any]]:
     response = client.get(f"/v1/organizations/{org_id}/invitations", headers=auth("alice"))
     assert response.status_code == 200, response.text
     return list(response.json())
@@ -108,7 +114,9 @@ def test_accept_refusals_have_the_documented_statuses(client: TestClient, runtim
         assert token not in response.text
 
     # revoked: 410; declined: 409; expired: 410 (clock injected, no sleeping)
-    assert client.delete(f"/v1/organizations/{org_id}/invitations/{first['id']}", headers=auth("alice")).status_code == 204
+    assert (
+        client.delete(f"/v1/organizations/{org_id}/invitations/{first['id']}", headers=auth("alice")).status_code == 204
+    )
     revoked = accept(client, token)
     assert revoked.status_code == 410 and "revoked" in revoked.json()["detail"]
 
@@ -129,7 +137,8 @@ def test_accept_refusals_have_the_documented_statuses(client: TestClient, runtim
     statuses = {i["email"]: i["status"] for i in listing(client, org_id)}
     assert statuses == {"bob@example.com": "revoked", "carol@example.com": "declined", "dave@example.com": "expired"}
     assert client.get("/v1/me", headers=auth("dave")).json()["contexts"] == [
-        {"type": "personal", "id": "personal", "name": None, "role": None}]
+        {"type": "personal", "id": "personal", "name": None, "role": None}
+    ]
 
 
 def test_only_owners_manage_invitations_by_the_shipped_policy(client: TestClient, runtime: Runtime) -> None:
@@ -169,8 +178,9 @@ def test_create_conflicts_and_invalid_fields(client: TestClient, runtime: Runtim
         response = client.post(base, json=body, headers=auth("alice"))
         assert response.status_code == 422, (body, response.text)
         assert field in [e["field"] for e in response.json()["errors"]], (field, response.text)
-    bad_org = client.post("/v1/organizations/org_x/invitations", json={"email": "x@example.com", "role": "viewer"},
-                          headers=auth("alice"))
+    bad_org = client.post(
+        "/v1/organizations/org_x/invitations", json={"email": "x@example.com", "role": "viewer"}, headers=auth("alice")
+    )
     assert bad_org.status_code == 422
     malformed = client.post(base, content=b"{not json", headers={**auth("alice"), "Content-Type": "application/json"})
     assert malformed.status_code == 400
@@ -225,7 +235,8 @@ def test_me_invitations_lists_pending_ones_for_the_verified_email(client: TestCl
     client.delete(f"/v1/organizations/{lab}/invitations/{revoked['id']}", headers=auth("alice"))
     mine = client.get("/v1/me/invitations", headers=auth("bob")).json()
     assert sorted((i["id"], i["organization_name"], i["role"]) for i in mine) == sorted(
-        [(first["id"], "Quantum Lab", "viewer"), (second["id"], "Other Lab", "owner")])
+        [(first["id"], "Quantum Lab", "viewer"), (second["id"], "Other Lab", "owner")]
+    )
     assert set(mine[0]) == {"id", "organization_id", "organization_name", "email", "role", "invited_by", "expires_at"}
     assert client.get("/v1/me/invitations", headers=auth("bob", email_verified=False)).json() == []
     assert client.get("/v1/me/invitations", headers=auth("bob2", email="bob2@example.com")).json() == []

@@ -7,10 +7,12 @@ member, an outsider or an attacker would notice, on this replica and on a second
 
 import re
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -79,7 +81,8 @@ def invite(client: TestClient, org: str, email: str, role: str = "viewer", owner
 
 
 def token_for(client: TestClient, smtp: SmtpServer, email: str) -> str:
-    client.app.state.mail_sender.deliver_due()  # type: ignore[attr-defined]
+    assert isinstance(client.app, FastAPI)
+    client.app.state.mail_sender.deliver_due()
     for message in reversed(smtp.inbox.received):
         if email in message.rcpt_tos:
             match = LINK.search(message.text)
@@ -121,7 +124,8 @@ def lab(client: TestClient, runtime: Runtime) -> str:
     add_member(runtime, org, "max", "maintainer")
     add_member(runtime, org, "vic", "viewer")
     assert register(client, "max", org, "grover").status_code == 201
-    shared = client.put("/v1/resources/algorithm/grover/members/mallory", json={"role": "viewer"}, headers=auth("alice"))
+    shared = client.put("/v1/resources/algorithm/grover/members/mallory", json={"role": "viewer"},
+                        headers=auth("alice"))
     assert shared.status_code == 200, shared.text
     return org
 
@@ -173,9 +177,10 @@ def test_transfer_racing_demotions_always_leaves_an_owner(client: TestClient, ru
         add_member(runtime, org, "bob", "maintainer")
         add_member(runtime, org, "carol", "owner")
         transferred, demoted = race(
-            lambda: client.post(f"/v1/organizations/{org}/transfer", json={"to_user_id": "bob"}, headers=auth("alice")),
-            lambda: client.patch(f"/v1/organizations/{org}/members/alice", json={"role": "viewer"},
-                                 headers=auth("carol")),
+            partial(client.post, f"/v1/organizations/{org}/transfer", json={"to_user_id": "bob"},
+                    headers=auth("alice")),
+            partial(client.patch, f"/v1/organizations/{org}/members/alice", json={"role": "viewer"},
+                    headers=auth("carol")),
         )
         assert transferred in (200, 403) and demoted == 200, (transferred, demoted)
         # Now the two owners left demote each other at once: one of them must stay.
@@ -184,10 +189,10 @@ def test_transfer_racing_demotions_always_leaves_an_owner(client: TestClient, ru
         if len(owners) == 2:
             first, second = owners
             race(
-                lambda: client.patch(f"/v1/organizations/{org}/members/{second}", json={"role": "viewer"},
-                                     headers=auth(first)),
-                lambda: client.patch(f"/v1/organizations/{org}/members/{first}", json={"role": "viewer"},
-                                     headers=auth(second)),
+                partial(client.patch, f"/v1/organizations/{org}/members/{second}", json={"role": "viewer"},
+                        headers=auth(first)),
+                partial(client.patch, f"/v1/organizations/{org}/members/{first}", json={"role": "viewer"},
+                        headers=auth(second)),
             )
         assert owners_in_database(runtime, org) >= 1, round_
         final = members(client, org, "carol")
@@ -263,9 +268,9 @@ def test_archiving_racing_an_invitation_acceptance_never_leaves_a_member(
         assert invite(client, org, email, owner=owner).status_code == 201
         token = token_for(client, smtp, email)
         accepted, archived = race(
-            lambda: client.post("/v1/invitations/accept", json={"token": token},
-                                headers=auth(f"bob{round_}", email=email)),
-            lambda: client.delete(f"/v1/organizations/{org}", headers=auth(owner)),
+            partial(client.post, "/v1/invitations/accept", json={"token": token},
+                    headers=auth(f"bob{round_}", email=email)),
+            partial(client.delete, f"/v1/organizations/{org}", headers=auth(owner)),
         )
         assert archived == 204 and accepted in (200, 410), (accepted, archived)
         assert not check(client, f"bob{round_}", "read", context=org)
@@ -283,8 +288,8 @@ def test_content_registered_while_its_org_is_archived_is_archived_with_it(client
         org = create_org(client, "alice", f"Race {round_}")
         resource = f"late{round_}"
         registered, archived = race(
-            lambda: register(client, "alice", org, resource),
-            lambda: client.delete(f"/v1/organizations/{org}", headers=auth("alice")),
+            partial(register, client, "alice", org, resource),
+            partial(client.delete, f"/v1/organizations/{org}", headers=auth("alice")),
         )
         assert archived == 204 and registered in (201, 404), (registered, archived)
         assert not check(client, "alice", "read", resource)
@@ -364,6 +369,16 @@ def test_restore_after_the_retention_is_refused_and_the_purge_frees_everything(
         assert not other_allows(other, user, "read", "grover")
 
 
+def purge_or_conflict(rt: Runtime, org: str, outcome: dict[str, Any]) -> httpx.Response:
+    """The operator's `purge --now` as one side of a race: 200, or 409 with the error in `outcome`."""
+    try:
+        outcome["purged"] = lifecycle.purge_organization(rt, cli_principal(), org, now=True)
+    except Exception as exc:  # noqa: BLE001 - restored first: not archived any more
+        outcome["error"] = exc
+        return httpx.Response(409)
+    return httpx.Response(200)
+
+
 def test_restore_racing_the_purge_ends_in_one_of_them(
     client: TestClient, runtime: Runtime, other: Runtime, clock: Clock
 ) -> None:
@@ -374,20 +389,8 @@ def test_restore_racing_the_purge_ends_in_one_of_them(
         assert client.delete(f"/v1/organizations/{org}", headers=auth("alice")).status_code == 204
         clock.advance(days=29)
         outcome: dict[str, Any] = {}
-
-        def purge() -> httpx.Response:
-            outcome["purged"] = lifecycle.purge_organization(other, cli_principal(), org, now=True)
-            return httpx.Response(200)
-
-        def purge_or_conflict() -> httpx.Response:
-            try:
-                return purge()
-            except Exception as exc:  # noqa: BLE001 - restored first: not archived any more
-                outcome["error"] = exc
-                return httpx.Response(409)
-
-        restored, purged = race(lambda: client.post(f"/v1/organizations/{org}/restore", headers=auth("alice")),
-                                purge_or_conflict)
+        restored, purged = race(partial(client.post, f"/v1/organizations/{org}/restore", headers=auth("alice")),
+                                partial(purge_or_conflict, other, org, outcome))
         assert sorted([restored, purged]) in ([200, 409], [200, 404]), (restored, purged, outcome)
         runtime.replica.catch_up(runtime.database)
         if restored == 200:
@@ -438,7 +441,8 @@ def test_bulk_refuses_too_many_or_no_rows_and_non_owners(client: TestClient, run
     add_member(runtime, org, "max", "maintainer")
     path = f"/v1/organizations/{org}/invitations:bulk"
     many = [{"email": f"u{n}@example.com", "role": "viewer"} for n in range(101)]
-    for body in ({"invitations": many}, {"invitations": []}, {}, {"invitations": "x"}):
+    bodies: list[dict[str, Any]] = [{"invitations": many}, {"invitations": []}, {}, {"invitations": "x"}]
+    for body in bodies:
         problem = assert_problem(client.post(path, json=body, headers=auth("alice")), 422)
         assert problem["errors"][0]["field"].startswith("invitations")
     assert_problem(client.post(path, json={"invitations": many[:2]}, headers=auth("max")), 403)
@@ -539,8 +543,8 @@ def test_an_archive_and_restore_keep_each_grants_end(client: TestClient, runtime
     ends = iso(clock, days=60)
     limited = client.patch(f"/v1/organizations/{org}/members/max", json={"expires_at": ends}, headers=auth("alice"))
     assert limited.status_code == 200, limited.text
-    shared = client.put("/v1/resources/algorithm/grover/members/mallory", json={"role": "maintainer", "expires_at": ends},
-                        headers=auth("alice"))
+    shared = client.put("/v1/resources/algorithm/grover/members/mallory",
+                        json={"role": "maintainer", "expires_at": ends}, headers=auth("alice"))
     assert shared.status_code == 200, shared.text
     before = client.get(f"/v1/organizations/{org}/members", headers=auth("alice")).json()
     assert client.delete(f"/v1/organizations/{org}", headers=auth("alice")).status_code == 204
@@ -572,17 +576,23 @@ def test_bulk_rows_may_end_the_membership_and_transfer_makes_a_lasting_owner(
     listed = {m["user_id"]: m for m in client.get(f"/v1/organizations/{org}/members", headers=auth("bob")).json()}
     assert (listed["bob"]["role"], listed["bob"]["expires_at"]) == ("owner", None)
     clock.advance(days=4)
-    assert client.patch(f"/v1/organizations/{org}", json={"name": "Still owned"}, headers=auth("bob")).status_code == 200
+    renamed = client.patch(f"/v1/organizations/{org}", json={"name": "Still owned"}, headers=auth("bob"))
+    assert renamed.status_code == 200
 
 
-def test_a_member_whose_membership_ended_can_be_reinstated(client: TestClient, runtime: Runtime, clock: Clock,
-                                                            smtp: SmtpServer) -> None:
+def test_a_member_whose_membership_ended_can_be_reinstated(
+    client: TestClient, runtime: Runtime, clock: Clock, smtp: SmtpServer
+) -> None:
     from authz.services.expiry import sweep_expired
 
     org = create_org(client, "alice")
     add_member(runtime, org, "bob", "maintainer")
-    assert client.patch(f"/v1/organizations/{org}/members/bob", json={"expires_at": iso(clock, hours=1)},
-                        headers=auth("alice")).status_code == 200
+    assert (
+        client.patch(
+            f"/v1/organizations/{org}/members/bob", json={"expires_at": iso(clock, hours=1)}, headers=auth("alice")
+        ).status_code
+        == 200
+    )
     assert_problem(client.post(f"/v1/organizations/{org}/members/bob/reinstate", headers=auth("alice")), 409)
     clock.advance(hours=2)
     sweep_expired(runtime)

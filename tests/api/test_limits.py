@@ -144,7 +144,7 @@ def test_change_feed_positions_are_bounded(client: TestClient, runtime: Runtime)
         response = client.get("/v1/changes", params={"after": value}, headers=key)
         assert response.status_code == 422, (value, response.text)
         assert response.json()["errors"][0]["field"] == "after"
-    for value in (str(MAX_STORED_INT + 1), "9999999999999999999", "99999999999999999999", "-1", "1e3"):
-        response = client.get("/v1/changes", headers={**key, "Last-Event-ID": value})
-        assert response.status_code == 422, (value, response.text)
+    for event_id in (str(MAX_STORED_INT + 1), "9999999999999999999", "99999999999999999999", "-1", "1e3"):
+        response = client.get("/v1/changes", headers={**key, "Last-Event-ID": event_id})
+        assert response.status_code == 422, (event_id, response.text)
     assert client.get("/v1/changes", headers={**key, "Last-Event-ID": str(MAX_STORED_INT)}).status_code == 200

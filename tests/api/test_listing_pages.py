@@ -90,7 +90,8 @@ def test_every_altered_character_of_a_cursor_is_refused(client: TestClient, runt
     org_id = create_org(client, "alice")
     _register(client, "alice", org_id, ["a", "b", "c"])
     body, cursor = _cursor(client, org_id)
-    assert client.post("/v1/list-resources", json={**body, "cursor": cursor}, headers=auth("alice")).json()["resources"] == ["b"]
+    last = client.post("/v1/list-resources", json={**body, "cursor": cursor}, headers=auth("alice")).json()
+    assert last["resources"] == ["b"]
     alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
     for position, char in enumerate(cursor):
         altered = cursor[:position] + alphabet[(alphabet.index(char) + 1) % len(alphabet)] + cursor[position + 1:]

@@ -1,6 +1,7 @@
-"""(Here, not in tests/console, so it runs on both databases.) Claims from the identity provider are data (issue 12, class 3), in the console's sign-in and as API
-bearer tokens: an email with a NUL byte or a line break, or a look-alike address, never gets further
-than a refusal, on either database."""
+"""(Here, not in tests/console, so it runs on both databases.) Claims from the identity provider
+are data (issue 12, class 3), in the console's sign-in and as API bearer tokens: an email with
+a NUL byte or a line break, or a look-alike address, never gets further than a refusal, on
+either database."""
 
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit

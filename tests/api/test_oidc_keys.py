@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 from typing import Any
 
@@ -166,7 +167,7 @@ def test_the_fixed_secret_still_verifies_its_own_tokens_beside_the_provider(prov
 def test_a_discovery_document_for_another_issuer_is_refused(fake: FakeProvider, clock: Clock) -> None:
     fake.issuer = "https://evil.example"
     provider = OidcProvider(ISSUER, clock=clock, transport=httpx.MockTransport(fake.handler))
-    with pytest.raises(KeyUnavailable, match="names issuer 'https://evil.example'"):
+    with pytest.raises(KeyUnavailable, match=re.escape("names issuer 'https://evil.example'")):
         provider.key_for("k1")
     with pytest.raises(Unauthenticated):
         verifier(provider).verify(fake.token("k1"), None)

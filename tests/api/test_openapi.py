@@ -7,9 +7,11 @@ from fastapi.testclient import TestClient
 CONTRACT = {
     ("get", "/v1/me"),
     ("post", "/v1/organizations"), ("get", "/v1/organizations"),
-    ("get", "/v1/organizations/{org_id}"), ("patch", "/v1/organizations/{org_id}"), ("delete", "/v1/organizations/{org_id}"),
+    ("get", "/v1/organizations/{org_id}"), ("patch", "/v1/organizations/{org_id}"),
+    ("delete", "/v1/organizations/{org_id}"),
     ("get", "/v1/organizations/{org_id}/members"),
-    ("patch", "/v1/organizations/{org_id}/members/{user_id}"), ("delete", "/v1/organizations/{org_id}/members/{user_id}"),
+    ("patch", "/v1/organizations/{org_id}/members/{user_id}"),
+    ("delete", "/v1/organizations/{org_id}/members/{user_id}"),
     ("post", "/v1/resources"), ("get", "/v1/resources/{resource_type}/{resource_id}"),
     ("delete", "/v1/resources/{resource_type}/{resource_id}"),
     ("get", "/v1/resources/{resource_type}/{resource_id}/members"),
@@ -23,7 +25,7 @@ CONTRACT = {
 def test_every_contract_endpoint_is_documented(client: TestClient) -> None:
     spec = client.get("/openapi.json").json()
     documented = {(method, path) for path, item in spec["paths"].items() for method in item}
-    assert CONTRACT <= documented
+    assert documented >= CONTRACT
     for method, path in CONTRACT:
         if not path.startswith("/v1"):
             continue

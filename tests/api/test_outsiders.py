@@ -26,7 +26,8 @@ def tenants(client: TestClient) -> tuple[str, str]:
                        headers=auth("alice", context=org_id)).status_code == 201
     assert client.put(f"/v1/organizations/{org_id}/backend-tokens/ibm", json={"token": "ibm-secret-token"},
                       headers=auth("alice")).status_code == 200
-    assert client.post("/v1/resources", json={"type": "algorithm", "id": "shor"}, headers=auth("bob")).status_code == 201
+    registered = client.post("/v1/resources", json={"type": "algorithm", "id": "shor"}, headers=auth("bob"))
+    assert registered.status_code == 201
     return org_id, "user:bob"
 
 
@@ -36,19 +37,19 @@ def audit_rows(runtime: Runtime) -> int:
 
 
 def explain(client: TestClient, headers: dict[str, str], resource_id: str, **body: Any) -> dict[str, Any]:
-    response = client.post("/v1/check?explain=true", json={"action": "read", "resource": {"type": "algorithm", "id": resource_id},
-                                                          **body}, headers=headers)
+    question = {"action": "read", "resource": {"type": "algorithm", "id": resource_id}, **body}
+    response = client.post("/v1/check?explain=true", json=question, headers=headers)
     assert response.status_code == 200, response.text
     return dict(response.json())
 
 
 def test_explain_to_an_outsider_is_the_answer_for_an_unknown_id(client: TestClient, runtime: Runtime) -> None:
-    org_id, bobs = tenants(client)
+    org_id, _ = tenants(client)
     unknown = explain(client, auth("mallory"), "no-such-algorithm")
     for resource_id in ("grover", "shor"):
         answer = explain(client, auth("mallory"), resource_id)
-        assert answer["explanation"] == {**unknown["explanation"],
-                                         "reason": unknown["explanation"]["reason"].replace("no-such-algorithm", resource_id)}
+        reason = unknown["explanation"]["reason"].replace("no-such-algorithm", resource_id)
+        assert answer["explanation"] == {**unknown["explanation"], "reason": reason}
         assert org_id not in str(answer) and "bob" not in str(answer)
         assert answer["explanation"]["context"] is None
     # asked by a service key about an outsider: the same
@@ -61,8 +62,8 @@ def test_explain_to_an_outsider_is_the_answer_for_an_unknown_id(client: TestClie
 
 
 def test_cli_explain_about_an_outsider_names_no_context(client: TestClient, runtime: Runtime) -> None:
-    from authz.services import decisions
     from authz.domain.principal import Principal
+    from authz.services import decisions
 
     org_id, _ = tenants(client)
     asker = Principal(kind="service", id="cli", scopes=frozenset({"check"}))

@@ -36,7 +36,9 @@ def test_reload_applies_a_policy_edit_atomically(database_url: str, tmp_path: Pa
 
         permissions = policies / "permissions.yaml"
         original = permissions.read_text()
-        permissions.write_text(original.replace("      delete: [owner]\n      share", "      delete: [maintainer]\n      share"))
+        permissions.write_text(
+            original.replace("      delete: [owner]\n      share", "      delete: [maintainer]\n      share")
+        )
         reloaded = client.post("/v1/policy/reload", headers=admin)
         assert reloaded.status_code == 200, reloaded.text
         assert ["p", "maintainer", "*", "job", "delete"] in reloaded.json()["added"]
@@ -45,7 +47,9 @@ def test_reload_applies_a_policy_edit_atomically(database_url: str, tmp_path: Pa
 
         # an invalid file changes nothing and says where the mistake is
         revision = runtime.replica.revision
-        permissions.write_text(original.replace("      delete: [owner]\n      share", "      delete: [ownr]\n      share"))
+        permissions.write_text(
+            original.replace("      delete: [owner]\n      share", "      delete: [ownr]\n      share")
+        )
         invalid = client.post("/v1/policy/reload", headers=admin)
         assert invalid.status_code == 422
         problem = invalid.json()
@@ -68,7 +72,9 @@ def test_audit_log_is_for_owners_newest_first_and_paged(client: TestClient, runt
     assert page["entries"][0]["actor"] == "user:max"
     assert page["entries"][1]["detail"] == {"from": "viewer", "to": "maintainer"}
     assert page["entries"][0]["request_id"]
-    older = client.get(f"/v1/organizations/{org_id}/audit?limit=2&before={page['next_before']}", headers=auth("alice")).json()
+    older = client.get(
+        f"/v1/organizations/{org_id}/audit?limit=2&before={page['next_before']}", headers=auth("alice")
+    ).json()
     assert [e["action"] for e in older["entries"]] == ["member.add", "organization.create"]
     assert client.get(f"/v1/organizations/{org_id}/audit?limit=0", headers=auth("alice")).status_code == 422
 
@@ -79,8 +85,14 @@ def test_health_ready_and_metrics(client: TestClient, runtime: Runtime) -> None:
     assert ready.status_code == 200 and ready.json()["revision"] == runtime.replica.revision
     key = service_key(runtime, "check")
     for allowed_subject in ("u1", "u2"):
-        client.post("/v1/check", json={"subject": allowed_subject, "action": "read", "resource": {"type": "job"}, "context": "personal"}, headers=key)
-    client.post("/v1/check", json={"subject": "u1", "action": "read", "resource": {"type": "job", "id": "nope"}}, headers=key)
+        client.post(
+            "/v1/check",
+            json={"subject": allowed_subject, "action": "read", "resource": {"type": "job"}, "context": "personal"},
+            headers=key,
+        )
+    client.post(
+        "/v1/check", json={"subject": "u1", "action": "read", "resource": {"type": "job", "id": "nope"}}, headers=key
+    )
     text = client.get("/metrics").text
     assert 'authz_decisions_total{outcome="allowed"} 2.0' in text
     assert 'authz_decisions_total{outcome="denied"} 1.0' in text
@@ -90,7 +102,9 @@ def test_health_ready_and_metrics(client: TestClient, runtime: Runtime) -> None:
     assert "azk_" not in text
 
 
-def test_one_structured_log_line_per_request_without_credentials(client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+def test_one_structured_log_line_per_request_without_credentials(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
     headers = auth("alice")
     with caplog.at_level(logging.INFO, logger="authz.access"):
         client.get("/v1/me", headers={**headers, "X-Request-ID": "req-123"})

@@ -1,12 +1,15 @@
 """Resources over HTTP: registered in the current context, which never changes, and shared per resource."""
 
+import httpx
 from fastapi.testclient import TestClient
 
 from authz.services.runtime import Runtime
 from tests.conftest import add_member, auth, create_org
 
 
-def register(client: TestClient, user: str, resource_id: str, context: str | None = None, type_: str = "algorithm"):  # type: ignore[no-untyped-def]
+def register(
+    client: TestClient, user: str, resource_id: str, context: str | None = None, type_: str = "algorithm"
+) -> httpx.Response:
     return client.post("/v1/resources", json={"type": type_, "id": resource_id}, headers=auth(user, context=context))
 
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -37,7 +38,8 @@ def there(there_settings: Settings) -> Iterator[TestClient]:
 
 def deaf(client: TestClient) -> None:
     """This replica stops following the changelog: only a database lookup can teach it a new key."""
-    client.app.state.follower.stop()  # type: ignore[attr-defined]
+    assert isinstance(client.app, FastAPI)
+    client.app.state.follower.stop()
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -106,7 +108,8 @@ def test_a_revoked_key_is_refused_by_a_replica_that_never_saw_it(runtime: Runtim
 
 def test_unknown_keys_cannot_turn_requests_into_database_reads(runtime: Runtime, there: TestClient) -> None:
     deaf(there)
-    cache = there.app.state.service_key_cache  # type: ignore[attr-defined]
+    assert isinstance(there.app, FastAPI)
+    cache = there.app.state.service_key_cache
     junk = [f"azk_{n:016x}_{'A' * 43}" for n in range(200)]
     started = time.monotonic()
     for key in junk:

@@ -3,13 +3,13 @@
 import hashlib
 
 import orjson
-from authz_client.decisions import stream
 from fastapi.testclient import TestClient
 
 from authz.domain.principal import cli_principal
 from authz.engine import transfer
 from authz.services.runtime import Runtime
 from authz.services.service_keys import create_service_key
+from authz_client.decisions import stream
 from tests.conftest import add_member, auth, create_org, service_key
 
 

@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -16,7 +17,7 @@ from authz.bootstrap import open_runtime
 from authz.services.runtime import Runtime
 from tests.conftest import add_member, auth, create_org, make_settings
 
-DECISIONS = [
+DECISIONS: list[tuple[str, dict[str, object]]] = [
     ("/v1/check", {"action": "read", "resource": {"type": "organization"}, "context": "{org}"}),
     ("/v1/check/batch", {"checks": [{"action": "read", "resource": {"type": "organization"}, "context": "{org}"}]}),
     ("/v1/list-resources", {"action": "read", "type": "algorithm", "context": "{org}"}),
@@ -29,7 +30,8 @@ def no_follower(database_url: str) -> Iterator[tuple[TestClient, Runtime]]:
     settings = make_settings(database_url, max_staleness=5)
     runtime = open_runtime(settings, migrate=False)
     with TestClient(create_app(settings, runtime), raise_server_exceptions=False) as client:
-        client.app.state.follower.stop()  # type: ignore[attr-defined]
+        assert isinstance(client.app, FastAPI)
+        client.app.state.follower.stop()
         yield client, runtime
     runtime.database.dispose()
 

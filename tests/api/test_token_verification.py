@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -43,11 +44,11 @@ def claims(**extra: Any) -> dict[str, Any]:
 
 
 def pem(private_key: Any) -> bytes:
-    return private_key.public_key().public_bytes(  # type: ignore[no-any-return]
+    return private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-KEYS = {
+KEYS: dict[str, tuple[Any, str]] = {
     "rsa": (rsa.generate_private_key(public_exponent=65537, key_size=2048), "RS256"),
     "ec": (ec.generate_private_key(ec.SECP256R1()), "ES256"),
     "ed25519": (ed25519.Ed25519PrivateKey.generate(), "EdDSA"),
@@ -66,7 +67,7 @@ def keyed(request: pytest.FixtureRequest, database_url: str, runtime: Runtime,
         yield client, private_key, algorithm
 
 
-def send(client: TestClient, method: str, path: str, body: dict[str, Any] | None, token: str):  # type: ignore[no-untyped-def]
+def send(client: TestClient, method: str, path: str, body: dict[str, Any] | None, token: str) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token}", "X-Original-Method": "GET", "X-Original-URI": "/algorithms/a1"}
     return client.request(method, path, json=body, headers=headers)
 
@@ -85,7 +86,8 @@ def forged_tokens(private_key: Any, algorithm: str) -> dict[str, str]:
     public_pem = pem(private_key)
     other = {"RS256": "ES256", "ES256": "RS256", "EdDSA": "ES256"}[algorithm]
     other_key = ec.generate_private_key(ec.SECP256R1()) if other == "ES256" else KEYS["rsa"][0]
-    unknown_crit = jwt.encode(claims(), private_key, algorithm=algorithm, headers={"crit": ["x-unknown"], "x-unknown": 1})
+    unknown_crit = jwt.encode(claims(), private_key, algorithm=algorithm,
+                              headers={"crit": ["x-unknown"], "x-unknown": 1})
     return {
         "other family, garbage signature": f"{b64({'alg': other, 'typ': 'JWT'})}.{b64(claims())}.{b64(b'garbage')}",
         "other family, really signed": jwt.encode(claims(), other_key, algorithm=other),
@@ -140,8 +142,8 @@ def test_an_unusable_key_file_stops_the_app_factory(database_url: str, runtime: 
 
 # ---- claims are data (class 3) ------------------------------------------------------------
 
-HOSTILE_EMAILS = ["alice\x00@example.com", "alice@example.com\n", "al\x1bice@example.com", "\u2028@example.com", "ki\u200bm@example.com",
-                  "a" * 321, "", 42, ["alice@example.com"], {"a": 1}, True]
+HOSTILE_EMAILS = ["alice\x00@example.com", "alice@example.com\n", "al\x1bice@example.com", "\u2028@example.com",
+                  "ki\u200bm@example.com", "a" * 321, "", 42, ["alice@example.com"], {"a": 1}, True]
 
 
 @pytest.mark.parametrize("email", HOSTILE_EMAILS, ids=[repr(e)[:20] for e in HOSTILE_EMAILS])
@@ -202,7 +204,8 @@ def test_a_look_alike_address_neither_sees_nor_accepts_the_invitation(client: Te
 def test_a_member_with_a_look_alike_email_does_not_block_inviting_the_real_address(client: TestClient) -> None:
     org_id = create_org(client, "mallory", name="Look-alike Lab")
     # mallory's own membership carries the look-alike address; inviting kim is not "already a member"
-    response = client.post(f"/v1/organizations/{org_id}/invitations", json={"email": "kim@example.com", "role": "viewer"},
+    response = client.post(f"/v1/organizations/{org_id}/invitations",
+                           json={"email": "kim@example.com", "role": "viewer"},
                            headers=auth("mallory", email="\u212aim@example.com"))
     assert response.status_code == 201, response.text
 

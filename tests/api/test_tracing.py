@@ -1,9 +1,13 @@
-"""OpenTelemetry: a server span per request with SQL spans beneath, SMTP spans, ids in the access log; off by default."""
+"""OpenTelemetry: a server span per request with SQL spans beneath, SMTP spans, ids in the access log.
+
+Off by default.
+"""
 
 import logging
 from collections.abc import Iterator
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -90,6 +94,7 @@ def test_probes_and_background_polls_are_not_traced(
 ) -> None:
     traced.get("/healthz")
     traced.get("/metrics")
+    assert isinstance(traced.app, FastAPI)
     traced.app.state.follower.poll_once()  # the changelog follower's SQL, outside any request
     assert spans.get_finished_spans() == ()
 
@@ -113,7 +118,9 @@ def test_off_by_default_nothing_is_installed(
     ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318", "OTEL_TRACES_EXPORTER": "none"}, False),
     ({"OTEL_TRACES_EXPORTER": "otlp", "OTEL_SDK_DISABLED": "true"}, False),
 ])
-def test_the_standard_variables_turn_it_on(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: bool) -> None:
+def test_the_standard_variables_turn_it_on(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], expected: bool
+) -> None:
     for name in ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
                  "OTEL_SDK_DISABLED"):
         monkeypatch.delenv(name, raising=False)

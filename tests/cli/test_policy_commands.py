@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from authz.cli import app
@@ -51,7 +52,8 @@ def test_policy_test_reports_failures_and_exits_1(tmp_path: Path) -> None:
     policies = tmp_path / "policies"
     shutil.copytree(POLICY_DIR, policies)
     permissions = policies / "permissions.yaml"
-    permissions.write_text(permissions.read_text().replace("      read: [owner]\n      update: [owner]", "      read: [viewer]\n      update: [owner]", 1))
+    permissions.write_text(permissions.read_text().replace("      read: [owner]\n      update: [owner]",
+                                                           "      read: [viewer]\n      update: [owner]", 1))
     result = runner.invoke(app, ["policy", "test", str(policies)], env={"AUTHZ_POLICY_MODEL": str(POLICY_MODEL)})
     assert result.exit_code == 1
     assert "FAIL" in result.output and "vic read billing" in result.output
@@ -83,13 +85,12 @@ def test_apply_prints_the_diff_and_dry_run_changes_nothing(database_url: str, ru
     assert "no rule changes" in again.output
 
 
-def test_check_with_explain(database_url: str, client, runtime: Runtime) -> None:  # type: ignore[no-untyped-def]
+def test_check_with_explain(database_url: str, client: TestClient, runtime: Runtime) -> None:
     org_id = create_org(client, "alice")
     add_member(runtime, org_id, "max", "maintainer")
     env = env_for(database_url)
-    allowed = runner.invoke(
-        app, ["check", "--subject", "max", "--action", "create", "--resource", "algorithm", "--context", org_id, "--explain"], env=env
-    )
+    allowed = runner.invoke(app, ["check", "--subject", "max", "--action", "create", "--resource", "algorithm",
+                                  "--context", org_id, "--explain"], env=env)
     assert allowed.exit_code == 0, allowed.output
     explained = json.loads(allowed.output)
     assert explained["allowed"] is True

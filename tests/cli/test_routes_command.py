@@ -52,4 +52,6 @@ def test_policy_validate_checks_the_route_file_too(tmp_path: Path) -> None:
     line = next(n for n, row in enumerate(routes.read_text().splitlines(), 1) if "action: erase" in row)
     result = runner.invoke(app, ["policy", "validate", str(broken)])
     assert result.exit_code == 1
-    assert f"{routes}:{line}: route 'DELETE /algorithms/{{id}}': type 'algorithm' has no action 'erase'" in result.output
+    assert (
+        f"{routes}:{line}: route 'DELETE /algorithms/{{id}}': type 'algorithm' has no action 'erase'" in result.output
+    )

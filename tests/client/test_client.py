@@ -125,7 +125,7 @@ def test_an_unreachable_or_silent_server_is_unavailable_after_the_timeout() -> N
     with socket.socket() as silent:  # accepts connections (backlog) but never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
-        url = "http://127.0.0.1:%d" % silent.getsockname()[1]
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
         with AuthzClient(url, "x", timeout=0.2, retry=Retry(attempts=2, backoff=0.0)) as client, \
                 pytest.raises(Unavailable) as caught:
             client.check("read", "algorithm:x")
@@ -178,7 +178,8 @@ def test_the_async_client_answers_the_same(server: ServerProcess, org: Org) -> N
             assert update.allowed
             assert (await client.check("update", ("algorithm", org.algorithm))).cached
             assert not (await client.check("delete", ("algorithm", org.algorithm))).allowed
-            batch = await client.check_batch([Check("read", ("algorithm", org.algorithm)), Check("share", ("algorithm", org.algorithm))])
+            algorithm = ("algorithm", org.algorithm)
+            batch = await client.check_batch([Check("read", algorithm), Check("share", algorithm)])
             assert batch.results == (True, False)
             listed = await client.list_resources("update", "algorithm", context=org.id)
             assert listed.resources == (org.algorithm,)

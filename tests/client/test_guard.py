@@ -5,12 +5,12 @@ from contextlib import asynccontextmanager
 from typing import Annotated
 
 import pytest
-from authz_client import LocalDecisions
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from authz.client import AsyncAuthzClient, CheckResult, Retry
 from authz.client.guard import install, path_param, require
+from authz_client import LocalDecisions
 from tests.client.conftest import Org
 from tests.conftest import auth
 from tests.processes import ServerProcess, create_service_key, free_port
@@ -127,7 +127,8 @@ def test_an_app_that_forgot_install_still_refuses(server: ServerProcess, org: Or
 
     app = FastAPI(lifespan=lifespan)
 
-    @app.delete("/algorithms/{id}", dependencies=[require("delete", resource=("algorithm", path_param("id")), client=authz)])
+    @app.delete("/algorithms/{id}",
+                dependencies=[require("delete", resource=("algorithm", path_param("id")), client=authz)])
     def delete_algorithm(id: str) -> None:
         raise AssertionError("must not run")
 

@@ -12,8 +12,8 @@ import time
 
 import httpx
 import pytest
-from authz_client import LocalDecisions, Unavailable
 
+from authz_client import LocalDecisions, Unavailable
 from tests.conftest import BILLING, auth
 from tests.processes import ServerProcess, add_member, start_authz
 from tests.sidecar.test_sidecar import UPSTREAM_ENV, USERS, History, _written, feed_key, upstream

@@ -3,6 +3,7 @@
 from collections.abc import Iterator
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
@@ -31,6 +32,7 @@ def test_dev_sign_in_and_mailbox_are_refused_when_off(plain: TestClient, runtime
     page = plain.get("/signin")
     assert "Development sign-in" not in page.text and "Sign-in is not configured" in page.text
     # A valid CSRF token of this browser's session: only the setting can refuse it.
+    assert isinstance(plain.app, FastAPI)
     token = plain.app.state.console.codec.loads(plain.cookies["authz_session"], "authz-console-session", 3600)["c"]
     attempt = plain.post("/dev/signin", data={"csrf": token, "user_id": "admin",
                                               "email": "admin@example.com"})
@@ -41,4 +43,4 @@ def test_dev_sign_in_and_mailbox_are_refused_when_off(plain: TestClient, runtime
 
 def test_production_refuses_the_dev_login_setting() -> None:
     with pytest.raises(ValidationError, match="AUTHZ_DEV_LOGIN must not be set with AUTHZ_ENV=production"):
-        Settings(_env_file=None, env="production", dev_login=True)  # type: ignore[call-arg]
+        Settings(_env_file=None, env="production", dev_login=True)

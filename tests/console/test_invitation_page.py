@@ -8,6 +8,7 @@ import re
 import time
 from urllib.parse import urlsplit
 
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from authz.services.runtime import Runtime
@@ -19,7 +20,8 @@ LINK = re.compile(r"https?://\S+/invitations/accept\?token=[A-Za-z0-9_-]+")
 
 def invite(client: TestClient, org: str, email: str, role: str = "maintainer") -> str:
     """Invite as the signed-in owner; the path of the link in the email that went out."""
-    sent_before = len(client.app.state.console.mailbox.mails())  # type: ignore[attr-defined]
+    assert isinstance(client.app, FastAPI)
+    sent_before = len(client.app.state.console.mailbox.mails())
     response = post_form(client, f"/orgs/{org}/invitations", f"/orgs/{org}/invitations",
                          {"email": email, "role": role})
     assert response.status_code == 303, response.text
@@ -27,7 +29,8 @@ def invite(client: TestClient, org: str, email: str, role: str = "maintainer") -
 
 
 def _next_link(client: TestClient, sent_before: int) -> str:
-    mailbox = client.app.state.console.mailbox  # type: ignore[attr-defined]
+    assert isinstance(client.app, FastAPI)
+    mailbox = client.app.state.console.mailbox
     deadline = time.monotonic() + 10
     while len(mailbox.mails()) <= sent_before:
         assert time.monotonic() < deadline, "no email was sent"
@@ -118,9 +121,12 @@ def test_expired_revoked_declined_resent_and_unknown_links_are_explained(browser
     assert flash_after(browser_like, post_form(browser_like, f"/orgs/{org}/invitations", revoke_path.group(1), {})) \
         == "Invitation revoked; its link no longer works."
     resend_paths = re.findall(r'action="(/orgs/[^"]+/invitations/inv_[0-9a-f]+/resend)"', invitations)
-    erin_id = re.search(r"inv_[0-9a-f]{24}", replaced).group(0)
+    found = re.search(r"inv_[0-9a-f]{24}", replaced)
+    assert found is not None, replaced
+    erin_id = found.group(0)
     resend = next(p for p in resend_paths if erin_id in p)
-    sent_before = len(browser_like.app.state.console.mailbox.mails())  # type: ignore[attr-defined]
+    assert isinstance(browser_like.app, FastAPI)
+    sent_before = len(browser_like.app.state.console.mailbox.mails())
     assert "previous link no longer works" in flash_after(
         browser_like, post_form(browser_like, f"/orgs/{org}/invitations", resend, {}))
     newest = _next_link(browser_like, sent_before)
@@ -177,7 +183,8 @@ def test_an_invitation_for_a_membership_that_ends(browser_like: TestClient, runt
                      {"email": "bob@example.com", "role": "viewer", "expires_at": "2001-01-01T00:00"})
     assert past.status_code == 422
     assert re.search(r'id="f-expires_at-error">expires_at must be in the future', past.text)
-    sent_before = len(browser_like.app.state.console.mailbox.mails())  # type: ignore[attr-defined]
+    assert isinstance(browser_like.app, FastAPI)
+    sent_before = len(browser_like.app.state.console.mailbox.mails())
     ok = post_form(browser_like, f"/orgs/{org}/invitations", f"/orgs/{org}/invitations",
                    {"email": "bob@example.com", "role": "viewer", "expires_at": "2099-06-30T12:00"})
     assert ok.status_code == 303

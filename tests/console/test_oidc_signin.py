@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from oidc_provider_mock import User, run_server_in_thread
 
@@ -130,6 +131,7 @@ def test_an_unverified_email_from_the_provider_cannot_accept_invitations(console
     console.get(authorize_at_provider(url, "mallory").removeprefix(BASE))
     page = console.get("/invitations/accept", params={"token": "inv_0123456789abcdef01234567_" + "a" * 43})
     assert page.status_code == 404  # an unknown token; the session itself works
+    assert isinstance(console.app, FastAPI)
     session: Any = console.app.state.console.codec.loads(console.cookies["authz_session"],
                                                         "authz-console-session", 3600)
     assert session["u"] == "mallory" and session["v"] is False
@@ -138,6 +140,7 @@ def test_an_unverified_email_from_the_provider_cannot_accept_invitations(console
 def test_an_unreachable_token_endpoint_is_a_message_not_a_crash(console: TestClient) -> None:
     url, _ = start(console)
     back = authorize_at_provider(url, "alice")
+    assert isinstance(console.app, FastAPI)
     provider = console.app.state.console.oidc.provider
     provider.metadata()["token_endpoint"] = "http://127.0.0.1:9/token"  # nothing listens there
     answer = console.get(back.removeprefix(BASE))

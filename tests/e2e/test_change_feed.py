@@ -124,7 +124,7 @@ def _database_memberships(runtime: Runtime) -> dict[tuple[str, str], str]:
     with runtime.database.session() as session:
         rows = session.execute(select(CasbinRule.v0, CasbinRule.v1, CasbinRule.v2).where(CasbinRule.ptype == "g"))
         return {(org, ids.user_of(subject)): role for subject, role, org in rows
-                if subject.startswith("user:") and ids.is_org_id(org)}
+                if subject and role and org and subject.startswith("user:") and ids.is_org_id(org)}
 
 
 def _random_history(server: ServerProcess, runtime: Runtime, rng: random.Random, steps: int,

@@ -281,7 +281,8 @@ def test_sign_in_with_an_openid_provider_in_the_browser(browser: Any, tmp_path: 
             expect(page).to_have_url(process.url + "/orgs")
             expect(page.locator(".who .user")).to_have_text("olga")
             assert page.context.cookies(process.url)[0]["httpOnly"] is True
-            assert page.goto(process.url + "/dev/signin").status == 404  # the dev sign-in is refused when off
+            refused = page.goto(process.url + "/dev/signin")
+            assert refused is not None and refused.status == 404  # the dev sign-in is refused when off
             assert "AUTHZ_DEV_LOGIN is on" not in process.log_text()
         finally:
             process.stop()

@@ -22,7 +22,15 @@ import httpx
 import pytest
 
 from tests.conftest import BILLING, ROOT, auth
-from tests.processes import ServerProcess, add_member, free_port, start_authz, stop_process, wait_for_port, wait_for_revision
+from tests.processes import (
+    ServerProcess,
+    add_member,
+    free_port,
+    start_authz,
+    stop_process,
+    wait_for_port,
+    wait_for_revision,
+)
 
 pytestmark = pytest.mark.e2e
 EXAMPLE = ROOT / "examples" / "nginx" / "authz.conf"
@@ -92,7 +100,8 @@ def render_config(template: Path, *, authz: str, upstream: str, listen: str) -> 
 def main_config(prefix: Path, include: Path) -> str:
     """A whole nginx.conf of its own: foreground, every file under `prefix`, the example included."""
     user = "user root;\n" if os.geteuid() == 0 else ""  # tmp dirs are private to this user
-    temp = "\n".join(f"    {kind}_temp_path {prefix / kind};" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    temp = "\n".join(f"    {kind}_temp_path {prefix / kind};" for kind in kinds)
     return f"""daemon off;
 {user}worker_processes 1;
 pid {prefix / 'nginx.pid'};
@@ -220,7 +229,9 @@ def test_traversal_encoded_slashes_and_hostile_ids_are_refused(stack: Stack) -> 
     assert stack.seen == []
 
 
-def test_a_client_cannot_describe_its_request_differently_or_forge_the_subject(stack: Stack, proxy: httpx.Client) -> None:
+def test_a_client_cannot_describe_its_request_differently_or_forge_the_subject(
+    stack: Stack, proxy: httpx.Client
+) -> None:
     spoofed = {**auth("vic"), "X-Original-Method": "GET", "X-Original-URI": "/algorithms/grover"}
     assert proxy.delete("/algorithms/grover", headers=spoofed).status_code == 403
     traefik_style = {**auth("vic"), "X-Forwarded-Method": "GET", "X-Forwarded-Uri": "/algorithms/grover"}

@@ -30,20 +30,24 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bin/ directory of a fresh venv with authz pip-installed from this checkout."""
     venv = tmp_path_factory.mktemp("venv")
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True)
-    purelib = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+    purelib = subprocess.run([str(venv / "bin" / "python"), "-c",
+                              "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              check=True, capture_output=True, text=True).stdout.strip()
     Path(purelib, "authz-test-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     # A copy of the project: setuptools builds in ./build, which must neither litter the
     # checkout nor ship stale files from an earlier build.
     source = tmp_path_factory.mktemp("source") / "authz"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".venv", ".git", "build", "*.egg-info", "__pycache__", ".hypothesis", ".pytest_cache", "*.db", "tests", "bench"))
+        ".venv", ".git", "build", "*.egg-info", "__pycache__", ".hypothesis", ".pytest_cache", "*.db", "tests",
+        "bench"))
     # The server imports the decision index from the client distribution, so a user installs both.
     built = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--no-deps",
                             str(source / "clients" / "python"), str(source)],
                            capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stdout + built.stderr
-    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import authz, api, authz_client; print(authz.__file__, api.__file__, authz_client.__file__)"],
+    where = subprocess.run([str(venv / "bin" / "python"), "-c",
+                            "import authz, api, authz_client; "
+                            "print(authz.__file__, api.__file__, authz_client.__file__)"],
                            capture_output=True, text=True, cwd="/tmp", env=clean_env(), check=True).stdout
     assert str(ROOT) not in where and str(venv) in where, where  # the installed copy, not the checkout
     return venv / "bin"
@@ -102,9 +106,14 @@ def test_offline_commands_from_another_directory(installed: Path, elsewhere: Pat
                             capture_output=True, text=True, timeout=120)
     assert tested.returncode == 0, tested.stdout + tested.stderr
     assert "0 failed" in tested.stdout
-    validated = subprocess.run([str(installed / "authz"), "policy", "validate", str(POLICY_DIR)], cwd=elsewhere, env=env,
-                               capture_output=True, text=True, timeout=120)
+    validated = subprocess.run([str(installed / "authz"), "policy", "validate", str(POLICY_DIR)], cwd=elsewhere,
+                               env=env, capture_output=True, text=True, timeout=120)
     assert validated.returncode == 0, validated.stdout + validated.stderr
+    # check asks the database as it is: its schema (Alembic's scripts come from the package) and a policy first
+    for command in (["db", "upgrade"], ["policy", "apply", str(POLICY_DIR)]):
+        prepared = subprocess.run([str(installed / "authz"), *command], cwd=elsewhere, env=env,
+                                  capture_output=True, text=True, timeout=120)
+        assert prepared.returncode == 0, prepared.stdout + prepared.stderr
     checked = subprocess.run([str(installed / "authz"), "check", "--subject", "alice", "--action", "create",
                               "--resource", "algorithm", "--context", "personal", "--explain"],
                              cwd=elsewhere, env={**env, "AUTHZ_POLICY_DIR": str(POLICY_DIR)},

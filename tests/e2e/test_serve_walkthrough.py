@@ -14,12 +14,15 @@ def test_from_creating_an_org_to_a_check(authz_server: ServerProcess) -> None:
     alice = {"Authorization": f"Bearer {token}"}
     with httpx.Client(base_url=authz_server.url, timeout=10) as http:
         assert http.get("/healthz").json() == {"status": "ok"}
-        created = http.post("/v1/organizations", json={"name": "Quantum Lab", "billing_address": BILLING}, headers=alice)
+        created = http.post(
+            "/v1/organizations", json={"name": "Quantum Lab", "billing_address": BILLING}, headers=alice
+        )
         assert created.status_code == 201, created.text
         org_id = created.json()["id"]
 
-        resource = http.post("/v1/resources", json={"type": "algorithm", "id": "grover"},
-                             headers={**alice, "X-Account-Context": org_id})
+        resource = http.post(
+            "/v1/resources", json={"type": "algorithm", "id": "grover"}, headers={**alice, "X-Account-Context": org_id}
+        )
         assert resource.status_code == 201
         assert resource.json()["context"] == org_id
 

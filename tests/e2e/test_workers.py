@@ -1,6 +1,5 @@
 """`authz serve --workers 2`: one load, two forked workers that each follow the changelog."""
 
-import os
 import signal
 import subprocess
 import sys

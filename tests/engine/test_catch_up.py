@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 import pytest
+
 from authz.domain.principal import Principal
 from authz.engine import replica as replica_module
 from authz.engine.replica import Replica
@@ -108,7 +109,10 @@ def test_a_gap_is_detected_logged_and_filled_by_reading_the_missing_rows(
     _append(runtime, head + 1, ("g", "user:bob", "viewer", org))
     assert replica.catch_up(runtime.database) == 2
     assert replica.revision == head + 2
-    assert replica.snapshot.index.role_in("bob", org) == "viewer" and replica.snapshot.index.role_in("carol", org) == "viewer"
+    assert (
+        replica.snapshot.index.role_in("bob", org) == "viewer"
+        and replica.snapshot.index.role_in("carol", org) == "viewer"
+    )
     assert any("filled" in r.message for r in caplog.records)
 
 

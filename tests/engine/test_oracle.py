@@ -15,7 +15,6 @@ exactly the grants that have not ended, and the index, asked at `now`, must agre
 
 import itertools
 
-from authz_client.decisions.index import DecisionIndex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -23,6 +22,7 @@ from authz.domain import ids
 from authz.domain.grants import expiry_epoch
 from authz.policy.document import ObjectType, PolicyDocument, Role
 from authz.policy.model import build_enforcer, casbin_request
+from authz_client.decisions.index import DecisionIndex
 from tests.conftest import POLICY_MODEL
 
 ROLES = ["owner", "admin", "maintainer", "viewer", "auditor"]
@@ -32,8 +32,8 @@ USERS = ["u0", "u1", "u2", "u3"]
 ORGS = ["org_" + str(n) * 24 for n in range(3)]
 RESOURCE_IDS = ["r0", "r1", "r2", "r3"]
 EXPIRIES = [None, None, "2026-01-01T00:00:00Z", "2026-06-01T12:00:00Z"]
-NOWS = [expiry_epoch("2025-12-31T23:59:59Z"), expiry_epoch("2026-01-01T00:00:00Z"), expiry_epoch("2026-03-01T00:00:00Z"),
-        expiry_epoch("2027-01-01T00:00:00Z")]
+NOWS = [expiry_epoch("2025-12-31T23:59:59Z"), expiry_epoch("2026-01-01T00:00:00Z"),
+        expiry_epoch("2026-03-01T00:00:00Z"), expiry_epoch("2027-01-01T00:00:00Z")]
 
 
 def with_expiry(rule: tuple[str, ...], expiry: str | None) -> tuple[str, ...]:
@@ -64,14 +64,19 @@ contexts = st.sampled_from(ORGS) | st.sampled_from(USERS).map(ids.personal_conte
 
 
 @st.composite
-def worlds(draw: st.DrawFn) -> tuple[PolicyDocument, list[tuple[str, ...]], dict[tuple[str, str], str], list[tuple[str, ...]]]:
+def worlds(
+    draw: st.DrawFn
+) -> tuple[PolicyDocument, list[tuple[str, ...]], dict[tuple[str, str], str], list[tuple[str, ...]]]:
     document = draw(policies())
-    memberships = draw(st.dictionaries(st.tuples(st.sampled_from(USERS), st.sampled_from(ORGS)), st.sampled_from(ROLES), max_size=8))
+    memberships = draw(st.dictionaries(st.tuples(st.sampled_from(USERS), st.sampled_from(ORGS)), st.sampled_from(ROLES),
+                                       max_size=8))
     rules = [with_expiry(("g", ids.subject_of(user), role, org), draw(st.sampled_from(EXPIRIES)))
              for (user, org), role in memberships.items()]
-    resources = draw(st.dictionaries(st.tuples(st.sampled_from(TYPES), st.sampled_from(RESOURCE_IDS)), contexts, max_size=6))
+    resources = draw(st.dictionaries(st.tuples(st.sampled_from(TYPES), st.sampled_from(RESOURCE_IDS)), contexts,
+                                     max_size=6))
     scoped = draw(st.dictionaries(
-        st.tuples(st.sampled_from(USERS), st.sampled_from(TYPES), st.sampled_from(RESOURCE_IDS)), st.sampled_from(ROLES), max_size=5
+        st.tuples(st.sampled_from(USERS), st.sampled_from(TYPES), st.sampled_from(RESOURCE_IDS)),
+        st.sampled_from(ROLES), max_size=5,
     ))
     rules += [with_expiry(("g", ids.subject_of(user), role, ids.resource_scope(t, r)), draw(st.sampled_from(EXPIRIES)))
               for (user, t, r), role in scoped.items()]
@@ -126,5 +131,6 @@ def test_compiled_decisions_equal_casbin(world, questions, now) -> None:  # type
             continue
         expected = enforcer.enforce(*casbin_request(ids.subject_of(user), context, resource_type, scope, action))
         assert compiled == expected, (user, action, resource_type, resource_id, context)
-        decision = index.decide(user, action, resource_type, resource_id, context if resource_id is None else None, clock)
+        type_level_context = context if resource_id is None else None
+        decision = index.decide(user, action, resource_type, resource_id, type_level_context, clock)
         assert decision.allowed == expected

@@ -7,11 +7,10 @@ give the same decisions, listings and memberships (on SQLite and on PostgreSQL).
 
 from dataclasses import replace
 
-from authz_client.decisions.index import DecisionIndex
-
 from authz.domain.principal import cli_principal
 from authz.engine.replica import Replica
 from authz.services.runtime import Runtime
+from authz_client.decisions.index import DecisionIndex
 from tests.conftest import add_member
 
 ORG = "org_" + "a" * 24

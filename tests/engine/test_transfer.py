@@ -7,7 +7,6 @@ must equal a replica that read the database (the same index, the same keys and p
 """
 
 import pytest
-from authz_client.decisions import stream
 
 from authz.domain.principal import cli_principal
 from authz.engine import transfer
@@ -15,6 +14,7 @@ from authz.engine.replica import Replica, Snapshot
 from authz.services import changes
 from authz.services.runtime import Runtime
 from authz.services.service_keys import create_service_key, revoke_service_key
+from authz_client.decisions import stream
 from tests.conftest import add_member
 from tests.engine.test_snapshot_load import ORG, OTHER, _seed, _state
 

@@ -1,12 +1,12 @@
 """Identifiers are data, never patterns: only the policy's own "*" domain is a wildcard."""
 
 import pytest
-from authz_client.decisions.index import DecisionIndex
 
 from authz.domain import ids
 from authz.domain.errors import Invalid
 from authz.policy.loader import load_policy_dir
 from authz.policy.model import build_enforcer, casbin_request
+from authz_client.decisions.index import DecisionIndex
 from tests.conftest import POLICY_DIR, POLICY_MODEL
 
 ORG = "org_" + "a" * 24

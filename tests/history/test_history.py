@@ -48,7 +48,8 @@ def test_random_concurrent_history_keeps_every_invariant(database: str, tmp_path
     seed = int(os.environ.get("HISTORY_SEED", random.randrange(1 << 30)))
     upstream = make_url(database)
     smtp = SmtpServer().start()
-    with TcpProxy(upstream.host or "127.0.0.1", upstream.port or 5432) as proxy, Cluster(via(database, "127.0.0.1", proxy.port), tmp_path, sync_poll_interval="0.2",
+    with TcpProxy(upstream.host or "127.0.0.1", upstream.port or 5432) as proxy, \
+            Cluster(via(database, "127.0.0.1", proxy.port), tmp_path, sync_poll_interval="0.2",
                     max_staleness="5", min_revision_wait="1", smtp_host="127.0.0.1", smtp_port=str(smtp.port),
                     mail_poll_interval="0.2", expiry_sweep_interval="2", org_retention=RETENTION,
                     purge_interval="1", invitations_per_day=str(INVITATIONS_PER_DAY)) as cluster:

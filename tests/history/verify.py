@@ -159,7 +159,8 @@ def _database_invariants(connection: Any, verdict: Verdict) -> None:
             SELECT p.context FROM audit_log p JOIN organizations o ON o.id = p.context
               WHERE p.action = 'organization.purge'"""),
         "changelog revision without its audit entry": _rows(connection, """
-            SELECT revision FROM changelog c WHERE NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.revision = c.revision)"""),
+            SELECT revision FROM changelog c
+              WHERE NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.revision = c.revision)"""),
         "audit entry at a revision the changelog lacks": _rows(connection, """
             SELECT id, revision FROM audit_log a WHERE revision IS NOT NULL
               AND NOT EXISTS (SELECT 1 FROM changelog c WHERE c.revision = a.revision)"""),

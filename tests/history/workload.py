@@ -3,9 +3,10 @@
 Each client thread picks an operation, a user and a replica at random, sends it over HTTP
 and records the request and the answer (`Event`). Some operations are fired as racing
 pairs from two threads released by one barrier (share vs delete, register vs archive of
-the org, demote vs demote, transfer vs demote, restore vs purge, accept vs archive, ...): the races DESIGN.md invariant 5a is about. A chaos thread
-cuts and restores the replicas' database connection meanwhile. Nothing here decides
-whether an answer was right: `tests.history.verify` does, afterwards, from the database.
+the org, demote vs demote, transfer vs demote, restore vs purge, accept vs archive, ...): the
+races DESIGN.md invariant 5a is about. A chaos thread cuts and restores the replicas' database
+connection meanwhile. Nothing here decides whether an answer was right: `tests.history.verify`
+does, afterwards, from the database.
 """
 
 import itertools
@@ -494,7 +495,8 @@ class Workload:
             (self._accept, lambda r, s: self._delete_org_as(r, owner, org)),
             (lambda r, s: self._transfer_as(r, owner, org, other), lambda r, s: self._demote(r, other, org, owner)),
             (lambda r, s: self._transfer_as(r, owner, org, other), lambda r, s: self._demote(r, owner, org, other)),
-            (lambda r, s: self._restore_as(r, archived_owner, archived_org), lambda r, s: self._purge_org(archived_org)),
+            (lambda r, s: self._restore_as(r, archived_owner, archived_org),
+             lambda r, s: self._purge_org(archived_org)),
             (lambda r, s: self._restore_as(r, archived_owner, archived_org),
              lambda r, s: self._delete_org_as(r, archived_owner, archived_org)),
         ]

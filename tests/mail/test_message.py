@@ -10,7 +10,8 @@ TOKEN = "inv_" + "a" * 24 + "_" + "S" * 43
 def test_text_names_org_inviter_role_and_has_the_link_on_its_own_line() -> None:
     content = invitation_message(
         org_name="Quantum Lab", inviter=inviter_name("alice", "alice@example.com"), role="maintainer",
-        recipient="bob@example.com", public_url="https://platform.example/", expires_at=datetime(2030, 1, 2, 3, 4, tzinfo=UTC),
+        recipient="bob@example.com", public_url="https://platform.example/",
+        expires_at=datetime(2030, 1, 2, 3, 4, tzinfo=UTC),
     )
     assert content.subject == "Invitation to join Quantum Lab"
     text = fill_token(content.text, TOKEN)

@@ -4,11 +4,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from authz_client.decisions.index import DecisionIndex
 
 from authz.domain.ids import ACCOUNT_HOLDER
 from authz.policy.loader import load_policy_dir
 from authz.policy.yaml_nodes import PolicyInvalid
+from authz_client.decisions.index import DecisionIndex
 from tests.conftest import POLICY_DIR
 
 
@@ -55,8 +55,8 @@ def test_a_policy_must_name_its_context_owner(policy_copy: Path) -> None:
     roles = policy_copy / "roles.yaml"
     replace(roles, "context_owner: owner\n", "")
     assert errors_of(policy_copy) == [
-        (f"{roles}:{line_of(roles, 'roles:')}: context_owner is missing: name the role that owns a context beside roles "
-         "(e.g. `context_owner: owner`)")]
+        (f"{roles}:{line_of(roles, 'roles:')}: context_owner is missing: name the role that owns a context "
+         "beside roles (e.g. `context_owner: owner`)")]
 
 
 def test_the_context_owner_must_be_a_declared_role(policy_copy: Path) -> None:
@@ -82,7 +82,9 @@ def test_the_context_owner_is_a_name(policy_copy: Path) -> None:
 def test_unknown_role_names_file_and_line(policy_copy: Path) -> None:
     permissions = policy_copy / "permissions.yaml"
     replace(permissions, "      set: [owner]", "      set: [ownr]")
-    assert errors_of(policy_copy) == [f"{permissions}:{line_of(permissions, 'ownr')}: unknown role 'ownr' in backend_token.set"]
+    assert errors_of(policy_copy) == [
+        f"{permissions}:{line_of(permissions, 'ownr')}: unknown role 'ownr' in backend_token.set"
+    ]
 
 
 def test_inheritance_cycle_is_reported(policy_copy: Path) -> None:
@@ -96,7 +98,11 @@ def test_inheritance_cycle_is_reported(policy_copy: Path) -> None:
 
 def test_duplicate_key_is_reported_at_the_second_occurrence(policy_copy: Path) -> None:
     permissions = policy_copy / "permissions.yaml"
-    replace(permissions, "      read: [owner]\n      update: [owner]\n", "      read: [owner]\n      read: [viewer]\n      update: [owner]\n")
+    replace(
+        permissions,
+        "      read: [owner]\n      update: [owner]\n",
+        "      read: [owner]\n      read: [viewer]\n      update: [owner]\n",
+    )
     errors = errors_of(policy_copy)
     assert errors == [f"{permissions}:{_second(permissions, 'read: [')}: duplicate key 'read' in actions of 'billing'"]
 

@@ -39,7 +39,8 @@ def test_the_shipped_route_file_is_valid_and_maps_content_routes() -> None:
     assert found is not None
     assert (found.resource_type, found.resource_id, found.action) == ("algorithm", "grover", "delete")
     create = routes.match("POST", "/algorithms")
-    assert create is not None and (create.resource_type, create.resource_id, create.action) == ("algorithm", None, "create")
+    assert create is not None
+    assert (create.resource_type, create.resource_id, create.action) == ("algorithm", None, "create")
     assert routes.match("GET", "/no/such/thing") is None
 
 

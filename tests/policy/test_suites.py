@@ -18,14 +18,21 @@ def test_shipped_suites_pass_and_cover_every_type() -> None:
     covered = {r.object_type for r in results}
     assert covered == set(document.types)
     # every role of the table appears with both outcomes
-    assert {(r.principal, r.actual) for r in results} >= {("olivia", True), ("vic", True), ("vic", False), ("stranger", False)}
+    assert {(r.principal, r.actual) for r in results} >= {
+        ("olivia", True),
+        ("vic", True),
+        ("vic", False),
+        ("stranger", False),
+    }
 
 
 def test_a_policy_change_that_breaks_the_table_fails_its_case(tmp_path: Path) -> None:
     policies = tmp_path / "policies"
     shutil.copytree(POLICY_DIR, policies)
     permissions = policies / "permissions.yaml"
-    permissions.write_text(permissions.read_text().replace("      delete: [owner]\n      share", "      delete: [maintainer]\n      share"))
+    permissions.write_text(
+        permissions.read_text().replace("      delete: [owner]\n      share", "      delete: [maintainer]\n      share")
+    )
     results = run_suites(policies, load_policy_dir(policies), POLICY_MODEL)
     failed = [r for r in results if not r.passed]
     assert all(r.action == "delete" and r.actual and not r.expected for r in failed)

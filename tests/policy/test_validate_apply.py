@@ -87,7 +87,8 @@ def cli_env(database_url: str, policy_dir: Path) -> dict[str, str]:
             "AUTHZ_POLICY_DIR": str(policy_dir)}
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=8, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(document=policies())
 def test_validate_implies_apply_implies_a_server_that_agrees_with_the_suites(database_url: str,
                                                                              document: dict[str, Any]) -> None:
@@ -160,8 +161,11 @@ def test_a_role_inheriting_two_roles_reloads_over_http_and_a_fresh_server_starts
             policy = client.get("/v1/policy", headers=admin).json()
             assert policy["roles"]["owner"]["inherits"] == ["maintainer", "auditor"]
             org = create_org(client, "alice")
-            check = client.post("/v1/check", json={"action": "delete", "resource": {"type": "algorithm"}, "context": org},
-                                headers=auth("alice"))
+            check = client.post(
+                "/v1/check",
+                json={"action": "delete", "resource": {"type": "algorithm"}, "context": org},
+                headers=auth("alice"),
+            )
             assert check.json()["allowed"] is True
     finally:
         runtime.database.dispose()
@@ -199,7 +203,8 @@ def test_validate_refuses_what_the_database_would_refuse(tmp_path: Path, monkeyp
 
     monkeypatch.setattr(unit_of_work.UnitOfWork, "commit", refuse)
     folder = multi_parent_policy(tmp_path)
-    result = CliRunner().invoke(cli, ["policy", "validate", str(folder)],
-                                env=cli_env(f"sqlite:///{tmp_path / 'x.db'}", folder))
+    result = CliRunner().invoke(
+        cli, ["policy", "validate", str(folder)], env=cli_env(f"sqlite:///{tmp_path / 'x.db'}", folder)
+    )
     assert result.exit_code == 1
     assert f"{folder}:1: cannot be applied" in result.output and "UNIQUE constraint" in result.output

@@ -5,6 +5,7 @@ would look to libpq); `restore()` lets connections through again. The machine's
 PostgreSQL is never touched.
 """
 
+import contextlib
 import socket
 import threading
 from types import TracebackType
@@ -102,8 +103,6 @@ class TcpProxy:
 
 
 def _close(sock: socket.socket) -> None:
-    try:
+    with contextlib.suppress(OSError):  # the peer may have closed it first
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
     sock.close()

@@ -45,8 +45,10 @@ def register(replica: ReplicaProcess, owner: str, org: str, resource_id: str) ->
 def seen_everywhere(replicas: list[ReplicaProcess], within: float, question: dict[str, Any], expected: bool) -> None:
     """Each replica gives `expected` to `question` before `within` seconds have passed."""
     for replica in replicas:
-        wait_until(lambda r=replica: r.allowed(**question) is expected, within,
-                   what=f"{replica.name} to answer {expected} to {question}")
+        def answers(r: ReplicaProcess = replica) -> bool:
+            return r.allowed(**question) is expected
+
+        wait_until(answers, within, what=f"{replica.name} to answer {expected} to {question}")
 
 
 def assert_unavailable(response: httpx.Response) -> None:
@@ -80,7 +82,10 @@ def test_a_membership_change_on_one_replica_is_seen_on_the_others_within_one_sec
 
     head = int(removed.headers["X-Authz-Revision"])
     for replica in (b, c):
-        wait_until(lambda r=replica: r.revision() >= head, 1.0, what=f"{replica.name} at revision {head}")
+        def caught_up(r: ReplicaProcess = replica) -> bool:
+            return r.revision() >= head
+
+        wait_until(caught_up, 1.0, what=f"{replica.name} at revision {head}")
 
 
 def test_min_revision_gives_read_your_writes_across_replicas(replicas: Replicas) -> None:
@@ -176,7 +181,10 @@ def test_a_late_replica_catches_up_to_the_same_revision_and_answers(
     try:
         head = head_revision(direct)
         for replica in (late, b):
-            wait_until(lambda r=replica: r.revision() == head, 2.0, what=f"{replica.name} at revision {head}")
+            def at_head(r: ReplicaProcess = replica) -> bool:
+                return r.revision() == head
+
+            wait_until(at_head, 2.0, what=f"{replica.name} at revision {head}")
         questions = [
             {"user": user, "action": action, "resource_type": "algorithm", "resource_id": f"late-{n}"}
             for user in ("dave", "erin", "frank", "nobody") for action in ("read", "delete") for n in range(5)
@@ -264,7 +272,7 @@ def test_database_outage_fresh_answers_then_fail_closed_then_recovery(
     a, b, c = replicas
     org, _ = create_org(a, "gina", "Outage Lab")
     add_member(direct, org, "hank", "viewer")
-    hank_reads = {"user": "hank", "action": "read", "resource_type": "organization", "context": org}
+    hank_reads: dict[str, Any] = {"user": "hank", "action": "read", "resource_type": "organization", "context": org}
     seen_everywhere([a, b, c], 1.0, hank_reads, True)
     before = head_revision(direct)
 
@@ -273,10 +281,13 @@ def test_database_outage_fresh_answers_then_fail_closed_then_recovery(
     for replica in (a, b, c):
         assert replica.allowed(**hank_reads) is True
     for replica in (a, b, c):
-        degraded = wait_until(
-            lambda r=replica: (resp := r.readyz()).status_code == 200 and "reason" in resp.json() and resp.json(),
-            MAX_STALENESS / 2, what=f"{replica.name} to report the database unreachable",
-        )
+        def degraded_report(r: ReplicaProcess = replica) -> dict[str, Any] | None:
+            response = r.readyz()
+            report: dict[str, Any] = response.json()
+            return report if response.status_code == 200 and "reason" in report else None
+
+        degraded = wait_until(degraded_report, MAX_STALENESS / 2,
+                              what=f"{replica.name} to report the database unreachable")
         assert degraded["status"] == "degraded" and "database unreachable" in degraded["reason"]
     # Writes: 503 problem+json, nothing written.
     assert_unavailable(a.http.post("/v1/organizations", json={"name": "Half Written", "billing_address": BILLING},
@@ -291,8 +302,10 @@ def test_database_outage_fresh_answers_then_fail_closed_then_recovery(
 
     # Past AUTHZ_MAX_STALENESS: fail closed (a removed member must not keep access for ever).
     for replica in (a, b, c):
-        wait_until(lambda r=replica: r.check(**hank_reads).status_code == 503, MAX_STALENESS + 4,
-                   what=f"{replica.name} to fail closed")
+        def fails_closed(r: ReplicaProcess = replica) -> bool:
+            return r.check(**hank_reads).status_code == 503
+
+        wait_until(fails_closed, MAX_STALENESS + 4, what=f"{replica.name} to fail closed")
         assert_unavailable(replica.check(**hank_reads))
         ready = replica.readyz()
         assert ready.status_code == 503
@@ -304,13 +317,17 @@ def test_database_outage_fresh_answers_then_fail_closed_then_recovery(
     proxy.restore()
     # Back on their own, no restart: caught up with what happened meanwhile.
     for replica in (a, b, c):
-        wait_until(lambda r=replica: r.readyz().json().get("status") == "ready", 10,
-                   what=f"{replica.name} to be ready again")
+        def ready_again(r: ReplicaProcess = replica) -> bool:
+            return r.readyz().json().get("status") == "ready"
+
+        wait_until(ready_again, 10, what=f"{replica.name} to be ready again")
         assert replica.revision() == removed
         assert replica.allowed(**hank_reads) is False
     for replica in (a, b, c):  # the notification listeners reconnect too (with backoff)
-        wait_until(lambda r=replica: r.readyz().json()["notifications"] == "listening", 10,
-                   what=f"{replica.name} to listen again")
+        def listening(r: ReplicaProcess = replica) -> bool:
+            return r.readyz().json()["notifications"] == "listening"
+
+        wait_until(listening, 10, what=f"{replica.name} to listen again")
     with direct.database.session() as session:
         half_written = select(func.count()).select_from(Organization).where(Organization.name == "Half Written")
         assert session.scalar(half_written) == 0

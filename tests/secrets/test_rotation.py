@@ -83,7 +83,7 @@ def test_a_token_no_key_can_read_stops_rotation_with_nothing_changed(runtime: Ru
     before = ciphertexts(runtime)
 
     runtime.key_ring = KeyRing([new_key(), kept])  # `lost` was removed too early
-    with pytest.raises(Conflict, match="'dwave' token .* cannot be decrypted"):
+    with pytest.raises(Conflict, match=r"'dwave' token .* cannot be decrypted"):
         tokens.rotate_backend_tokens(runtime, cli_principal())
     assert ciphertexts(runtime) == before
     with runtime.database.session() as session:
@@ -100,7 +100,9 @@ def test_cli_rotate_reencrypts_with_the_first_key_of_the_environment(runtime: Ru
     assert result.exit_code == 0, result.output
     assert f"re-encrypted 3 backend tokens with key {KeyRing([new]).newest_key_id}" in result.output
     assert "older keys can now be removed" in result.output
-    assert all(s not in result.output for s in SECRETS.values()) and old not in result.output and new not in result.output
+    assert (
+        all(s not in result.output for s in SECRETS.values()) and old not in result.output and new not in result.output
+    )
     for (context, provider), ciphertext in ciphertexts(runtime).items():
         assert KeyRing([new]).decrypt(ciphertext) == plaintext_of(context, provider)
         with pytest.raises(UndecryptableSecret):
@@ -116,8 +118,12 @@ def test_cli_rotate_reencrypts_with_the_first_key_of_the_environment(runtime: Ru
 def test_cli_rotate_shows_a_progress_bar_on_a_terminal(runtime: Runtime, database_url: str, monkeypatch: Any) -> None:
     old, new = new_key(), new_key()
     store_tokens(runtime, KeyRing([old]))
-    for name, value in {"AUTHZ_DATABASE_URL": database_url, "AUTHZ_POLICY_DIR": str(POLICY_DIR),
-                        "AUTHZ_POLICY_MODEL": str(POLICY_MODEL), "AUTHZ_SECRET_KEYS": f"{new},{old}"}.items():
+    for name, value in {
+        "AUTHZ_DATABASE_URL": database_url,
+        "AUTHZ_POLICY_DIR": str(POLICY_DIR),
+        "AUTHZ_POLICY_MODEL": str(POLICY_MODEL),
+        "AUTHZ_SECRET_KEYS": f"{new},{old}",
+    }.items():
         monkeypatch.setenv(name, value)
 
     class Terminal(io.StringIO):

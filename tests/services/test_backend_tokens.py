@@ -50,7 +50,8 @@ def test_plaintext_is_nowhere_in_the_database(runtime: Runtime, database_url: st
     add_member(runtime, org_id, "max", "maintainer")
     assert tokens.resolve_backend_token(runtime, resolver(), "max", org_id, "dwave") == SECRET
     assert tokens.resolve_backend_token(runtime, resolver(), "max", "user:max", "aws-braket") == PERSONAL_SECRET
-    needles = [s.encode() for s in (SECRET, PERSONAL_SECRET)] + [s.encode().hex().encode() for s in (SECRET, PERSONAL_SECRET)]
+    secrets = (SECRET, PERSONAL_SECRET)
+    needles = [s.encode() for s in secrets] + [s.encode().hex().encode() for s in secrets]
 
     url = make_url(database_url)
     if url.get_backend_name() == "sqlite":

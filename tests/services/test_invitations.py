@@ -121,7 +121,7 @@ def test_accept_creates_membership_changelog_and_audit_in_one_revision(runtime: 
 
 def test_only_the_invited_verified_email_may_accept(runtime: Runtime, sender: OutboxSender, smtp: SmtpServer) -> None:
     org_id = new_org(runtime)
-    invitation_id, token = invite(runtime, sender, smtp, org_id, "bob@example.com")
+    _, token = invite(runtime, sender, smtp, org_id, "bob@example.com")
     with pytest.raises(Forbidden, match="different email"):
         invitations.accept_invitation(runtime, user("mallory"), token)
     with pytest.raises(Forbidden, match="not verified"):
@@ -178,7 +178,9 @@ def test_resend_kills_the_old_token_and_revoke_kills_the_new(runtime: Runtime, s
     resent = invitations.resend_invitation(runtime, user("alice"), org_id, invitation_id).value
     assert resent.status == "pending" and resent.expires_at == first_expiry + timedelta(days=8)
     assert sender.deliver_due() == 1
-    new = LINK.search(smtp.inbox.received[-1].text).group(1)  # type: ignore[union-attr]
+    link = LINK.search(smtp.inbox.received[-1].text)
+    assert link is not None
+    new = link.group(1)
     assert new != old
     with pytest.raises(NotFound):
         invitations.accept_invitation(runtime, user("bob"), old)
@@ -228,7 +230,7 @@ def test_conflicts_on_create(runtime: Runtime) -> None:
 def test_accepting_when_already_a_member_changes_nothing(runtime: Runtime, sender: OutboxSender,
                                                           smtp: SmtpServer) -> None:
     org_id = new_org(runtime)
-    invitation_id, token = invite(runtime, sender, smtp, org_id, "robert@example.com", "owner")
+    _, token = invite(runtime, sender, smtp, org_id, "robert@example.com", "owner")
     add_member(runtime, org_id, "bob", "viewer")  # bob joined another way meanwhile
     revision = runtime.replica.revision
     with pytest.raises(Conflict, match="already a member"):

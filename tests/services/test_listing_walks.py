@@ -11,7 +11,6 @@ roles on single resources granted and taken). Then:
 
 from typing import Any
 
-from authz_client.decisions.index import DecisionIndex
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -20,6 +19,7 @@ from authz.domain.cursors import CursorCodec
 from authz.domain.principal import Principal
 from authz.engine.replica import Snapshot
 from authz.services import decisions
+from authz_client.decisions.index import DecisionIndex
 
 ORGS = ["org_" + f"{n:024x}" for n in range(1, 4)]
 USERS = [f"u{n:02d}" for n in range(12)]
@@ -144,8 +144,9 @@ def test_list_resources_walk_shows_each_id_visible_throughout_exactly_once(
     _start(world, initial)
 
     def fetch(snapshot: Snapshot, size: int, cursor: str | None) -> decisions.Listing:
-        return decisions.list_resources(snapshot, SERVICE, cursors=CURSORS, subject=SUBJECT, action="read", resource_type="algorithm",
-                                        context=context, default_context=None, limit=size, cursor=cursor)
+        return decisions.list_resources(snapshot, SERVICE, cursors=CURSORS, subject=SUBJECT, action="read",
+                                        resource_type="algorithm", context=context, default_context=None, limit=size,
+                                        cursor=cursor)
 
     def everything() -> list[str]:
         return world.replicas[0].list_resources(SUBJECT, "read", "algorithm", context)
@@ -162,8 +163,8 @@ def test_list_subjects_walk_shows_each_id_visible_throughout_exactly_once(
     _start(world, initial)
 
     def fetch(snapshot: Snapshot, size: int, cursor: str | None) -> decisions.Listing:
-        return decisions.list_subjects(snapshot, SERVICE, cursors=CURSORS, action="read", resource_type="algorithm", resource_id=resource,
-                                       limit=size, cursor=cursor)
+        return decisions.list_subjects(snapshot, SERVICE, cursors=CURSORS, action="read", resource_type="algorithm",
+                                       resource_id=resource, limit=size, cursor=cursor)
 
     def everything() -> list[str]:
         return world.replicas[0].list_subjects("read", "algorithm", resource)

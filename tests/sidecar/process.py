@@ -35,7 +35,8 @@ class SidecarProcess:
                 raise RuntimeError(f"the sidecar exited:\n{self.log_text()[-3000:]}")
             try:
                 ready = self.readyz()
-                if ready.get("status") != "not ready" and int(ready.get("revision", -1)) >= revision:  # type: ignore[arg-type]
+                reached = ready.get("revision", -1)
+                if ready.get("status") != "not ready" and isinstance(reached, int) and reached >= revision:
                     return
             except httpx.TransportError:
                 pass

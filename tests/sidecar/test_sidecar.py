@@ -143,7 +143,8 @@ def test_decisions_equal_the_central_services_over_a_random_history(
         revision = add_member(upstream, org, "eve", "maintainer")
         _compare(central, local, feed_key, history, revision)
         check = {"action": "create", "resource": {"type": "algorithm"}, "context": org, "min_revision": revision}
-        assert local.post("/v1/check", json=check, headers=auth("eve")).json() == {"allowed": True, "revision": revision}
+        answer = local.post("/v1/check", json=check, headers=auth("eve")).json()
+        assert answer == {"allowed": True, "revision": revision}
         # The same answer by AuthZEN, listing subjects, and explain.
         (kind, rid), _ = next(iter(history.resources.items()))
         evaluation = {"subject": {"type": "user", "id": "eve"}, "action": {"name": "read"},

@@ -58,6 +58,7 @@ def test_personal_accounts_stay_owned_across_the_upgrade_that_made_the_owning_ro
         assert index.role_in("alice", "user:alice") == "owner"
         with fresh.database.session() as session:
             delta = session.scalar(select(ChangelogEntry.delta).where(ChangelogEntry.revision == revision + 1))
+            assert delta is not None
             audited = session.scalar(select(AuditEntry.action).where(AuditEntry.revision == revision + 1))
         assert {"op": "add_rule", "rule": ["g", ACCOUNT_HOLDER, "owner", "*"]} in delta and audited == "policy.migrate"
         assert reload_policy(fresh, Principal(kind="cli", id="test")).revision is None  # policies/ says the same

@@ -14,8 +14,8 @@ from sqlalchemy.engine import make_url
 from authz.bootstrap import open_runtime
 from authz.domain.errors import Unavailable
 from authz.domain.principal import Principal, cli_principal
-from authz.services.backend_tokens import set_backend_token
 from authz.services.audit import audit_page
+from authz.services.backend_tokens import set_backend_token
 from authz.services.changes import read_changes
 from authz.services.invitations import create_invitation, invitations_page
 from authz.services.members import change_role, list_members, members_page, remove_member

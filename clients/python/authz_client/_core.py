@@ -14,6 +14,7 @@ reconnect and from which revision is decided here once, and can be tested withou
 network (tests/client/test_core.py). No module here imports httpx.
 """
 
+import contextlib
 import hashlib
 import json
 import random
@@ -146,12 +147,10 @@ class Retry:
             raise ValueError("backoff must not be negative")
 
     def delay(self, attempt: int, retry_after: str | None) -> float:
-        wait = min(self.max_backoff, self.backoff * (2.0**attempt)) * (0.5 + random.random() / 2)  # noqa: S311
+        wait = min(self.max_backoff, self.backoff * (2.0**attempt)) * (0.5 + random.random() / 2)
         if retry_after is not None:
-            try:
+            with contextlib.suppress(ValueError):  # an HTTP date or garbage: the backoff alone
                 wait = max(wait, float(retry_after))
-            except ValueError:
-                pass
         return min(wait, self.max_backoff)
 
 
@@ -165,7 +164,7 @@ class Backoff:
 
     def next(self) -> float:
         self.current = self.first if self.current == 0 else min(self.longest, self.current * 2)
-        return self.current * (0.5 + random.random() / 2)  # noqa: S311
+        return self.current * (0.5 + random.random() / 2)
 
     def reset(self) -> None:
         self.current = 0.0

@@ -13,7 +13,7 @@ class AuthzError(Exception):
         detail: str,
         *,
         status: int | None = None,
-        type: str | None = None,  # noqa: A002 - the RFC 9457 member name
+        type: str | None = None,  # the RFC 9457 member name
         title: str | None = None,
         errors: list[dict[str, Any]] | None = None,
         body: Any = None,

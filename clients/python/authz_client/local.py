@@ -21,6 +21,7 @@ its lifetime (`start`/`stop`, or `with` / `async with` in an app's lifespan).
 """
 
 import asyncio
+import contextlib
 import threading
 import time
 from dataclasses import dataclass
@@ -260,10 +261,8 @@ class LocalDecisions:
             ready = [w for w in self._waiters if w.revision <= state.revision]
             self._waiters = [w for w in self._waiters if w.revision > state.revision]
         for waiter in ready:
-            try:
+            with contextlib.suppress(RuntimeError):  # that event loop has closed: nobody is waiting there any more
                 waiter.loop.call_soon_threadsafe(_resolve, waiter.future)
-            except RuntimeError:  # that event loop has closed: nobody is waiting there any more
-                pass
 
 
 def _resolve(future: "asyncio.Future[None]") -> None:

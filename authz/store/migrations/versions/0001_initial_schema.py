@@ -1,14 +1,14 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-28
 """
 
-from alembic import op
 import sqlalchemy as sa
-import authz.store.tables
+from alembic import op
 
+import authz.store.tables
 
 revision = '0001'
 down_revision = None
@@ -55,7 +55,8 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('casbin_rule', schema=None) as batch_op:
         batch_op.create_index('ix_casbin_rule_ptype_v2', ['ptype', 'v2'], unique=False)
-        batch_op.create_index('uq_casbin_rule_g_subject_domain', ['v0', 'v2'], unique=True, sqlite_where=sa.text("ptype = 'g'"), postgresql_where=sa.text("ptype = 'g'"))
+        batch_op.create_index('uq_casbin_rule_g_subject_domain', ['v0', 'v2'], unique=True,
+                              sqlite_where=sa.text("ptype = 'g'"), postgresql_where=sa.text("ptype = 'g'"))
 
     op.create_table('changelog',
     sa.Column('revision', sa.BigInteger(), autoincrement=False, nullable=False),
@@ -121,7 +122,8 @@ def upgrade() -> None:
     sa.Column('expires_at', authz.store.tables.UtcDateTime(timezone=True), nullable=False),
     sa.Column('decided_at', authz.store.tables.UtcDateTime(timezone=True), nullable=True),
     sa.Column('decided_by', sa.String(length=128), nullable=True),
-    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_invitations_org_id_organizations'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_invitations_org_id_organizations'),
+                            ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_invitations')),
     sa.UniqueConstraint('token_hash', name=op.f('uq_invitations_token_hash'))
     )
@@ -134,7 +136,8 @@ def upgrade() -> None:
     sa.Column('user_id', sa.String(length=128), nullable=False),
     sa.Column('email', sa.String(length=320), nullable=True),
     sa.Column('joined_at', authz.store.tables.UtcDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_memberships_org_id_organizations'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_memberships_org_id_organizations'),
+                            ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('org_id', 'user_id', name=op.f('pk_memberships'))
     )
     with op.batch_alter_table('memberships', schema=None) as batch_op:
@@ -153,7 +156,8 @@ def upgrade() -> None:
     sa.Column('last_error', sa.String(length=500), nullable=True),
     sa.Column('created_at', authz.store.tables.UtcDateTime(timezone=True), nullable=False),
     sa.Column('sent_at', authz.store.tables.UtcDateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['invitation_id'], ['invitations.id'], name=op.f('fk_outbox_invitation_id_invitations'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['invitation_id'], ['invitations.id'], name=op.f('fk_outbox_invitation_id_invitations'),
+                            ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox'))
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
@@ -189,7 +193,8 @@ def downgrade() -> None:
     op.drop_table('organizations')
     op.drop_table('changelog')
     with op.batch_alter_table('casbin_rule', schema=None) as batch_op:
-        batch_op.drop_index('uq_casbin_rule_g_subject_domain', sqlite_where=sa.text("ptype = 'g'"), postgresql_where=sa.text("ptype = 'g'"))
+        batch_op.drop_index('uq_casbin_rule_g_subject_domain',
+                            sqlite_where=sa.text("ptype = 'g'"), postgresql_where=sa.text("ptype = 'g'"))
         batch_op.drop_index('ix_casbin_rule_ptype_v2')
 
     op.drop_table('casbin_rule')

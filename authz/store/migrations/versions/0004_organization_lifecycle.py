@@ -5,10 +5,10 @@ Revises: 0003
 Create Date: 2026-11-29
 """
 
-from alembic import op
 import sqlalchemy as sa
-import authz.store.tables
+from alembic import op
 
+import authz.store.tables
 
 revision = '0004'
 down_revision = '0003'
@@ -25,7 +25,8 @@ def upgrade() -> None:
     sa.Column('role', sa.String(length=255), nullable=False),
     sa.Column('domain', sa.String(length=255), nullable=False),
     sa.Column('expires', sa.String(length=255), nullable=True),
-    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_archived_grants_org_id_organizations'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_archived_grants_org_id_organizations'),
+                            ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_archived_grants'))
     )
     with op.batch_alter_table('archived_grants', schema=None) as batch_op:
@@ -38,7 +39,8 @@ def upgrade() -> None:
     sa.Column('role', sa.String(length=64), nullable=False),
     sa.Column('left_at', authz.store.tables.UtcDateTime(timezone=True), nullable=False),
     sa.Column('how', sa.String(length=16), nullable=False),
-    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_former_members_org_id_organizations'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_former_members_org_id_organizations'),
+                            ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('org_id', 'user_id', name=op.f('pk_former_members'))
     )
     with op.batch_alter_table('invitations', schema=None) as batch_op:

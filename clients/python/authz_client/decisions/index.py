@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from heapq import merge
 from itertools import islice, takewhile
-from typing import Any
+from typing import Any, cast
 
 from authz_client.decisions import ids
 from authz_client.decisions.grants import expiry_epoch
@@ -48,9 +48,9 @@ Clock = Callable[[], float]
 
 def active_role(grant: Grant | None, clock: Clock) -> str | None:
     """The role a grant gives now: None once it has expired."""
-    if grant is None or grant.__class__ is str:
-        return grant  # type: ignore[return-value]
-    role, expires = grant  # type: ignore[misc]
+    if grant is None or grant.__class__ is str:  # not isinstance: every check passes here
+        return grant
+    role, expires = cast(tuple[str, float], grant)  # only grants that end get this far
     return role if clock() < expires else None
 
 
@@ -192,7 +192,8 @@ class DecisionIndex:
         return self._roles
 
     def context_of(self, resource_type: str, resource_id: str) -> str | None:
-        return _get(self._resources, ids.resource_scope(resource_type, resource_id), None)
+        context: str | None = _get(self._resources, ids.resource_scope(resource_type, resource_id), None)
+        return context
 
     def contexts_of(self, user: str, clock: Clock = time.time) -> dict[str, str]:
         """The org contexts a user is a member of now, with the role (personal not included)."""
@@ -226,7 +227,7 @@ class DecisionIndex:
         shared = sorted(
             scope for scope, grant in _get(self._resource_roles_of, subject, {}).items()
             if scope.startswith(prefix) and (scope > start or (inclusive and scope == start))
-            and (role := active_role(grant, clock)) is not None and self.role_allows(role, resource_type, action)
+            and (granted := active_role(grant, clock)) is not None and self.role_allows(granted, resource_type, action)
             and (found := _get(self._resources, scope, None)) is not None and (context is None or found == context)
         )
         streams.append(iter(shared))
@@ -320,7 +321,7 @@ class IndexEditor:
             self._owned.add(id(shard))
         return shard
 
-    def _inner(self, shards: list[dict[str, Any]], key: str) -> dict[str, str]:
+    def _inner(self, shards: list[dict[str, Any]], key: str) -> dict[str, Grant]:
         """The inner dict of `key`, writable (created when missing)."""
         shard = self._shard(shards, key)
         inner = shard.get(key)

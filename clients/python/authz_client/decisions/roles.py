@@ -1,10 +1,10 @@
 """What each role may do, compiled once per policy change from the `p` rules and the hierarchy.
 
 The one answer to "may this role do this action on this type" for decisions, listings and
-writes alike (the server asks it too); pycasbin (the server's `authz.policy.model`) evaluates the same rules only as the oracle
-and for explanations. The hierarchy is `g, <role>, <inherited role>, *`; the account holder
-(`ids.ACCOUNT_HOLDER`) inherits the role that owns a context, so a personal account's
-permissions are that role's, whatever the policy calls it.
+writes alike (the server asks it too); pycasbin (the server's `authz.policy.model`) evaluates
+the same rules only as the oracle and for explanations. The hierarchy is `g, <role>,
+<inherited role>, *`; the account holder (`ids.ACCOUNT_HOLDER`) inherits the role that owns a
+context, so a personal account's permissions are that role's, whatever the policy calls it.
 """
 
 from collections.abc import Mapping
@@ -24,7 +24,9 @@ class CompiledRoles:
     effective: Mapping[str, frozenset[Permission]] = field(default_factory=dict)  # after inheritance
 
     @classmethod
-    def compile(cls, grants: Mapping[str, frozenset[Permission]], parents: Mapping[str, frozenset[str]]) -> "CompiledRoles":
+    def compile(
+        cls, grants: Mapping[str, frozenset[Permission]], parents: Mapping[str, frozenset[str]]
+    ) -> "CompiledRoles":
         """Each role's effective permissions after inheritance (a few dozen rules: cheap)."""
         effective: dict[str, frozenset[Permission]] = {}
         roles = set(grants) | set(parents) | {p for ps in parents.values() for p in ps}

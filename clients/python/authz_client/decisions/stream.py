@@ -1,4 +1,6 @@
-"""Reading the snapshot stream of `GET /v1/snapshot` into a `DecisionIndex` (the server writes it: `authz.engine.transfer`).
+"""Reading the snapshot stream of `GET /v1/snapshot` into a `DecisionIndex`.
+
+The server writes it: `authz.engine.transfer`.
 
 Every follower reads it here: the sidecar, and the client's embedded mode. The form is
 newline-delimited JSON, one value per line, in this order:
