@@ -133,18 +133,7 @@ class LocalDecisions:
         state = self._state
         if min_revision is not None and state.revision < min_revision:
             state = self._wait_for(min_revision)
-        # `_decide`, inlined: this is the call an application makes per request (a call costs ~10% here).
-        if monotonic() - self._last_sync > self.max_staleness:
-            raise self._stale()
-        if resource.__class__ is tuple:
-            resource_type, resource_id = resource
-        else:
-            resource_type, found, resource_id = resource.partition(":")  # type: ignore[union-attr]
-            if not found:
-                resource_id = None
-        if context == PERSONAL:
-            context = personal_context(subject)
-        return state.index.check(subject, action, resource_type, resource_id, context, self._clock)
+        return self._decide(state, action, resource, subject, context)
 
     def check_result(self, action: str, resource: str | tuple[str, str | None], *, subject: str,
                      context: str | None = None, min_revision: int | None = None) -> CheckResult:
@@ -183,7 +172,7 @@ class LocalDecisions:
 
     def _decide(self, state: _State, action: str, resource: str | tuple[str, str | None], subject: str,
                 context: str | None) -> bool:
-        """A freshness test, the resource's parts, and the index's few lookups (`check` has it inlined)."""
+        """A freshness test, the resource's parts, and the index's few lookups: every check's one path."""
         if monotonic() - self._last_sync > self.max_staleness:
             raise self._stale()
         if resource.__class__ is tuple:
