@@ -113,14 +113,6 @@ def read_service_keys(lines: Iterable[bytes]) -> tuple[int, list[dict[str, Any]]
     return int(header["revision"]), keys
 
 
-# Below this many objects allocated by a load, `bulk_allocation` leaves them to the collector as
-# usual: a full collection walks every object of the process (milliseconds even for an empty index,
-# on every load) and freezing keeps whatever is alive then out of reach of the collector for good,
-# which pays only when the load is big enough that walking it again would pause the check path.
-# (An empty index is about 6,000 dicts, its shards; each subject with a role adds about one.)
-BULK_OBJECTS = 100_000
-
-
 @contextmanager
 def bulk_allocation(*, freeze: bool = True) -> Iterator[None]:
     """No cyclic GC while millions of long-lived dicts are built, then (with `freeze`) freeze them.
@@ -129,18 +121,16 @@ def bulk_allocation(*, freeze: bool = True) -> Iterator[None]:
     (quadratic overall); frozen objects are never walked again, so later collections
     stay short and add no pauses to the check path. `gc.freeze()` freezes every object
     of the process, not only the index's: an application embedding the index may prefer
-    `freeze=False`. A small load (under `BULK_OBJECTS`) is neither collected nor frozen.
+    `freeze=False`.
     """
     was_enabled = gc.isenabled()
     gc.disable()
-    before = gc.get_count()[0]  # the youngest generation's count: containers allocated less freed
     try:
         yield
     finally:
-        if gc.get_count()[0] - before >= BULK_OBJECTS:
-            gc.collect()  # what the load discarded
-            if freeze:
-                gc.freeze()
+        gc.collect()  # what the load discarded
+        if freeze:
+            gc.freeze()
         if was_enabled:
             gc.enable()
 
