@@ -99,21 +99,30 @@ def test_long_poll_with_nothing_new_answers_empty_after_wait(client: TestClient,
 
 
 def test_waiting_long_polls_hold_no_worker_thread(client: TestClient, runtime: Runtime) -> None:
-    """More waiting feed requests than the thread pool has threads (40); a sync endpoint still answers at once."""
+    """More waiting feed requests than the thread pool has threads (40); a sync endpoint still answers at once.
+
+    Once every request is parked, a commit answers them all (each with the new change): the test
+    need not sit out their wait.
+    """
     key = service_key(runtime, "changes:read")
     head = runtime.replica.revision
     with ThreadPoolExecutor(60) as pool:
         waits = [
-            pool.submit(client.get, "/v1/changes", params={"after": head, "wait": 4}, headers=key) for _ in range(60)
+            pool.submit(client.get, "/v1/changes", params={"after": head, "wait": 20}, headers=key) for _ in range(60)
         ]
-        time.sleep(1.0)
+        deadline = time.monotonic() + 15
+        while runtime.replica.waiting() < 60 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert runtime.replica.waiting() == 60, "the long-polls never all parked"
         started = time.monotonic()
         orgs = client.get("/v1/organizations", headers=auth("alice"))
         elapsed = time.monotonic() - started
         assert orgs.status_code == 200
         assert all(not w.done() for w in waits)  # they are all still waiting
         assert elapsed < 1.0, f"a sync endpoint waited {elapsed:.2f}s behind long-polls"
-        assert all(w.result().status_code == 200 for w in waits)
+        create_org(client, "alice")
+        responses = [w.result(timeout=10) for w in waits]
+    assert all(r.status_code == 200 and r.json()["changes"] for r in responses)
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,7 @@ The history checker (tests/history) searches the same space at random across rep
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -172,7 +173,10 @@ def test_requests_waiting_for_a_revision_hold_no_thread(waiting_settings: Settin
         async with httpx.AsyncClient(transport=transport, base_url="http://authz") as http:
             body = {"action": "read", "resource": {"type": "algorithm"}, "context": "personal", "min_revision": 10**9}
             waits = [asyncio.create_task(http.post("/v1/check", json=body, headers=auth("alice"))) for _ in range(300)]
-            await asyncio.sleep(0.5)  # every check is parked now
+            deadline = time.monotonic() + 1.5
+            while runtime.replica.waiting() < 300 and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            assert runtime.replica.waiting() == 300, "the checks never all parked"
             me = await http.get("/v1/me", headers=auth("alice"))
             pending_while_answered = not any(task.done() for task in waits)
             statuses = [response.status_code for response in await asyncio.gather(*waits)]
