@@ -8,7 +8,7 @@ The history checker (tests/history) searches the same space at random across rep
 import asyncio
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
@@ -17,6 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from authz.bootstrap import open_runtime
 from authz.domain.principal import cli_principal
 from authz.services.lifecycle import purge_organization
 from authz.services.runtime import Runtime
@@ -160,13 +161,21 @@ def waiting_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"min_revision_wait": 3.0})
 
 
-def test_requests_waiting_for_a_revision_hold_no_thread(waiting_settings: Settings, runtime: Runtime) -> None:
+@pytest.fixture
+def waiting_runtime(waiting_settings: Settings) -> Iterator[Runtime]:
+    """A runtime with the longer wait: the route reads it from the runtime's settings, not the app's."""
+    runtime = open_runtime(waiting_settings, migrate=False)
+    yield runtime
+    runtime.database.dispose()
+
+
+def test_requests_waiting_for_a_revision_hold_no_thread(waiting_settings: Settings, waiting_runtime: Runtime) -> None:
     """300 checks waiting for a far-future revision (more than the worker threads) while /v1/me answers.
 
     With a thread per wait, /v1/me would queue behind them until their waits end; it must
     answer while every one of them is still waiting.
     """
-    app = create_app(waiting_settings, runtime)
+    app = create_app(waiting_settings, waiting_runtime)
 
     async def scenario() -> tuple[list[int], bool]:
         transport = httpx.ASGITransport(app=app)
@@ -174,9 +183,9 @@ def test_requests_waiting_for_a_revision_hold_no_thread(waiting_settings: Settin
             body = {"action": "read", "resource": {"type": "algorithm"}, "context": "personal", "min_revision": 10**9}
             waits = [asyncio.create_task(http.post("/v1/check", json=body, headers=auth("alice"))) for _ in range(300)]
             deadline = time.monotonic() + 1.5
-            while runtime.replica.waiting() < 300 and time.monotonic() < deadline:
+            while waiting_runtime.replica.waiting() < 300 and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
-            assert runtime.replica.waiting() == 300, "the checks never all parked"
+            assert waiting_runtime.replica.waiting() == 300, "the checks never all parked"
             me = await http.get("/v1/me", headers=auth("alice"))
             pending_while_answered = not any(task.done() for task in waits)
             statuses = [response.status_code for response in await asyncio.gather(*waits)]
