@@ -15,12 +15,13 @@ network (tests/client/test_core.py). No module here imports httpx.
 """
 
 import contextlib
+import copy
 import hashlib
 import json
 import random
 from collections.abc import Callable, Generator, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, TypeVar
 
 from authz_client.cache import DecisionCache
 from authz_client.errors import AuthzError, Unavailable, error_for
@@ -271,6 +272,14 @@ class Session:
     retry: Retry = field(default_factory=Retry)
     cache: DecisionCache | None = None
 
+    @classmethod
+    def configured(cls, credential: str | None, account_context: str | None, retry: Retry | None,
+                   cache: DecisionCache | None, cache_ttl: float | None) -> "Session":
+        """A client's session from its constructor's arguments (a given cache wins over `cache_ttl`)."""
+        if cache is None and cache_ttl:
+            cache = DecisionCache(cache_ttl)
+        return cls(credential, account_context, retry or Retry(), cache)
+
     def as_caller(self, credential: str | None, account_context: str | None) -> "Session":
         return replace(self, credential=credential, account_context=account_context)
 
@@ -400,3 +409,17 @@ class Session:
                         backoff.reset()
                         yield Emit(change)
             yield Sleep(backoff.next())
+
+
+class CallerViews:
+    """`with_credential`, the same for the sync and the async client (the flavours differ only in I/O)."""
+
+    _session: Session
+    _owns_http: bool
+
+    def with_credential(self, credential: str | None, *, account_context: str | None = None) -> Self:
+        """The same connections and cache, asking as another caller (in another account context)."""
+        view = copy.copy(self)
+        view._owns_http = False  # the original closes the connections
+        view._session = self._session.as_caller(credential, account_context)
+        return view

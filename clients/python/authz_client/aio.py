@@ -5,7 +5,6 @@ The same flows as `AuthzClient` (the sans-IO core, `_core.Session`), performed w
 """
 
 import contextlib
-import copy
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Any, TypeVar
 
@@ -20,7 +19,7 @@ from authz_client.sync import DEFAULT_TIMEOUT, reply_of, request_options
 T = TypeVar("T")
 
 
-class AsyncAuthzClient:
+class AsyncAuthzClient(core.CallerViews):
     """The same as `AuthzClient`, awaitable. Create it where its event loop runs (e.g. a lifespan)."""
 
     def __init__(
@@ -36,19 +35,11 @@ class AsyncAuthzClient:
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._session = core.Session(credential, account_context, retry or core.Retry(),
-                                     cache if cache is not None else (DecisionCache(cache_ttl) if cache_ttl else None))
+        self._session = core.Session.configured(credential, account_context, retry, cache, cache_ttl)
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             base_url=self.base_url, timeout=timeout, limits=httpx.Limits(max_keepalive_connections=20)
         )
-
-    def with_credential(self, credential: str | None, *, account_context: str | None = None) -> "AsyncAuthzClient":
-        """The same connections and cache, asking as another caller (in another account context)."""
-        view = copy.copy(self)
-        view._owns_http = False
-        view._session = self._session.as_caller(credential, account_context)
-        return view
 
     async def aclose(self) -> None:
         if self._owns_http:

@@ -5,7 +5,6 @@ module only performs the steps with an `httpx.Client` and `time.sleep`.
 """
 
 import contextlib
-import copy
 import time
 from collections.abc import Generator, Iterator, Sequence
 from typing import Any, TypeVar
@@ -33,7 +32,7 @@ def request_options(request: core.Request) -> dict[str, Any]:
     return options
 
 
-class AuthzClient:
+class AuthzClient(core.CallerViews):
     """Asks authz at `base_url` with `credential` (a service key `azk_...` or a user's token).
 
     One pooled HTTP connection set per client (reuse it; it is thread-safe). 503 answers and
@@ -56,21 +55,13 @@ class AuthzClient:
         http_client: httpx.Client | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._session = core.Session(credential, account_context, retry or core.Retry(),
-                                     cache if cache is not None else (DecisionCache(cache_ttl) if cache_ttl else None))
+        self._session = core.Session.configured(credential, account_context, retry, cache, cache_ttl)
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(
             base_url=self.base_url, timeout=timeout, limits=httpx.Limits(max_keepalive_connections=20)
         )
 
     # ---- lifecycle ------------------------------------------------------------------------
-
-    def with_credential(self, credential: str | None, *, account_context: str | None = None) -> "AuthzClient":
-        """The same connections and cache, asking as another caller (in another account context)."""
-        view = copy.copy(self)
-        view._owns_http = False
-        view._session = self._session.as_caller(credential, account_context)
-        return view
 
     def close(self) -> None:
         if self._owns_http:
