@@ -114,6 +114,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *,
         version="1.0",
         description="Organizations, memberships and authorization decisions of the platform.",
         lifespan=lifespan,
+        telemetry=tracing.FASTAPI_TELEMETRY,
     )
     install_common(app, settings, metrics)
     # decisions first: routes are matched in order, and /v1/check is the hot path.

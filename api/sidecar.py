@@ -101,7 +101,7 @@ def create_sidecar_app(settings: Settings, upstream: str, key: str, *,
             if oidc is not None:
                 oidc.close()
 
-    app = FastAPI(title="authz sidecar", version="1.0", lifespan=lifespan,
+    app = FastAPI(title="authz sidecar", version="1.0", lifespan=lifespan, telemetry=tracing.FASTAPI_TELEMETRY,
                   description=f"Decisions answered locally, following {upstream}.")
     install_common(app, settings, metrics)
     app.state.upstream = upstream
