@@ -4,7 +4,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio.to_thread
@@ -26,6 +26,41 @@ from authz.settings import Settings
 log = logging.getLogger("authz.auth")
 
 
+class VerifiedTokens:
+    """User tokens verified with the fixed key, so a caller's repeated token costs a dict lookup.
+
+    Verifying the same string with the same key gives the same claims every time (HMAC and
+    public-key signatures are deterministic checks of the exact bytes), so of a token seen
+    before only what changes with time is checked again: its expiry (`exp`, with the leeway,
+    as PyJWT checks it; `nbf` and `iat` only ever become more valid). Kept only for the key
+    from settings (AUTHZ_JWT_SECRET / AUTHZ_JWT_PUBLIC_KEY), which never changes in a process;
+    tokens checked against an OIDC provider's rotating JWKS are verified every time. Only
+    successes are kept, at most MAX (then it starts over). Saves ≈50 µs of PyJWT per check.
+    """
+
+    MAX = 4096
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._known: dict[str, tuple[Principal, int]] = {}  # token → (its user as first verified, exp)
+
+    def get(self, token: str, leeway: int) -> Principal | None:
+        """The token's user if it verified before; raises Unauthenticated once it has expired."""
+        known = self._known.get(token)
+        if known is None:
+            return None
+        principal, expires = known
+        if expires <= self._clock() - leeway:
+            del self._known[token]
+            raise Unauthenticated("the token has expired")
+        return principal
+
+    def remember(self, token: str, principal: Principal, expires: int) -> None:
+        if len(self._known) >= self.MAX:
+            self._known.clear()
+        self._known[token] = (principal, expires)
+
+
 @dataclass(frozen=True)
 class TokenVerifier:
     """User-token verification, configured once from settings (the key is read at start-up)."""
@@ -36,6 +71,7 @@ class TokenVerifier:
     issuer: str | None
     leeway: int
     oidc: OidcProvider | None = None  # AUTHZ_OIDC_ISSUER: keys from its JWKS, by kid
+    verified: VerifiedTokens = field(default_factory=VerifiedTokens, compare=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, oidc: OidcProvider | None = None) -> "TokenVerifier":
@@ -70,7 +106,15 @@ class TokenVerifier:
         return self.key, self.algorithms, self.issuer
 
     def verify(self, token: str, request_id: str | None) -> Principal:
-        return principal_from_claims(self.decode(token), request_id)
+        cacheable = self.oidc is None  # the fixed key only: see VerifiedTokens
+        if cacheable and (known := self.verified.get(token, self.leeway)) is not None:
+            return Principal(kind="user", id=known.id, email=known.email, email_verified=known.email_verified,
+                             request_id=request_id)
+        claims = self.decode(token)
+        principal = principal_from_claims(claims, request_id)
+        if cacheable:
+            self.verified.remember(token, principal, int(claims["exp"]))  # an int to PyJWT, or it failed
+        return principal
 
     def decode(self, token: str) -> dict[str, Any]:
         """The verified claims; every failure, whatever the token's header says, is Unauthenticated."""
