@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from api import tracing
-from api.auth import ServiceKeyCache, TokenVerifier
+from api.auth import Authenticator, ServiceKeyCache, TokenVerifier
 from api.console import install_console
 from api.fast_path import DecisionFastPath
 from api.metrics import Metrics
@@ -83,8 +83,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *,
         sweeper = ExpirySweeper(current, settings.expiry_sweep_interval)
         app.state.runtime = current
         app.state.follower = follower
-        app.state.token_verifier = TokenVerifier.from_settings(settings, oidc)
-        app.state.service_key_cache = ServiceKeyCache()
+        app.state.authenticator = Authenticator(current, ServiceKeyCache(), TokenVerifier.from_settings(settings, oidc))
         app.state.routes = forward_auth_service.load_route_table(current)  # policies/routes.yaml
         # Purges archived orgs past the retention; every replica may run it (claims are row locks).
         purger = PeriodicThread("authz-org-purger", settings.purge_interval, lambda: lifecycle.purge_job(current))

@@ -277,6 +277,38 @@ class ServiceKeyCache:
         return True
 
 
+@dataclass(frozen=True)
+class Authenticator:
+    """Who is calling, from the value of an Authorization header; one per app, made by its lifespan.
+
+    It holds what that takes (the runtime, whose replica knows the service keys; the key
+    cache; the token verifier), so the check path reads one attribute of `app.state` instead
+    of three: each costs ≈0.4 µs, Starlette's State answering through `__getattr__`.
+    """
+
+    runtime: Runtime
+    service_keys: ServiceKeyCache
+    tokens: TokenVerifier
+
+    def principal(self, authorization: str | None, request_id: str | None) -> Principal:
+        """From memory; raises Unauthenticated (UnknownServiceKey: a key this replica does not know yet)."""
+        if not authorization:
+            raise Unauthenticated("missing Authorization: Bearer credential")
+        scheme, _, credential = authorization.partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential:
+            raise Unauthenticated("the Authorization header must be `Bearer <credential>`")
+        if credential.startswith(SERVICE_KEY_PREFIX):
+            runtime = self.runtime
+            record = self.service_keys.verify(runtime, credential)
+            if record is None:
+                if is_unknown_here(runtime, credential):
+                    raise UnknownServiceKey(credential)
+                raise Unauthenticated("unknown or revoked service key")
+            return Principal(kind="service", id=record.id, scopes=record.scopes, request_id=request_id)
+        return self.tokens.verify(credential, request_id)
+
+
 async def authenticate(request: Request) -> Principal:
     """The FastAPI dependency of every /v1 route (and what the check routes call).
 
@@ -287,8 +319,8 @@ async def authenticate(request: Request) -> Principal:
     try:
         return authenticate_request(request)
     except UnknownServiceKey as miss:
-        cache: ServiceKeyCache = request.app.state.service_key_cache
-        record = await cache.lookup(request.app.state.runtime, miss.credential)
+        authenticator: Authenticator = request.app.state.authenticator
+        record = await authenticator.service_keys.lookup(authenticator.runtime, miss.credential)
         if record is None:
             raise
         request_id = request.scope.get("state", {}).get("request_id")
@@ -297,22 +329,6 @@ async def authenticate(request: Request) -> Principal:
 
 def authenticate_request(request: Request) -> Principal:
     """The caller of `request`, from its Authorization header, from memory (raises Unauthenticated)."""
-    header = request.headers.get("authorization")
-    if not header:
-        raise Unauthenticated("missing Authorization: Bearer credential")
-    scheme, _, credential = header.partition(" ")
-    credential = credential.strip()
-    if scheme.lower() != "bearer" or not credential:
-        raise Unauthenticated("the Authorization header must be `Bearer <credential>`")
-    request_id = request.scope.get("state", {}).get("request_id")
-    runtime: Runtime = request.app.state.runtime
-    if credential.startswith(SERVICE_KEY_PREFIX):
-        cache: ServiceKeyCache = request.app.state.service_key_cache
-        record = cache.verify(runtime, credential)
-        if record is None:
-            if is_unknown_here(runtime, credential):
-                raise UnknownServiceKey(credential)
-            raise Unauthenticated("unknown or revoked service key")
-        return Principal(kind="service", id=record.id, scopes=record.scopes, request_id=request_id)
-    verifier: TokenVerifier = request.app.state.token_verifier
-    return verifier.verify(credential, request_id)
+    authenticator: Authenticator = request.app.state.authenticator
+    return authenticator.principal(request.headers.get("authorization"),
+                                   request.scope.get("state", {}).get("request_id"))
