@@ -12,9 +12,9 @@ from authz.domain.ids import ACCOUNT_HOLDER
 from authz.domain.principal import Principal
 from authz.services import resources
 from authz.services.policy_admin import reload_policy
+from authz.settings import Settings
 from authz.store.migrate import upgrade
 from authz.store.tables import AuditEntry, CasbinRule, ChangelogEntry, PolicyState
-from authz.settings import Settings
 from tests.conftest import POLICY_DIR, make_settings
 from tests.postgres import own_database
 
