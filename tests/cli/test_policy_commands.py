@@ -92,8 +92,9 @@ def test_apply_of_a_route_edit_prints_it_and_writes_a_revision(database_url: str
     routes = policies / "routes.yaml"
     shipped = "  DELETE /jobs/{id}:                {type: job, id: id, action: delete}\n"
     assert shipped in routes.read_text()
-    routes.write_text(routes.read_text().replace(shipped, "  DELETE /jobs/{job}: {type: job, id: job, action: delete}\n")
-                      + "  GET /reports: {type: algorithm, action: read}\n")
+    renamed = "  DELETE /jobs/{job}: {type: job, id: job, action: delete}\n"
+    added = "  GET /reports: {type: algorithm, action: read}\n"
+    routes.write_text(routes.read_text().replace(shipped, renamed) + added)
     before = runtime.replica.revision
     applied = runner.invoke(app, ["policy", "apply", str(policies)], env=env_for(database_url))
     assert applied.exit_code == 0, applied.output
