@@ -2,7 +2,8 @@
 
 One implementation: the routes, the fast path, authentication, staleness and `min_revision`
 handling are the service's own (`api.routers.*`, `api.fast_path`, `api.auth`); only the
-replica's source differs (`authz.engine.feed_follower`, the client's follower, instead of the database). Writes,
+replica's source differs (`authz.engine.feed_follower`, the client's follower, instead of the database). Forward-auth's
+routes are part of the policy the upstream sends (snapshot and feed), so no policy directory is read here. Writes,
 secrets and the console are not here: every other path is a 404 naming the upstream.
 """
 
@@ -24,8 +25,7 @@ from api.routers import authzen, decisions, forward_auth, operations
 from authz.domain.cursors import CursorCodec, derive_key
 from authz.domain.errors import Unavailable
 from authz.engine.feed_follower import follow_upstream
-from authz.engine.replica import Replica, ServiceKeyRecord, Snapshot
-from authz.policy.routes import load_routes
+from authz.engine.replica import Replica, ServiceKeyRecord
 from authz.services.runtime import Runtime
 from authz.settings import Settings
 from authz.store.database import Database
@@ -78,13 +78,7 @@ def create_sidecar_app(settings: Settings, upstream: str, key: str, *,
     runtime = Runtime(settings=settings, database=cast(Database, NoDatabase(upstream)), replica=Replica(),
                       cursors=CursorCodec(derive_key(cursor_key, "paging cursors")))
 
-    def before_install(snapshot: Snapshot) -> None:
-        # The route file (AUTHZ_POLICY_DIR, as for the service) checked against the policy it will serve.
-        if snapshot.policy is not None:
-            app.state.routes = load_routes(settings.policy_dir, snapshot.policy)
-
-    follower = follow_upstream(runtime.replica, upstream, key, before_install=before_install,
-                               read_timeout=max(60.0, settings.max_staleness))
+    follower = follow_upstream(runtime.replica, upstream, key, read_timeout=max(60.0, settings.max_staleness))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

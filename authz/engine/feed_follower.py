@@ -3,15 +3,15 @@
 The following itself (snapshot, change feed, reconnect with backoff, staleness from the
 last line received) is the client's `authz_client.decisions.feed.FeedFollower`, the same
 code the embedded mode runs. This module is what only the sidecar adds: the policy
-document and the service-key hashes the sidecar's routes need, and a check of the route
-file before a snapshot is installed.
+document (forward-auth's routes included) and the service-key hashes the sidecar's routes
+need.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from authz.engine import transfer
-from authz.engine.replica import Replica, ServiceKeyRecord, Snapshot
+from authz.engine.replica import Replica, ServiceKeyRecord
 from authz_client.decisions import stream
 from authz_client.decisions.feed import FeedFollower, UpstreamRefused
 from authz_client.decisions.stream import StreamSnapshot
@@ -20,9 +20,8 @@ from authz_client.decisions.stream import StreamSnapshot
 class ReplicaFeed:
     """A `FeedSink` over the sidecar's `Replica`."""
 
-    def __init__(self, replica: Replica, before_install: Callable[[Snapshot], None] | None = None) -> None:
+    def __init__(self, replica: Replica) -> None:
         self.replica = replica
-        self.before_install = before_install  # e.g. validate the route file against the policy loaded
         self.follower: FeedFollower | None = None  # set by `follow_upstream`: service keys are read through it
 
     @property
@@ -30,10 +29,7 @@ class ReplicaFeed:
         return self.replica.revision
 
     def install_snapshot(self, snapshot: StreamSnapshot) -> None:
-        loaded = transfer.snapshot_of(snapshot, self.replica.clock)
-        if self.before_install is not None:
-            self.before_install(loaded)
-        self.replica.install(loaded)
+        self.replica.install(transfer.snapshot_of(snapshot, self.replica.clock))
 
     def apply_change(self, revision: int, ops: list[dict[str, Any]]) -> bool:
         return self.replica.apply_feed(revision, ops, lambda: self.read_service_keys(revision))
@@ -60,11 +56,9 @@ class ReplicaFeed:
         return keys
 
 
-def follow_upstream(replica: Replica, upstream: str, key: str, *,
-                    before_install: Callable[[Snapshot], None] | None = None,
-                    read_timeout: float = 60.0) -> FeedFollower:
+def follow_upstream(replica: Replica, upstream: str, key: str, *, read_timeout: float = 60.0) -> FeedFollower:
     """A follower (not started) that keeps `replica` at the upstream's state."""
-    feed = ReplicaFeed(replica, before_install)
+    feed = ReplicaFeed(replica)
     follower = FeedFollower(feed, upstream, key, user_agent="authz-sidecar", read_timeout=read_timeout)
     feed.follower = follower
     return follower
