@@ -68,9 +68,10 @@ class FeedKeyCache(ServiceKeyCache):
     CATCH_UP_WAIT seconds and each call upstream at most CATCH_UP_TIMEOUT. A key still
     unknown after it, or with the upstream unreachable, is refused (401); known keys are
     verified from the replica alone. The catch-up applies the changelog in order through
-    the follower's own path, so it never brings back a key the replica has seen revoked;
-    revocations arrive by the feed, as before. `authz_sidecar_key_catch_ups_total{outcome}`
-    counts the catch-ups.
+    the follower's own path, so it never brings back a key the replica has seen revoked
+    (a revocation arrives by the feed, or by a catch-up that reads it first). Before the
+    first snapshot there is nothing to catch up from: keys are refused, decisions are 503.
+    `authz_sidecar_key_catch_ups_total{outcome}` counts the catch-ups.
     """
 
     CATCH_UPS_PER_SECOND = 4.0
@@ -85,7 +86,7 @@ class FeedKeyCache(ServiceKeyCache):
                                     on_done=lambda outcome: counted[outcome].inc())
 
     async def lookup(self, runtime: Runtime, credential: str) -> ServiceKeyRecord | None:
-        if is_unknown_here(runtime, credential):
+        if runtime.replica.revision >= 0 and is_unknown_here(runtime, credential):
             await self.catch_up.fresh()
         return self.verify(runtime, credential)
 

@@ -62,9 +62,7 @@ class ReplicaFeed:
         assert self.follower is not None
         applied = 0
         for _ in range(CATCH_UP_PAGES):
-            after = self.replica.revision
-            if after < 0:
-                return applied  # no snapshot yet: the follower loads it first
+            after = self.replica.revision  # (after the first snapshot: before it, -1 is refused upstream)
             body = self.follower.get("/v1/changes", {"after": after, "limit": FEED_PAGE}, timeout=timeout)
             changes = json_loads(body)["changes"]
             for change in changes:
