@@ -40,9 +40,10 @@ FAST_WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
-## test-fast: the edit-test loop: no PostgreSQL, no browser, no processes
+## test-fast: the edit-test loop: no PostgreSQL, no browser, no processes, a fifth of the property
+## tests' examples (tests/hypothesis_budget.py; `make test` and CI draw them all)
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n $(FAST_WORKERS) --dist loadgroup -m "not postgres and not e2e" $(PYTEST_ARGS)
+	AUTHZ_TEST_EXAMPLE_SHARE=$${AUTHZ_TEST_EXAMPLE_SHARE:-0.2} $(BIN)/python -m pytest -q -p no:cacheprovider -n $(FAST_WORKERS) --dist loadgroup -m "not postgres and not e2e" $(PYTEST_ARGS)
 
 ## lint: ruff and mypy --strict over authz, api, the client package, tests and bench (configured in
 ## pyproject.toml); .ci/run runs it before the tests, .pre-commit-config.yaml on each commit

@@ -143,16 +143,20 @@ def fresh_postgres(request: pytest.FixtureRequest) -> str:
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
+    """Settings from these values alone: validated as `Settings()` validates them, but with no
+    environment or .env read, so a developer's AUTHZ_* variables cannot change a test (and reading
+    them took about 10 ms, once or more per test)."""
     values: dict[str, Any] = {
         "env": "test",
         "database_url": database_url,
         "policy_dir": POLICY_DIR,
         "policy_model": POLICY_MODEL,
         "jwt_secret": JWT_SECRET,
+        "secret_keys": TEST_SECRET_KEYS,
         "sync_poll_interval": 0.2,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)
+    return Settings.model_validate(values)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from authz.services.runtime import Runtime, Written
 from authz.settings import Settings
 from authz.store import rules
 from authz.store.database import Database
-from authz.store.migrate import upgrade
+from authz.store.migrate import new_scratch_sqlite
 from authz.store.tables import PolicyState
 from authz.store.unit_of_work import UnitOfWork
 
@@ -102,8 +102,7 @@ def rehearse_policy(settings: Settings, directory: Path, document: PolicyDocumen
     `apply`, `POST /v1/policy/reload` or a fresh server would refuse.
     """
     with tempfile.TemporaryDirectory(prefix="authz-policy-") as folder:
-        url = f"sqlite:///{Path(folder) / 'rehearsal.db'}"
-        upgrade(url)
+        url = new_scratch_sqlite(Path(folder) / "rehearsal.db")
         database = Database(url)
         try:
             scratch = Runtime(settings=settings.model_copy(update={"database_url": url, "policy_dir": directory}),

@@ -1,5 +1,9 @@
 """Bringing a database schema up to date with Alembic, without an alembic.ini; telling whether it is."""
 
+import atexit
+import shutil
+import tempfile
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -25,6 +29,27 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     command.upgrade(alembic_config(url), revision)
+
+
+_scratch_lock = threading.Lock()
+_scratch_schema: Path | None = None
+
+
+def new_scratch_sqlite(path: Path) -> str:
+    """A new SQLite database at `path` with the current schema; returns its URL.
+
+    The first one in a process is migrated; later ones copy a file migrated once, since running
+    the migrations is most of the cost of a rehearsal (`authz policy validate`, a policy reload).
+    """
+    global _scratch_schema
+    with _scratch_lock:
+        if _scratch_schema is None:
+            folder = Path(tempfile.mkdtemp(prefix="authz-schema-"))
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            upgrade(f"sqlite:///{folder / 'schema.db'}")
+            _scratch_schema = folder / "schema.db"
+        shutil.copyfile(_scratch_schema, path)
+    return f"sqlite:///{path}"
 
 
 def require_current_schema(database: Database) -> None:

@@ -36,6 +36,7 @@ from tests.conftest import (
     make_settings,
     service_key,
 )
+from tests.hypothesis_budget import examples
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False)
@@ -154,7 +155,7 @@ def fuzz_client(fuzzed: Fuzzed) -> tuple[TestClient, dict[str, str]]:
     return fuzzed.client, fuzzed.key
 
 
-@settings(max_examples=250, deadline=None,
+@settings(max_examples=examples(250), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
 def test_no_5xx_and_problem_json_for_every_4xx(
@@ -185,7 +186,7 @@ def test_no_5xx_and_problem_json_for_every_4xx(
 
 # ---- class 2 and 3: tokens with random headers, signatures and claims ------------------------
 
-SETTINGS = settings(max_examples=150, deadline=None,
+SETTINGS = settings(max_examples=examples(150), deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 TOKEN_ENDPOINTS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/v1/me", None),

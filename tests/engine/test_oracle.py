@@ -24,6 +24,7 @@ from authz.policy.document import ObjectType, PolicyDocument, Role
 from authz.policy.model import build_enforcer, casbin_request
 from authz_client.decisions.index import DecisionIndex
 from tests.conftest import POLICY_MODEL
+from tests.hypothesis_budget import examples
 
 ROLES = ["owner", "admin", "maintainer", "viewer", "auditor"]
 TYPES = ["algorithm", "job", "member"]
@@ -93,7 +94,7 @@ requests = st.tuples(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(150), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(world=worlds(), questions=st.lists(requests, min_size=1, max_size=25), now=st.sampled_from(NOWS))
 def test_compiled_decisions_equal_casbin(world, questions, now) -> None:  # type: ignore[no-untyped-def]
     document, rules, resources, removed = world

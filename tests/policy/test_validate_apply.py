@@ -25,6 +25,7 @@ from authz.domain.principal import Principal, cli_principal
 from authz.services.organizations import create_organization
 from authz.services.service_keys import create_service_key
 from tests.conftest import BILLING, JWT_SECRET, POLICY_DIR, add_member, auth, make_settings
+from tests.hypothesis_budget import examples
 
 ROLE_NAMES = ["owner", "maintainer", "viewer", "auditor", "billing_admin", "guest"]
 TYPE_NAMES = ["algorithm", "job", "report", "billing"]
@@ -87,7 +88,7 @@ def cli_env(database_url: str, policy_dir: Path) -> dict[str, str]:
             "AUTHZ_POLICY_DIR": str(policy_dir)}
 
 
-@settings(max_examples=8, deadline=None,
+@settings(max_examples=examples(8), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(document=policies())
 def test_validate_implies_apply_implies_a_server_that_agrees_with_the_suites(database_url: str,

@@ -20,6 +20,7 @@ from authz.domain.principal import Principal
 from authz.engine.replica import Snapshot
 from authz.services import decisions
 from authz_client.decisions.index import DecisionIndex
+from tests.hypothesis_budget import examples
 
 ORGS = ["org_" + f"{n:024x}" for n in range(1, 4)]
 USERS = [f"u{n:02d}" for n in range(12)]
@@ -135,7 +136,7 @@ def _start(world: World, initial: list[tuple[Any, ...]]) -> None:
         world.apply(write)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(initial=st.lists(writes, max_size=40), walk=steps, context=st.none() | contexts)
 def test_list_resources_walk_shows_each_id_visible_throughout_exactly_once(
     initial: list[tuple[Any, ...]], walk: list[tuple[int, int, list[tuple[Any, ...]]]], context: str | None,
@@ -154,7 +155,7 @@ def test_list_resources_walk_shows_each_id_visible_throughout_exactly_once(
     _walk(world, walk, fetch, everything)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(initial=st.lists(writes, max_size=40), walk=steps, resource=st.sampled_from(RESOURCES))
 def test_list_subjects_walk_shows_each_id_visible_throughout_exactly_once(
     initial: list[tuple[Any, ...]], walk: list[tuple[int, int, list[tuple[Any, ...]]]], resource: str,
