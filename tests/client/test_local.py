@@ -16,7 +16,8 @@ import pytest
 from authz_client import LocalDecisions, Unavailable
 from tests.conftest import BILLING, auth
 from tests.processes import ServerProcess, add_member, start_authz
-from tests.sidecar.test_sidecar import UPSTREAM_ENV, USERS, History, _written, feed_key, upstream
+from tests.sidecar.process import UPSTREAM_ENV, feed_key, upstream
+from tests.sidecar.test_sidecar import USERS, History, _written
 
 pytestmark = pytest.mark.e2e
 __all__ = ["feed_key", "upstream"]  # fixtures shared with the sidecar's tests

@@ -20,28 +20,14 @@ import pytest
 
 from tests.conftest import BILLING, POLICY_DIR, auth
 from tests.processes import ServerProcess, add_member, create_service_key, start_authz
-from tests.sidecar.process import SidecarProcess, start_sidecar
+from tests.sidecar.process import UPSTREAM_ENV, SidecarProcess, feed_key, start_sidecar, upstream
 
 pytestmark = pytest.mark.e2e
+__all__ = ["feed_key", "upstream"]  # fixtures (tests/sidecar/process.py)
 USERS = ["ann", "ben", "cat", "dan"]
 ROLES = ["viewer", "maintainer", "owner"]
 ACTIONS = ["read", "update", "delete", "share", "create"]
 TYPES = ["algorithm", "job"]
-UPSTREAM_ENV = {"AUTHZ_CHANGES_KEEPALIVE": "0.5", "AUTHZ_SYNC_POLL_INTERVAL": "0.2"}
-
-
-@pytest.fixture
-def upstream(tmp_path: Path, database_url: str) -> Iterator[ServerProcess]:
-    server = start_authz(tmp_path / "upstream", {**UPSTREAM_ENV, "AUTHZ_DATABASE_URL": database_url})
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def feed_key(upstream: ServerProcess) -> str:
-    return create_service_key(upstream, "changes:read", "check")[0]
 
 
 @pytest.fixture
@@ -178,7 +164,7 @@ def test_service_keys_follow_the_feed_and_writes_go_upstream(
         while local.post("/v1/check", json=body, headers={"Authorization": f"Bearer {key}"}).status_code != 401:
             assert time.monotonic() < deadline, "a revoked key still works at the sidecar"
             time.sleep(0.05)
-        # A well-formed key nobody created: 401 like the service's (the sidecar has no database to ask).
+        # A well-formed key nobody created: 401 like the service's (after a catch-up with the upstream).
         unknown = {"Authorization": "Bearer azk_" + "0" * 16 + "_" + "A" * 43}
         assert local.post("/v1/check", json=body, headers=unknown).status_code == 401
         # Writes, secrets and the console are not the sidecar's: 404 naming the upstream.
