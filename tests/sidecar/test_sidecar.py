@@ -18,11 +18,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import BILLING, POLICY_DIR, auth
+from tests.conftest import BILLING, ONE_DATABASE, POLICY_DIR, auth
 from tests.processes import ServerProcess, add_member, create_service_key, start_authz
 from tests.sidecar.process import UPSTREAM_ENV, SidecarProcess, feed_key, start_sidecar, upstream
 
-pytestmark = pytest.mark.e2e
+# the sidecar has no database; the upstream's feed and snapshot are tested on both in tests/api
+pytestmark = [pytest.mark.e2e, ONE_DATABASE]
 __all__ = ["feed_key", "upstream"]  # fixtures (tests/sidecar/process.py)
 USERS = ["ann", "ben", "cat", "dan"]
 ROLES = ["viewer", "maintainer", "owner"]

@@ -19,12 +19,13 @@ import httpx
 import pytest
 
 from api.sidecar import FeedKeyCache
-from tests.conftest import BILLING, auth
+from tests.conftest import BILLING, ONE_DATABASE, auth
 from tests.processes import ServerProcess, create_service_key, revoke_service_key
 from tests.sidecar.feed_tap import FeedTap
 from tests.sidecar.process import SidecarProcess, feed_key, start_sidecar, upstream
 
-pytestmark = pytest.mark.e2e
+# the sidecar has no database; the upstream's feed is tested on both in tests/api
+pytestmark = [pytest.mark.e2e, ONE_DATABASE]
 __all__ = ["feed_key", "upstream"]  # fixtures (tests/sidecar/process.py)
 CHECK = {"subject": "ann", "action": "read", "resource": {"type": "algorithm", "id": "x"}}
 EVALUATION = {"subject": {"type": "user", "id": "ann"}, "action": {"name": "read"},
