@@ -36,7 +36,6 @@ from authz.logging_setup import configure_logging
 from authz.mail.mailbox import DevMailbox
 from authz.mail.sender import OutboxSender
 from authz.periodic import PeriodicThread
-from authz.services import forward_auth as forward_auth_service
 from authz.services import lifecycle
 from authz.services.expiry import ExpirySweeper
 from authz.services.runtime import Runtime
@@ -84,7 +83,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *,
         app.state.runtime = current
         app.state.follower = follower
         app.state.authenticator = Authenticator(current, ServiceKeyCache(), TokenVerifier.from_settings(settings, oidc))
-        app.state.routes = forward_auth_service.load_route_table(current)  # policies/routes.yaml
+        if current.policy.routes.source is None:  # routes come with the policy in force, as every replica's
+            log.warning("the policy in force has no routes.yaml: forward-auth denies every request")
         # Purges archived orgs past the retention; every replica may run it (claims are row locks).
         purger = PeriodicThread("authz-org-purger", settings.purge_interval, lambda: lifecycle.purge_job(current))
         app.state.org_purger = purger

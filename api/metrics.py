@@ -51,6 +51,14 @@ class Metrics:
             "left the request to the route",
             ["outcome"], registry=r,
         )
+        # Only the sidecar catches up (api.sidecar.FeedKeyCache): it resolves the children, so the
+        # service exports the family without series.
+        self.key_catch_ups = Counter(
+            "authz_sidecar_key_catch_ups_total",
+            "Catch-ups with the upstream for a service key the sidecar's replica did not know, by outcome: "
+            "applied (revisions applied), current (nothing newer upstream), failed (upstream unreachable or refused)",
+            ["outcome"], registry=r,
+        )
         # Children resolved once: `labels()` takes a lock and a dict lookup on every call. Every
         # fast-path outcome is exported from the start (at 0), so a rate over it is defined at once.
         self._allowed = self.decisions.labels("allowed")

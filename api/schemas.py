@@ -255,6 +255,9 @@ class PolicyOut(BaseModel):
     permissions: list[list[str]]
     hierarchy: list[list[str]]
     types: dict[str, Any]
+    routes: dict[str, dict[str, str]] | None = Field(
+        description="forward-auth's routes as routes.yaml writes them (`METHOD /path`: type, action, id or "
+                    "context); null when the policy has no routes.yaml (forward-auth denies every request)")
 
 
 class PolicyReloadOut(BaseModel):

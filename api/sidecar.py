@@ -2,8 +2,10 @@
 
 One implementation: the routes, the fast path, authentication, staleness and `min_revision`
 handling are the service's own (`api.routers.*`, `api.fast_path`, `api.auth`); only the
-replica's source differs (`authz.engine.feed_follower`, the client's follower, instead of the database). Writes,
-secrets and the console are not here: every other path is a 404 naming the upstream.
+replica's source differs (`authz.engine.feed_follower`, the client's follower, instead of the database),
+and with it where a service key new to the replica is looked for (`FeedKeyCache`). Forward-auth's
+routes are part of the policy the upstream sends (snapshot and feed), so no policy directory is read here.
+Writes, secrets and the console are not here: every other path is a 404 naming the upstream.
 """
 
 import logging
@@ -23,10 +25,11 @@ from api.problems import problem
 from api.routers import authzen, decisions, forward_auth, operations
 from authz.domain.cursors import CursorCodec, derive_key
 from authz.domain.errors import Unavailable
-from authz.engine.feed_follower import follow_upstream
-from authz.engine.replica import Replica, ServiceKeyRecord, Snapshot
-from authz.policy.routes import load_routes
+from authz.engine.feed_catch_up import CATCH_UP_OUTCOMES, FeedCatchUp
+from authz.engine.feed_follower import ReplicaFeed, follow_upstream
+from authz.engine.replica import Replica, ServiceKeyRecord
 from authz.services.runtime import Runtime
+from authz.services.service_keys import is_unknown_here
 from authz.settings import Settings
 from authz.store.database import Database
 
@@ -53,13 +56,38 @@ class NoDatabase:
 
 
 class FeedKeyCache(ServiceKeyCache):
-    """The service's key cache without its database lookup: the sidecar has no database.
+    """The service's key cache, catching up with the upstream where the service reads its database.
 
-    A key the sidecar does not know yet is refused (401) until the feed brings its
-    creation, a few milliseconds after the upstream committed it.
+    A key works at the sidecar the moment `service-key create` returns upstream (API.md),
+    even while its creation is still on its way down the change feed, or the feed is slow
+    or stalled (a reconnect, a stream held up by a proxy). A well-formed key whose id the
+    replica does not know makes the sidecar read the upstream's changelog now
+    (`ReplicaFeed.catch_up`, with its own `changes:read` key) and verify the key again.
+    Every such request shares one catch-up (`FeedCatchUp`): one at a time, at most
+    CATCH_UPS_PER_SECOND whatever the request rate, a request waiting at most
+    CATCH_UP_WAIT seconds and each call upstream at most CATCH_UP_TIMEOUT. A key still
+    unknown after it, or with the upstream unreachable, is refused (401); known keys are
+    verified from the replica alone. The catch-up applies the changelog in order through
+    the follower's own path, so it never brings back a key the replica has seen revoked
+    (a revocation arrives by the feed, or by a catch-up that reads it first). Before the
+    first snapshot there is nothing to catch up from: keys are refused, decisions are 503.
+    `authz_sidecar_key_catch_ups_total{outcome}` counts the catch-ups.
     """
 
+    CATCH_UPS_PER_SECOND = 4.0
+    CATCH_UP_WAIT = 3.0
+    CATCH_UP_TIMEOUT = 2.0
+
+    def __init__(self, feed: ReplicaFeed, metrics: Metrics) -> None:
+        super().__init__()
+        counted = {outcome: metrics.key_catch_ups.labels(outcome) for outcome in CATCH_UP_OUTCOMES}
+        self.catch_up = FeedCatchUp(lambda: feed.catch_up(self.CATCH_UP_TIMEOUT),
+                                    per_second=self.CATCH_UPS_PER_SECOND, wait=self.CATCH_UP_WAIT,
+                                    on_done=lambda outcome: counted[outcome].inc())
+
     async def lookup(self, runtime: Runtime, credential: str) -> ServiceKeyRecord | None:
+        if runtime.replica.revision >= 0 and is_unknown_here(runtime, credential):
+            await self.catch_up.fresh()
         return self.verify(runtime, credential)
 
 
@@ -78,24 +106,20 @@ def create_sidecar_app(settings: Settings, upstream: str, key: str, *,
     runtime = Runtime(settings=settings, database=cast(Database, NoDatabase(upstream)), replica=Replica(),
                       cursors=CursorCodec(derive_key(cursor_key, "paging cursors")))
 
-    def before_install(snapshot: Snapshot) -> None:
-        # The route file (AUTHZ_POLICY_DIR, as for the service) checked against the policy it will serve.
-        if snapshot.policy is not None:
-            app.state.routes = load_routes(settings.policy_dir, snapshot.policy)
-
-    follower = follow_upstream(runtime.replica, upstream, key, before_install=before_install,
-                               read_timeout=max(60.0, settings.max_staleness))
+    follower, feed = follow_upstream(runtime.replica, upstream, key, read_timeout=max(60.0, settings.max_staleness))
+    key_cache = FeedKeyCache(feed, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.runtime = runtime
         app.state.follower = follower
-        app.state.authenticator = Authenticator(runtime, FeedKeyCache(), TokenVerifier.from_settings(settings, oidc))
+        app.state.authenticator = Authenticator(runtime, key_cache, TokenVerifier.from_settings(settings, oidc))
         follower.start()  # decisions answer 503 until the snapshot is loaded
         log.info("authz sidecar following %s", upstream)
         try:
             yield
         finally:
+            key_cache.catch_up.close()
             follower.stop()
             if oidc is not None:
                 oidc.close()

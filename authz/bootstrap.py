@@ -41,7 +41,7 @@ def open_runtime(settings: Settings, *, migrate: bool = True) -> Runtime:
     if runtime.replica.snapshot.policy is None:  # another replica seeded it after our load
         runtime.replica.catch_up(database)
     if revision is not None:
-        log.info("loaded the policy from %s as revision %s", settings.policy_dir, revision)
+        log.info("applied the policy of %s as revision %s", settings.policy_dir, revision)
     return runtime
 
 

@@ -53,12 +53,12 @@ def _settings() -> Settings:
         raise _fail(f"invalid setting: {exc}") from None
 
 
-def _startup_checked(settings: Settings) -> Settings:
+def _startup_checked(settings: Settings, *, policy_dir: bool = True) -> Settings:
     """Stop before listening when a setting cannot work (a missing file, an unreadable key, an empty secret)."""
     from authz.startup_checks import SettingUnusable, check_settings
 
     try:
-        check_settings(settings)
+        check_settings(settings, policy_dir=policy_dir)
     except SettingUnusable as exc:
         raise _fail(f"cannot start: {exc}") from None
     return settings
@@ -160,7 +160,7 @@ def sidecar(
         raise _fail(f"cannot read --key-file {key_file}: {exc.strerror}") from None
     if not key.startswith("azk_") or len(key.split()) != 1:
         raise _fail(f"--key-file {key_file} must hold one service key (azk_...) on one line")
-    settings = _startup_checked(_settings())
+    settings = _startup_checked(_settings(), policy_dir=False)  # its policy, routes included, is the upstream's
     configure_logging(settings.log_level)
     import logging
 
@@ -187,14 +187,13 @@ def policy_validate(directory: DirArg = None) -> None:
     Then rehearse: apply them to a scratch database as `apply` would and start a replica
     from it, so what passes here also applies and serves.
     """
-    from authz.policy.routes import load_routes
     from authz.services.policy_admin import rehearse_policy
 
     settings = _settings()
     path = directory or settings.policy_dir
     try:
         document = load_policy_dir(path)
-        routes = load_routes(path, document)
+        routes = document.routes
         rehearse_policy(settings, path, document)
     except PolicyInvalid as exc:
         _print_policy_errors(exc)
@@ -250,6 +249,10 @@ def policy_apply(
         typer.echo("+ " + ", ".join(rule))
     for rule in written.value.removed:
         typer.echo("- " + ", ".join(rule))
+    for route in written.value.routes_added:
+        typer.echo("+ route " + route)
+    for route in written.value.routes_removed:
+        typer.echo("- route " + route)
     if written.value.empty:
         typer.echo("no rule changes")
     if dry_run:
@@ -424,11 +427,11 @@ def routes_test(
     ] = None,
 ) -> None:
     """Show what a request maps to through the route file (offline); exit 1 if forward-auth refuses it outright."""
-    from authz.policy.routes import load_routes, validated_id
+    from authz.policy.route_table import validated_id
 
     folder = directory or _settings().policy_dir
     try:
-        routes = load_routes(folder, load_policy_dir(folder))
+        routes = load_policy_dir(folder).routes
     except PolicyInvalid as exc:
         _print_policy_errors(exc)
         raise typer.Exit(1) from None

@@ -43,12 +43,16 @@ def settings_from_environment() -> Settings:
         raise SettingUnusable(name, str(error.get("msg", "invalid value"))) from None
 
 
-def check_settings(settings: Settings) -> None:
-    """Raise SettingUnusable for the first setting that cannot work in a serving process."""
+def check_settings(settings: Settings, *, policy_dir: bool = True) -> None:
+    """Raise SettingUnusable for the first setting that cannot work in a serving process.
+
+    `policy_dir=False` for the sidecar: its policy, routes included, comes from the upstream.
+    """
     _check_log_level(settings.log_level)
     _check_database_url(settings.database_url)
     _check_policy_model(settings.policy_model)
-    _check_policy_dir(settings.policy_dir)
+    if policy_dir:
+        _check_policy_dir(settings.policy_dir)
     _check_jwt(settings)
     if settings.smtp_ca_file is not None:
         _check_ca_file(settings.smtp_ca_file)
@@ -112,11 +116,10 @@ def _check_policy_dir(path: Path) -> None:
     if not os.access(path, os.R_OK | os.X_OK):
         raise SettingUnusable("AUTHZ_POLICY_DIR", f"{_shown(path)} is not readable")
     from authz.policy.loader import load_policy_dir
-    from authz.policy.routes import load_routes
     from authz.policy.yaml_nodes import PolicyInvalid
 
-    try:  # loaded at start (an empty database), by reload and for routes.yaml: it must be valid
-        load_routes(path, load_policy_dir(path))
+    try:  # applied at the first start, by reload, and its routes.yaml at an upgrade's start: it must be valid
+        load_policy_dir(path)
     except PolicyInvalid as exc:
         more = f" (and {len(exc.errors) - 1} more; see `authz policy validate`)" if len(exc.errors) > 1 else ""
         raise SettingUnusable("AUTHZ_POLICY_DIR", f"{exc.errors[0]}{more}") from None

@@ -120,6 +120,14 @@ def _keep_shared_fixtures_on_one_worker(item: pytest.Item) -> None:
             return
 
 
+# For a test whose subject does not depend on the database: a request refused before the store is
+# read or written (authentication, validation, limits of the request itself), or a decision or listing
+# answered from the replica, which is the same code over the same data on either. Such a test runs
+# once, on SQLite, instead of on both: `pytestmark = ONE_DATABASE` or `@ONE_DATABASE`. Writes, locks,
+# constraints, collation, bounds of stored values and the change feed stay on both databases.
+ONE_DATABASE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path, sqlite_first_start: Path) -> str:
     """Each test that asks for a database runs once on SQLite and once on PostgreSQL.

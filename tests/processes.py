@@ -229,3 +229,19 @@ def create_service_key(server: ServerProcess, *scopes: str) -> tuple[str, int]:
         return written.value, written.revision
     finally:
         runtime.database.dispose()
+
+
+def revoke_service_key(server: ServerProcess, key: str) -> int:
+    """Revoke `key` on the server's database; the revision that revoked it."""
+    from authz.bootstrap import open_runtime
+    from authz.domain.principal import cli_principal
+    from authz.services.service_keys import revoke_service_key as revoke_key
+    from tests.conftest import make_settings
+
+    runtime = open_runtime(make_settings(server.database_url), migrate=False)
+    try:
+        written = revoke_key(runtime, cli_principal(), key.split("_")[1])
+        assert written.revision is not None
+        return written.revision
+    finally:
+        runtime.database.dispose()

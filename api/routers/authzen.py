@@ -12,7 +12,7 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from api.auth import authenticate_request
+from api.auth import authenticate
 from api.deps import problems
 from api.media_types import is_json
 from api.staleness import require_fresh
@@ -166,7 +166,7 @@ _ERRORS = problems(400, 401, 403, 413, 503)
 async def evaluation(request: Request) -> Response:
     """AuthZEN Access Evaluation: `{subject, action, resource, context?}` → `{decision, context}`."""
     data = await _body(request)
-    principal = authenticate_request(request)
+    principal = await authenticate(request)
     runtime = _runtime(request)
     snapshot = _snapshot(runtime)
     revision = snapshot.revision
@@ -178,7 +178,7 @@ async def evaluation(request: Request) -> Response:
 async def evaluations(request: Request) -> Response:
     """AuthZEN Access Evaluations: `evaluations` with top-level defaults → `{evaluations: [...]}` in order."""
     data = await _body(request)
-    principal = authenticate_request(request)
+    principal = await authenticate(request)
     body = _parse(Evaluations, data)
     runtime = _runtime(request)
     snapshot = _snapshot(runtime)
@@ -216,7 +216,7 @@ def _page(page: Page | None) -> tuple[int, str | None]:
 async def search_subject(request: Request) -> Response:
     """AuthZEN Subject Search: the users who may do the action on the resource."""
     data = await _body(request)
-    principal = authenticate_request(request)
+    principal = await authenticate(request)
     body = _parse(SubjectSearch, data)
     runtime = _runtime(request)
     snapshot = _snapshot(runtime)
@@ -232,7 +232,7 @@ async def search_subject(request: Request) -> Response:
 async def search_resource(request: Request) -> Response:
     """AuthZEN Resource Search: the resources of a type the user may do the action on."""
     data = await _body(request)
-    principal = authenticate_request(request)
+    principal = await authenticate(request)
     body = _parse(ResourceSearch, data)
     runtime = _runtime(request)
     snapshot = _snapshot(runtime)
@@ -248,7 +248,7 @@ async def search_resource(request: Request) -> Response:
 async def search_action(request: Request) -> Response:
     """AuthZEN Action Search: the actions the user may do on the resource."""
     data = await _body(request)
-    principal = authenticate_request(request)
+    principal = await authenticate(request)
     body = _parse(ActionSearch, data)
     runtime = _runtime(request)
     snapshot = _snapshot(runtime)

@@ -49,9 +49,7 @@ async def authorize(request: Request, runtime: RuntimeDep, principal: PrincipalD
     headers = {name: value for name, value in request.headers.items()
                if name.startswith(("x-original-", "x-forwarded-"))}
     original = forward_auth.original_request(request.method, _envoy_suffix(request), headers)
-    decision = forward_auth.authorize_original(
-        snapshot, request.app.state.routes, principal, original, request.headers.get("x-account-context")
-    )
+    decision = forward_auth.authorize_original(snapshot, principal, original, request.headers.get("x-account-context"))
     request.app.state.metrics.decisions.labels("allowed" if decision.allowed else "denied").inc()
     revision = str(snapshot.revision)
     if not decision.allowed:

@@ -1,10 +1,11 @@
-"""The policy in force: roles with inheritance, the role that owns a context and, per object
-type, the roles granted each action."""
+"""The policy in force: roles with inheritance, the role that owns a context, per object
+type the roles granted each action, and the forward-auth routes (`policies/routes.yaml`)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from authz.domain.ids import ACCOUNT_HOLDER, ALL_DOMAINS
+from authz.policy.route_table import RouteTable
 from authz_client.decisions.ids import Rule as Rule  # the decision index's rule type
 
 # The role every context had before policies named it (personal accounts acted as "owner"):
@@ -33,6 +34,9 @@ class PolicyDocument:
     roles: dict[str, Role]
     types: dict[str, ObjectType]
     context_owner: str  # the role that owns a context: an org's creator gets it, a personal account's holder has it
+    # What a proxied request needs (forward-auth), applied, stored and replicated with the rest,
+    # so every replica maps a request the same way at the same revision.
+    routes: RouteTable = field(default_factory=RouteTable)
 
     def permission_rules(self) -> list[Rule]:
         """`p, <role>, *, <type>, <action>` for every direct grant, in a stable order."""
@@ -68,6 +72,7 @@ class PolicyDocument:
                 t.name: {"content": t.content, "actions": {a: list(rs) for a, rs in t.actions.items()}}
                 for t in self.types.values()
             },
+            "routes": self.routes.to_json(),
         }
 
     @classmethod
@@ -80,4 +85,7 @@ class PolicyDocument:
             name: ObjectType(name, {a: tuple(rs) for a, rs in spec["actions"].items()}, bool(spec["content"]))
             for name, spec in data["types"].items()
         }
-        return cls(roles, types, data.get("context_owner", LEGACY_CONTEXT_OWNER))
+        # A document stored before routes were part of the policy has no "routes": no routes
+        # until the next start adds them from routes.yaml (authz.services.policy_admin.ensure_policy).
+        routes = RouteTable.from_json(data.get("routes"))
+        return cls(roles, types, data.get("context_owner", LEGACY_CONTEXT_OWNER), routes)

@@ -14,6 +14,7 @@ once, references to declared roles, no inheritance cycle, the context owner) is 
 semantic pass `_Policy`.
 """
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -22,6 +23,7 @@ from pydantic import AfterValidator, Field, model_validator
 from authz.domain import ids
 from authz.domain.errors import Invalid
 from authz.policy.document import ObjectType, PolicyDocument, Role
+from authz.policy.routes import ROUTES_FILE, load_routes
 from authz.policy.yaml_nodes import (
     ANY,
     Loaded,
@@ -37,8 +39,6 @@ from authz.policy.yaml_nodes import (
     refuse,
 )
 
-# Files in the policy directory that are not role/permission files.
-ROUTES_FILE = "routes.yaml"
 RESERVED_TYPE_NAMES = frozenset({"user"})  # "user:<id>" is the personal context
 
 
@@ -196,7 +196,8 @@ class _Policy:
 
 
 def load_policy_dir(directory: Path) -> PolicyDocument:
-    """Read and validate every policy file of a directory; raises PolicyInvalid listing all errors."""
+    """Read and validate every policy file of a directory, routes.yaml included; raises PolicyInvalid
+    listing all errors (the route file's once the roles and types it names are valid)."""
     if not directory.is_dir():
         raise PolicyInvalid([PolicyError(str(directory), 1, "policy directory does not exist")])
     files = policy_files(directory)
@@ -217,4 +218,5 @@ def load_policy_dir(directory: Path) -> PolicyDocument:
     if not policy.types and not report.errors:
         report.add(str(directory), 1, "no object types are defined")
     report.raise_if_any()
-    return policy.document()
+    document = policy.document()
+    return replace(document, routes=load_routes(directory, document))

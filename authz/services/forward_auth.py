@@ -3,9 +3,10 @@
 nginx `auth_request`, Traefik ForwardAuth and Envoy's HTTP `ext_authz` each describe the
 original request differently; `original_request` reads all three and refuses when they
 disagree (so a client cannot add a second, friendlier description of its own request).
-`authorize` maps it through the route file and answers from this replica's memory. Every
-refusal is a decision with a reason, never an exception: the proxy only understands
-200, 401 and 403.
+`authorize_original` maps it through the routes of the snapshot's policy and answers from
+the same snapshot, so the mapping and the decision are of one revision, the same on every
+replica and sidecar. Every refusal is a decision with a reason, never an exception: the
+proxy only understands 200, 401 and 403.
 """
 
 import logging
@@ -16,22 +17,10 @@ from authz.domain import ids
 from authz.domain.errors import Invalid
 from authz.domain.principal import Principal
 from authz.engine.replica import Snapshot
-from authz.policy.routes import RouteMatch, RouteTable, load_routes, validated_id
-from authz.services.runtime import Runtime
+from authz.policy.route_table import ROUTES_FILE, RouteMatch, validated_id
 
 log = logging.getLogger("authz.forward_auth")
 MAX_LOGGED_PATH = 200
-
-
-def load_route_table(rt: Runtime) -> RouteTable:
-    """The route file of the policy directory, validated against the policy in force.
-
-    Raises PolicyInvalid (file and line) so a server never starts with a broken route file.
-    """
-    table = load_routes(rt.settings.policy_dir, rt.policy)
-    if table.source is None:
-        log.warning("no routes.yaml in %s: forward-auth denies every request", rt.settings.policy_dir)
-    return table
 
 
 @dataclass(frozen=True)
@@ -138,20 +127,26 @@ def _deny(request: OriginalRequest, reason: str, *, field: str | None = None, le
 
 
 def authorize_original(
-    snapshot: Snapshot, routes: RouteTable, principal: Principal, request: OriginalRequest, account_context: str | None
+    snapshot: Snapshot, principal: Principal, request: OriginalRequest, account_context: str | None
 ) -> ForwardDecision:
-    """May `principal` make `request`? Unknown routes, hostile paths and ids are denied."""
+    """May `principal` make `request`? Mapped by the routes of `snapshot`'s policy, decided by its index.
+
+    Unknown routes, hostile paths and ids are denied; so is everything while the policy has no route file.
+    """
     if request.refusal is not None:
         field, reason = request.refusal
         return _deny(request, reason, field=field, level=logging.WARNING)
     if not principal.is_user:
         return _deny(request, "forward-auth decides for user tokens; a service key is not a user")
+    assert snapshot.policy is not None, "requests are answered from a loaded snapshot (require_fresh)"
+    routes = snapshot.policy.routes
     try:
         found = routes.match(request.method, request.uri)
     except Invalid as exc:
         return _deny(request, f"refused path: {exc.detail}", field=exc.field, level=logging.WARNING)
     if found is None:
-        return _deny(request, f"no route in the route file for {request.method} {request.path}",
+        where = "the route file" if routes.source is not None else f"the policy (it has no {ROUTES_FILE})"
+        return _deny(request, f"no route in {where} for {request.method} {request.path}",
                      field="path", level=logging.WARNING)
     try:
         match = validated_id(found)

@@ -1,14 +1,20 @@
 """Applying `policies/` to the database as one revision, and reading the policy in force.
 
+The policy is the role/permission files and the forward-auth route file together: the
+document stored in `policy_state` (and carried by the changelog and the snapshot) holds
+the routes, so a reload changes the routes of every replica at the revision it writes.
+
 What `authz policy validate` accepts, `apply` applies: validation rehearses the apply
 (`rehearse_policy`) through the very same function on a scratch database and then starts
 a replica from it, as a server would; `apply --dry-run` runs the apply on the real
 database inside a transaction that is rolled back.
 """
 
+import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
@@ -17,7 +23,7 @@ from authz.domain.principal import Principal
 from authz.engine.replica import Replica
 from authz.policy.document import PolicyDocument, Rule
 from authz.policy.loader import load_policy_dir
-from authz.policy.routes import load_routes
+from authz.policy.routes import ROUTES_FILE, load_routes
 from authz.policy.yaml_nodes import PolicyError, PolicyInvalid
 from authz.services.runtime import Runtime, Written
 from authz.settings import Settings
@@ -27,6 +33,7 @@ from authz.store.migrate import new_scratch_sqlite
 from authz.store.tables import PolicyState
 from authz.store.unit_of_work import UnitOfWork
 
+log = logging.getLogger("authz.policy")
 REHEARSAL = Principal(kind="cli", id="policy-validate")
 
 
@@ -34,10 +41,21 @@ REHEARSAL = Principal(kind="cli", id="policy-validate")
 class PolicyDiff:
     added: list[Rule]
     removed: list[Rule]
+    # Forward-auth routes (`METHOD /template`) new or changed, and gone or changed.
+    routes_added: list[str] = field(default_factory=list)
+    routes_removed: list[str] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not self.added and not self.removed
+        return not self.added and not self.removed and not self.routes_added and not self.routes_removed
+
+
+def _route_diff(before: dict[str, Any] | None, after: dict[str, Any] | None) -> tuple[list[str], list[str]]:
+    """Route keys added (or changed) and removed (or changed), from two stored route tables."""
+    old, new = before or {}, after or {}
+    added = sorted(key for key, spec in new.items() if old.get(key) != spec)
+    removed = sorted(key for key, spec in old.items() if new.get(key) != spec)
+    return added, removed
 
 
 def _policy_rules_in_db(uow: UnitOfWork) -> set[Rule]:
@@ -48,7 +66,7 @@ def _policy_rules_in_db(uow: UnitOfWork) -> set[Rule]:
 def apply_policy(
     rt: Runtime, principal: Principal, document: PolicyDocument, *, dry_run: bool = False
 ) -> Written[PolicyDiff]:
-    """Replace the permission rules and hierarchy with `document`'s, as one revision.
+    """Replace the permission rules, hierarchy and routes with `document`'s, as one revision.
 
     `dry_run` does every write and rolls them back: what it accepts, the real apply applies.
     A rule the database refuses is Invalid (422, field `policy`), with nothing changed.
@@ -58,8 +76,11 @@ def apply_policy(
         uow.lock_global()
         current = _policy_rules_in_db(uow)
         state = uow.session.get(PolicyState, 1)
-        diff = PolicyDiff(added=sorted(wanted - current), removed=sorted(current - wanted))
         document_json = document.to_json()
+        stored_routes = state.document.get("routes") if state is not None else None
+        routes_added, routes_removed = _route_diff(stored_routes, document_json["routes"])
+        diff = PolicyDiff(added=sorted(wanted - current), removed=sorted(current - wanted),
+                          routes_added=routes_added, routes_removed=routes_removed)
         if diff.empty and state is not None and state.document == document_json:
             return Written(diff, None)
         for rule in diff.removed:
@@ -76,7 +97,8 @@ def apply_policy(
             "policy.apply",
             context=None,
             target="policy",
-            detail={"added": [list(r) for r in diff.added], "removed": [list(r) for r in diff.removed]},
+            detail={"added": [list(r) for r in diff.added], "removed": [list(r) for r in diff.removed],
+                    "routes_added": diff.routes_added, "routes_removed": diff.routes_removed},
         )
         try:
             if dry_run:
@@ -111,9 +133,8 @@ def rehearse_policy(settings: Settings, directory: Path, document: PolicyDocumen
             apply_policy(scratch, REHEARSAL, document)
             replica = Replica()  # what `authz serve` does at start
             replica.load(database)
-            if replica.snapshot.policy is None:
-                raise Invalid("the applied policy did not load back", field="policy")
-            load_routes(directory, replica.snapshot.policy)
+            if replica.snapshot.policy is None or replica.snapshot.policy.to_json() != document.to_json():
+                raise Invalid("the applied policy did not load back as applied", field="policy")
         except AuthzError as exc:
             raise PolicyInvalid([PolicyError(str(directory), 1, f"cannot be applied: {exc.detail}")]) from None
         finally:
@@ -121,18 +142,38 @@ def rehearse_policy(settings: Settings, directory: Path, document: PolicyDocumen
 
 
 def reload_policy(rt: Runtime, principal: Principal, directory: Path | None = None) -> Written[PolicyDiff]:
-    """Re-read the policy directory, validate it and apply it (PolicyInvalid changes nothing)."""
-    document = load_policy_dir(directory or rt.settings.policy_dir)
+    """Re-read the policy directory (routes.yaml included), validate it and apply it (PolicyInvalid changes nothing)."""
+    folder = directory or rt.settings.policy_dir
+    document = load_policy_dir(folder)
+    if document.routes.source is None:
+        log.warning("no %s in %s: forward-auth denies every request", ROUTES_FILE, folder)
     return apply_policy(rt, principal, document)
 
 
 def ensure_policy(rt: Runtime, principal: Principal) -> int | None:
-    """At start-up: load `policies/` into a database that has no policy yet."""
+    """At start-up: load `policies/` into a database that has no policy yet, or add the routes to one
+    stored before routes were part of the policy (an upgrade), as one revision.
+
+    The upgrade reads routes.yaml of the policy directory, checked against the policy in
+    force (not the directory's roles, which only `policy apply` or a reload apply), as the
+    older servers did at every start. Callers hold the start-up lock, so replicas started
+    together add them once.
+    """
     with rt.database.session() as session:
-        has_policy = session.get(PolicyState, 1) is not None
-    if has_policy:
+        state = session.get(PolicyState, 1)
+        stored = state.document if state is not None else None
+    if stored is None:
+        return reload_policy(rt, principal).revision
+    if "routes" in stored:
         return None
-    return reload_policy(rt, principal).revision
+    document = PolicyDocument.from_json(stored)
+    routes = load_routes(rt.settings.policy_dir, document)
+    if routes.source is None:
+        log.warning("no %s in %s: forward-auth denies every request", ROUTES_FILE, rt.settings.policy_dir)
+    written = apply_policy(rt, principal, replace(document, routes=routes))
+    log.info("added the forward-auth routes of %s to the policy in force", rt.settings.policy_dir,
+             extra={"revision": written.revision})
+    return written.revision
 
 
 def policy_in_force(rt: Runtime) -> dict[str, object]:
@@ -144,4 +185,5 @@ def policy_in_force(rt: Runtime) -> dict[str, object]:
         "permissions": [list(rule[1:]) for rule in document.permission_rules()],
         "hierarchy": [list(rule[1:]) for rule in document.hierarchy_rules()],
         "types": document.to_json()["types"],
+        "routes": document.routes.to_json(),
     }

@@ -229,7 +229,7 @@ class ServiceKey(Base):
 
 
 class PolicyState(Base):
-    """The policy document in force (roles, types, actions); its rules are in casbin_rule."""
+    """The policy document in force (roles, types, actions, forward-auth routes); its rules are in casbin_rule."""
 
     __tablename__ = "policy_state"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from authz.domain.principal import cli_principal
 from authz.services.runtime import Runtime
 from authz.services.service_keys import create_service_key, revoke_service_key
-from tests.conftest import JWT_SECRET, auth, create_org, make_settings, service_key, user_token
+from tests.conftest import JWT_SECRET, ONE_DATABASE, auth, create_org, make_settings, service_key, user_token
 
 ME = "/v1/me"
 
@@ -34,6 +34,7 @@ def assert_401(response: httpx.Response) -> None:
     assert response.headers["www-authenticate"].startswith("Bearer")
 
 
+@ONE_DATABASE
 def test_valid_token_is_accepted(client: TestClient) -> None:
     assert client.get(ME, headers=auth("alice")).json()["user_id"] == "alice"
 
@@ -53,16 +54,19 @@ def test_valid_token_is_accepted(client: TestClient) -> None:
     ],
     ids=["forged", "expired", "alg-none", "no-exp", "no-sub", "hostile-sub", "hs512", "garbage", "empty"],
 )
+@ONE_DATABASE
 def test_bad_user_tokens_are_401(client: TestClient, token: str) -> None:
     assert_401(client.get(ME, headers=bearer(token)))
 
 
+@ONE_DATABASE
 def test_missing_or_odd_authorization_header_is_401(client: TestClient) -> None:
     assert_401(client.get(ME))
     assert_401(client.get(ME, headers={"Authorization": "Basic YWxpY2U6cHc="}))
     assert_401(client.get(ME, headers={"Authorization": "Bearer"}))
 
 
+@ONE_DATABASE
 def test_audience_and_issuer_are_enforced_when_configured(database_url: str, runtime: Runtime) -> None:
     from api.app import create_app
 

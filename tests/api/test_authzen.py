@@ -13,7 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from authz.services.runtime import Runtime
-from tests.conftest import add_member, auth, create_org, service_key
+from tests.conftest import ONE_DATABASE, add_member, auth, create_org, service_key
+
+pytestmark = ONE_DATABASE  # decisions, listings and validation: the replica answers, on either database
 
 ALICE = {"type": "user", "id": "alice"}
 BOB = {"type": "user", "id": "bob"}

@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from authz.services.runtime import Runtime
-from tests.conftest import BILLING, auth, create_org, service_key
+from tests.conftest import BILLING, ONE_DATABASE, auth, create_org, service_key
 
 HOSTILE = ["*", "%", "..", "a,b", "x' OR '1'='1", "a" * 1000, "org_*", "user:*", "bad\tid", "é"]
 
@@ -22,6 +22,7 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     return body
 
 
+@ONE_DATABASE
 def test_unknown_route_405_and_malformed_json(client: TestClient) -> None:
     assert_problem(client.get("/v2/nothing"), 404)
     assert_problem(client.put("/healthz"), 405)
@@ -31,6 +32,7 @@ def test_unknown_route_405_and_malformed_json(client: TestClient) -> None:
     assert_problem(malformed, 400)
 
 
+@ONE_DATABASE
 def test_a_body_that_is_not_declared_json_is_415(client: TestClient) -> None:
     form = client.post(
         "/v1/check", content=b"action=read", headers={**auth("a"), "Content-Type": "application/x-www-form-urlencoded"}
@@ -38,12 +40,14 @@ def test_a_body_that_is_not_declared_json_is_415(client: TestClient) -> None:
     assert "Content-Type: application/json" in assert_problem(form, 415)["detail"]
 
 
+@ONE_DATABASE
 def test_body_over_the_limit_is_413_and_changes_nothing(client: TestClient) -> None:
     huge = {"name": "x" * (1024 * 1024 + 10), "billing_address": BILLING}
     assert_problem(client.post("/v1/organizations", json=huge, headers=auth("alice")), 413)
     assert client.get("/v1/organizations", headers=auth("alice")).json() == []
 
 
+@ONE_DATABASE
 def test_validation_errors_name_each_field(client: TestClient) -> None:
     body = assert_problem(client.post("/v1/organizations", json={"name": 5, "extra": 1}, headers=auth("a")), 422)
     fields = {e["field"] for e in body["errors"]}
@@ -51,6 +55,7 @@ def test_validation_errors_name_each_field(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("hostile", HOSTILE)
+@ONE_DATABASE
 def test_hostile_context_header_is_rejected(client: TestClient, hostile: str) -> None:
     create_org(client, "victim")
     response = client.post(
@@ -63,6 +68,7 @@ def test_hostile_context_header_is_rejected(client: TestClient, hostile: str) ->
 
 
 @pytest.mark.parametrize("hostile", HOSTILE)
+@ONE_DATABASE
 def test_hostile_ids_in_checks_never_allow(client: TestClient, runtime: Runtime, hostile: str) -> None:
     org_id = create_org(client, "victim")
     client.post(

@@ -20,7 +20,9 @@ from api.metrics import FAST_PATH_OUTCOMES
 from authz.domain.limits import MAX_STORED_INT
 from authz.services.runtime import Runtime
 from authz.settings import Settings
-from tests.conftest import add_member, auth, create_org, make_settings, service_key, user_token
+from tests.conftest import ONE_DATABASE, add_member, auth, create_org, make_settings, service_key, user_token
+
+pytestmark = ONE_DATABASE  # both paths answer from the replica: the database plays no part
 
 HEADERS_THAT_MATTER = ("content-type", "content-length", "www-authenticate", "retry-after")
 GROVER = {"type": "algorithm", "id": "grover"}

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from authz.domain.limits import MAX_STORED_INT
 from authz.services.runtime import Runtime
 from authz.settings import Settings
-from tests.conftest import BILLING, auth, create_org, make_settings, service_key
+from tests.conftest import BILLING, ONE_DATABASE, auth, create_org, make_settings, service_key
 
 LIMIT = 1024
 ORG = "org_" + "a" * 24
@@ -47,6 +47,7 @@ def chunks(total: int, size: int = 100) -> Iterator[bytes]:
 
 
 @pytest.mark.parametrize(("method", "path"), BODY_ROUTES, ids=[f"{m} {p}" for m, p in BODY_ROUTES])
+@ONE_DATABASE
 def test_a_chunked_body_over_the_limit_is_413_on_every_route(client: TestClient, method: str, path: str) -> None:
     for headers in (auth("alice"), {}):
         response = client.request(method, path, content=chunks(LIMIT + 1),
@@ -56,6 +57,7 @@ def test_a_chunked_body_over_the_limit_is_413_on_every_route(client: TestClient,
         assert str(LIMIT) in response.json()["detail"]
 
 
+@ONE_DATABASE
 def test_a_declared_body_over_the_limit_is_413(client: TestClient) -> None:
     response = client.post("/v1/organizations", content=b"{" + b" " * LIMIT + b"}", headers=auth("alice"))
     assert response.status_code == 413, response.text
@@ -96,6 +98,7 @@ def test_audit_cursor_is_bounded(client: TestClient) -> None:
     ("/v1/list-resources", {"action": "read", "type": "algorithm"}),
     ("/v1/list-subjects", {"action": "read", "resource": {"type": "algorithm", "id": "a1"}}),
 ])
+@ONE_DATABASE
 def test_min_revision_is_bounded(client: TestClient, runtime: Runtime, path: str, body: dict[str, object]) -> None:
     key = service_key(runtime, "check")
     if path in ("/v1/check", "/v1/list-resources"):
@@ -110,6 +113,7 @@ def test_min_revision_is_bounded(client: TestClient, runtime: Runtime, path: str
     assert client.post(path, json={**body, "min_revision": 0}, headers=key).status_code == 200
 
 
+@ONE_DATABASE
 def test_huge_numbers_where_strings_belong_are_422(client: TestClient) -> None:
     response = client.post("/v1/organizations", json={"name": 10**40, "billing_address": BILLING},
                            headers=auth("alice"))

@@ -6,7 +6,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from authz.services.runtime import Runtime
-from tests.conftest import add_member, auth, create_org, service_key
+from tests.conftest import ONE_DATABASE, add_member, auth, create_org, service_key
+
+pytestmark = ONE_DATABASE  # listings and cursors are answered from the replica, on either database
 
 
 def _register(client: TestClient, owner: str, org_id: str, ids: list[str]) -> None:

@@ -4,6 +4,10 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from tests.conftest import ONE_DATABASE
+
+pytestmark = ONE_DATABASE  # the schema does not depend on the database
+
 CONTRACT = {
     ("get", "/v1/me"),
     ("post", "/v1/organizations"), ("get", "/v1/organizations"),

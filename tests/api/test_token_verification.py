@@ -22,7 +22,7 @@ from api.problems import Unauthenticated
 from authz.services.runtime import Runtime
 from authz.settings import Settings
 from authz.store.tables import OutboxMessage
-from tests.conftest import BILLING, JWT_SECRET, auth, create_org, make_settings, user_token
+from tests.conftest import BILLING, JWT_SECRET, ONE_DATABASE, auth, create_org, make_settings, user_token
 
 ORG = "org_" + "a" * 24
 # One request per kind of endpoint: a read, the decision API, forward-auth and a write.
@@ -114,6 +114,7 @@ def forged_tokens(private_key: Any, algorithm: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=[e[1] for e in ENDPOINTS])
+@ONE_DATABASE
 def test_tokens_that_do_not_verify_are_401_for_every_key_type(keyed: tuple[TestClient, Any, str],
                                                               endpoint: tuple[str, str, dict[str, Any] | None]) -> None:
     client, private_key, algorithm = keyed
@@ -124,6 +125,7 @@ def test_tokens_that_do_not_verify_are_401_for_every_key_type(keyed: tuple[TestC
         assert_401(response)
 
 
+@ONE_DATABASE
 def test_a_token_signed_with_the_configured_key_is_accepted(keyed: tuple[TestClient, Any, str]) -> None:
     client, private_key, algorithm = keyed
     token = jwt.encode(claims(), private_key, algorithm=algorithm, headers={"kid": "k1", "typ": "at+jwt"})
@@ -132,6 +134,7 @@ def test_a_token_signed_with_the_configured_key_is_accepted(keyed: tuple[TestCli
     assert response.json()["user_id"] == "alice"
 
 
+@ONE_DATABASE
 def test_an_unusable_key_file_stops_the_app_factory(database_url: str, runtime: Runtime, tmp_path: Path) -> None:
     """The app cannot come up with a key it cannot use (the CLI says so first, see tests/cli)."""
     from authz.jwt_keys import KeyUnusable
@@ -149,6 +152,7 @@ HOSTILE_EMAILS = ["alice\x00@example.com", "alice@example.com\n", "al\x1bice@exa
 
 
 @pytest.mark.parametrize("email", HOSTILE_EMAILS, ids=[repr(e)[:20] for e in HOSTILE_EMAILS])
+@ONE_DATABASE
 def test_an_email_claim_with_control_characters_or_the_wrong_type_is_401(client: TestClient, email: object) -> None:
     token = jwt.encode(claims(email=email, email_verified=True), JWT_SECRET, algorithm="HS256")
     for method, path, body in ENDPOINTS:
@@ -158,6 +162,7 @@ def test_an_email_claim_with_control_characters_or_the_wrong_type_is_401(client:
 
 
 @pytest.mark.parametrize("sub", ["alice\x00", "al\nice", "\u212aim", "alice ", "*", "a" * 129, 7, None, ["a"]])
+@ONE_DATABASE
 def test_a_sub_that_is_not_a_user_id_is_401(client: TestClient, sub: object) -> None:
     token = jwt.encode({"sub": sub, "exp": int(time.time()) + 600}, JWT_SECRET, algorithm="HS256")
     for method, path, body in ENDPOINTS:
@@ -212,6 +217,7 @@ def test_a_member_with_a_look_alike_email_does_not_block_inviting_the_real_addre
     assert response.status_code == 201, response.text
 
 
+@ONE_DATABASE
 def test_a_certificate_pem_verifies_with_its_public_key(database_url: str, runtime: Runtime, tmp_path: Path) -> None:
     import datetime
 

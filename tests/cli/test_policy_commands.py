@@ -85,6 +85,27 @@ def test_apply_prints_the_diff_and_dry_run_changes_nothing(database_url: str, ru
     assert "no rule changes" in again.output
 
 
+def test_apply_of_a_route_edit_prints_it_and_writes_a_revision(database_url: str, runtime: Runtime,
+                                                               tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    shutil.copytree(POLICY_DIR, policies)
+    routes = policies / "routes.yaml"
+    shipped = "  DELETE /jobs/{id}:                {type: job, id: id, action: delete}\n"
+    assert shipped in routes.read_text()
+    renamed = "  DELETE /jobs/{job}: {type: job, id: job, action: delete}\n"
+    added = "  GET /reports: {type: algorithm, action: read}\n"
+    routes.write_text(routes.read_text().replace(shipped, renamed) + added)
+    before = runtime.replica.revision
+    applied = runner.invoke(app, ["policy", "apply", str(policies)], env=env_for(database_url))
+    assert applied.exit_code == 0, applied.output
+    lines = applied.output.splitlines()
+    assert "+ route GET /reports" in lines and "+ route DELETE /jobs/{job}" in lines
+    assert "- route DELETE /jobs/{id}" in lines and f"applied as revision {before + 1}" in lines
+    runtime.replica.catch_up(runtime.database)
+    policy = runtime.replica.snapshot.policy
+    assert policy is not None and policy.routes.match("GET", "/reports") is not None
+
+
 def test_check_with_explain(database_url: str, client: TestClient, runtime: Runtime) -> None:
     org_id = create_org(client, "alice")
     add_member(runtime, org_id, "max", "maintainer")

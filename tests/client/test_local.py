@@ -14,10 +14,13 @@ import httpx
 import pytest
 
 from authz_client import LocalDecisions, Unavailable
-from tests.conftest import BILLING, auth
+from tests.conftest import BILLING, ONE_DATABASE, auth
 from tests.processes import ServerProcess, add_member, start_authz
-from tests.sidecar.test_sidecar import UPSTREAM_ENV, USERS, History, _written, feed_key, upstream
+from tests.sidecar.process import UPSTREAM_ENV, feed_key, upstream
+from tests.sidecar.test_sidecar import USERS, History, _written
 
+# The tests with an upstream run once (ONE_DATABASE): LocalDecisions has no database, and the
+# upstream's feed and snapshot are tested on both databases in tests/api.
 pytestmark = pytest.mark.e2e
 __all__ = ["feed_key", "upstream"]  # fixtures shared with the sidecar's tests
 
@@ -43,6 +46,7 @@ def _compare(central: httpx.Client, local: LocalDecisions, key: str, history: Hi
     return [result.allowed for result in got]
 
 
+@ONE_DATABASE
 def test_decisions_equal_the_central_services_over_a_random_history(upstream: ServerProcess, feed_key: str) -> None:
     with httpx.Client(base_url=upstream.url, timeout=10) as central, LocalDecisions(upstream.url, feed_key) as local:
         history = History(central, seed=23)
@@ -60,6 +64,7 @@ def test_decisions_equal_the_central_services_over_a_random_history(upstream: Se
         assert not local.check("delete", "algorithm", subject="eve", context=org)
 
 
+@ONE_DATABASE
 def test_min_revision_reads_your_writes(upstream: ServerProcess, feed_key: str) -> None:
     with httpx.Client(base_url=upstream.url, timeout=10) as central, \
             LocalDecisions(upstream.url, feed_key, min_revision_wait=2.0) as local:
@@ -83,6 +88,7 @@ def test_min_revision_reads_your_writes(upstream: ServerProcess, feed_key: str) 
         assert 1.8 < time.monotonic() - started < 5
 
 
+@ONE_DATABASE
 def test_the_upstream_killed_and_restarted(upstream: ServerProcess, feed_key: str) -> None:
     with httpx.Client(base_url=upstream.url, timeout=10) as central:
         created = central.post("/v1/organizations", json={"name": "Lab", "billing_address": BILLING},

@@ -19,7 +19,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.conftest import JWT_SECRET, POLICY_DIR, ROOT
+from tests.conftest import JWT_SECRET, ONE_DATABASE, POLICY_DIR, ROOT
 from tests.processes import authz_env, free_port, start_authz
 
 pytestmark = pytest.mark.e2e
@@ -73,6 +73,7 @@ def token(sub: str) -> str:
     return jwt.encode({"sub": sub, "exp": int(time.time()) + 600}, JWT_SECRET, algorithm="HS256")
 
 
+@ONE_DATABASE  # what is under test is the working directory and the settings, not the database
 def test_serve_from_another_directory_answers_explain(installed: Path, elsewhere: Path, database_url: str) -> None:
     env = {"AUTHZ_DATABASE_URL": database_url, "PYTHONPATH": None, "AUTHZ_POLICY_MODEL": None,
            "AUTHZ_POLICY_DIR": str(POLICY_DIR)}
@@ -152,6 +153,7 @@ def unusable_settings(folder: Path) -> list[tuple[str, dict[str, str]]]:
     ]
 
 
+@ONE_DATABASE  # what is under test is the working directory and the settings, not the database
 def test_a_setting_that_cannot_work_stops_serve_before_it_listens(installed: Path, elsewhere: Path,
                                                                   database_url: str) -> None:
     for setting, values in unusable_settings(elsewhere):

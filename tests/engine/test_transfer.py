@@ -6,6 +6,8 @@ equal the replica's, and applying the feed's public changes after the snapshot's
 must equal a replica that read the database (the same index, the same keys and policy).
 """
 
+import threading
+
 import pytest
 
 from authz.domain.principal import cli_principal
@@ -91,6 +93,40 @@ def test_snapshot_then_feed_equals_the_replica(runtime: Runtime) -> None:
     assert not follower.apply_feed(start + 1, [], read_keys)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="skipped"):
         follower.apply_feed(follower.revision + 2, [], read_keys)  # type: ignore[arg-type]
+
+
+def test_the_stream_and_a_catch_up_applying_the_same_feed_at_once_apply_each_revision_once(runtime: Runtime) -> None:
+    """The sidecar's follower and its catch-up for an unknown key (api.sidecar.FeedKeyCache) may
+    hand the replica the same revisions at the same moment, from two threads."""
+    _seed(runtime)
+    follower = Replica()
+    follower.install(_roundtrip(runtime.replica.snapshot))
+    start = follower.revision
+    for n in range(40):
+        add_member(runtime, OTHER, f"user{n}", "viewer")
+        if n % 10 == 0:
+            created = create_service_key(runtime, cli_principal(), f"key{n}", ["check"])
+            if n % 20 == 0:
+                revoke_service_key(runtime, cli_principal(), created.value.split("_")[1])
+    runtime.replica.catch_up(runtime.database)
+    page = changes.read_changes(runtime, start, 1000)
+    applied = [0, 0]
+    together = threading.Barrier(2)
+
+    def apply(applier: int) -> None:
+        together.wait()
+        for change in page.changes:
+            if follower.apply_feed(change.revision, change.to_json()["ops"],
+                                   lambda: dict(runtime.replica.snapshot.service_keys)):
+                applied[applier] += 1
+
+    threads = [threading.Thread(target=apply, args=(applier,)) for applier in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(applied) == len(page.changes) == 40 + 4 + 2
+    _same(follower.snapshot, runtime.replica.snapshot)
 
 
 def test_a_cut_or_foreign_stream_is_refused(runtime: Runtime) -> None:

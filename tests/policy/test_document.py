@@ -15,3 +15,18 @@ def test_a_document_stored_before_the_context_owner_was_named_reads_as_owner() -
     stored = load_policy_dir(POLICY_DIR).to_json()
     del stored["context_owner"]
     assert PolicyDocument.from_json(stored).context_owner == "owner"
+
+
+def test_the_routes_survive_the_json_form_and_map_requests_as_before() -> None:
+    document = load_policy_dir(POLICY_DIR)
+    again = PolicyDocument.from_json(document.to_json())
+    assert again.routes == document.routes and len(again.routes) == len(document.routes) > 0
+    for method, path in (("DELETE", "/algorithms/grover"), ("HEAD", "/algorithms"), ("GET", "/organizations/o1/jobs")):
+        assert again.routes.match(method, path) == document.routes.match(method, path) is not None
+
+
+def test_a_document_stored_before_routes_were_policy_has_none() -> None:
+    stored = load_policy_dir(POLICY_DIR).to_json()
+    del stored["routes"]
+    routes = PolicyDocument.from_json(stored).routes
+    assert routes.source is None and routes.match("GET", "/algorithms") is None

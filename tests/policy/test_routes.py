@@ -7,7 +7,8 @@ import pytest
 
 from authz.domain.errors import Invalid
 from authz.policy.loader import load_policy_dir
-from authz.policy.routes import RouteTable, load_routes, validated_id
+from authz.policy.route_table import RouteTable, validated_id
+from authz.policy.routes import load_routes
 from authz.policy.yaml_nodes import PolicyInvalid
 from tests.conftest import POLICY_DIR
 

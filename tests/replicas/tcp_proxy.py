@@ -82,15 +82,24 @@ class TcpProxy:
                     _close(server)
                     continue
                 self._open.update((client, server))
-            for source, target in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+            for source, target, outbound in ((client, server, True), (server, client, False)):
+                threading.Thread(target=self._pump, args=(source, target, outbound), daemon=True).start()
 
-    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+    def forward(self, data: bytes, client: socket.socket, outbound: bool) -> None:
+        """Called in the pump's thread for every chunk (`outbound`: client to upstream) before it is sent.
+
+        A subclass may look at the traffic or hold it (tests/sidecar/feed_tap.py); `client`
+        names the connection.
+        """
+
+    def _pump(self, source: socket.socket, target: socket.socket, outbound: bool) -> None:
+        client = source if outbound else target
         try:
             while True:
                 data = source.recv(CHUNK)
                 if not data:
                     break
+                self.forward(data, client, outbound)
                 target.sendall(data)
         except OSError:
             pass

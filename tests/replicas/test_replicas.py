@@ -5,9 +5,11 @@ through the HTTP API or the core, and the database is taken away through a proxy
 test owns (never by stopping the machine's PostgreSQL).
 """
 
+import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,9 +17,11 @@ import pytest
 from sqlalchemy import func, select
 
 from authz.domain import ids
+from authz.domain.principal import cli_principal
 from authz.services.runtime import Runtime
+from authz.services.service_keys import create_service_key
 from authz.store.tables import CasbinRule, Membership, Organization
-from tests.conftest import BILLING, add_member, auth
+from tests.conftest import BILLING, POLICY_DIR, add_member, auth
 from tests.replicas.cluster import Cluster, ReplicaProcess, wait_until
 from tests.replicas.conftest import MAX_STALENESS, head_revision
 from tests.replicas.tcp_proxy import TcpProxy
@@ -203,6 +207,47 @@ def test_a_late_replica_catches_up_to_the_same_revision_and_answers(
         assert answer.status_code == 200 and answer.json()["allowed"] is True
     finally:
         late.stop()
+
+
+def test_a_policy_reload_on_one_replica_changes_forward_auth_on_the_others(
+    cluster: Cluster, replicas: Replicas, direct: Runtime, tmp_path: Path
+) -> None:
+    """The routes are policy data: the others map the new path once they have the reload's revision,
+    although their own AUTHZ_POLICY_DIR (the shipped policy) never had it."""
+    a, b, _ = replicas
+    policies = tmp_path / "policies"
+    shutil.copytree(POLICY_DIR, policies)
+    admin_key = create_service_key(direct, cli_principal(), "routes-admin", ["admin"])
+    admin = {"Authorization": f"Bearer {admin_key.value}"}
+    editor = cluster.start("editor", policy_dir=str(policies)).wait_ready()
+    reports = {**auth("grace"), "X-Original-Method": "GET", "X-Original-URI": "/reports/weekly"}
+    try:
+        for replica in (a, b):
+            assert replica.http.get("/v1/authorize", headers=reports).status_code == 403
+        routes = policies / "routes.yaml"
+        shipped = routes.read_text()
+        routes.write_text(shipped + "  GET /reports/{name}: {type: algorithm, action: read}\n")
+
+        def reloaded() -> httpx.Response | None:
+            response = editor.http.post("/v1/policy/reload", headers=admin)
+            return None if response.status_code == 401 else response  # until the key's revision arrives
+
+        response = wait_until(reloaded, 5.0, what="the editor to know the admin key")
+        assert response.status_code == 200, response.text
+        revision = response.json()["revision"]
+        for replica in (a, b):
+            def at_reload(r: ReplicaProcess = replica) -> bool:
+                return r.revision() >= revision
+
+            wait_until(at_reload, 2.0, what=f"{replica.name} at revision {revision}")
+            answer = replica.http.get("/v1/authorize", headers=reports)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["route"] == "GET /reports/{name}" and answer.json()["subject"] == "grace"
+
+        routes.write_text(shipped)  # the shipped routes again, for the tests after this one
+        assert editor.http.post("/v1/policy/reload", headers=admin).status_code == 200
+    finally:
+        editor.stop()
 
 
 # ---- faults --------------------------------------------------------------------------------

@@ -1,16 +1,46 @@
-"""A real `authz sidecar` process following a real `authz serve` (tests/processes.py)."""
+"""A real `authz sidecar` process following a real `authz serve` (tests/processes.py), and that upstream.
+
+The fixtures `upstream` (a real `authz serve` on each database) and `feed_key` (the
+sidecar's key) are imported by the test modules that use them.
+"""
 
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 import httpx
+import pytest
 
-from tests.processes import ServerProcess, authz_env, free_port, stop_process, wait_for_port
+from tests.processes import (
+    ServerProcess,
+    authz_env,
+    create_service_key,
+    free_port,
+    start_authz,
+    stop_process,
+    wait_for_port,
+)
+
+# The upstream's settings in these tests: a keep-alive on the change stream every half second.
+UPSTREAM_ENV = {"AUTHZ_CHANGES_KEEPALIVE": "0.5", "AUTHZ_SYNC_POLL_INTERVAL": "0.2"}
+
+
+@pytest.fixture
+def upstream(tmp_path: Path, database_url: str) -> Iterator[ServerProcess]:
+    server = start_authz(tmp_path / "upstream", {**UPSTREAM_ENV, "AUTHZ_DATABASE_URL": database_url})
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def feed_key(upstream: ServerProcess) -> str:
+    return create_service_key(upstream, "changes:read", "check")[0]
 
 
 @dataclass

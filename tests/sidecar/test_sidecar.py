@@ -9,6 +9,7 @@ past AUTHZ_MAX_STALENESS.
 """
 
 import random
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,30 +18,17 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import BILLING, auth
+from tests.conftest import BILLING, ONE_DATABASE, POLICY_DIR, auth
 from tests.processes import ServerProcess, add_member, create_service_key, start_authz
-from tests.sidecar.process import SidecarProcess, start_sidecar
+from tests.sidecar.process import UPSTREAM_ENV, SidecarProcess, feed_key, start_sidecar, upstream
 
-pytestmark = pytest.mark.e2e
+# the sidecar has no database; the upstream's feed and snapshot are tested on both in tests/api
+pytestmark = [pytest.mark.e2e, ONE_DATABASE]
+__all__ = ["feed_key", "upstream"]  # fixtures (tests/sidecar/process.py)
 USERS = ["ann", "ben", "cat", "dan"]
 ROLES = ["viewer", "maintainer", "owner"]
 ACTIONS = ["read", "update", "delete", "share", "create"]
 TYPES = ["algorithm", "job"]
-UPSTREAM_ENV = {"AUTHZ_CHANGES_KEEPALIVE": "0.5", "AUTHZ_SYNC_POLL_INTERVAL": "0.2"}
-
-
-@pytest.fixture
-def upstream(tmp_path: Path, database_url: str) -> Iterator[ServerProcess]:
-    server = start_authz(tmp_path / "upstream", {**UPSTREAM_ENV, "AUTHZ_DATABASE_URL": database_url})
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def feed_key(upstream: ServerProcess) -> str:
-    return create_service_key(upstream, "changes:read", "check")[0]
 
 
 @pytest.fixture
@@ -177,7 +165,7 @@ def test_service_keys_follow_the_feed_and_writes_go_upstream(
         while local.post("/v1/check", json=body, headers={"Authorization": f"Bearer {key}"}).status_code != 401:
             assert time.monotonic() < deadline, "a revoked key still works at the sidecar"
             time.sleep(0.05)
-        # A well-formed key nobody created: 401 like the service's (the sidecar has no database to ask).
+        # A well-formed key nobody created: 401 like the service's (after a catch-up with the upstream).
         unknown = {"Authorization": "Bearer azk_" + "0" * 16 + "_" + "A" * 43}
         assert local.post("/v1/check", json=body, headers=unknown).status_code == 401
         # Writes, secrets and the console are not the sidecar's: 404 naming the upstream.
@@ -248,3 +236,55 @@ def test_the_upstream_killed_and_restarted(tmp_path: Path, upstream: ServerProce
         assert sidecar.process.poll() is None
     finally:
         sidecar.stop()
+
+
+def test_forward_auth_maps_paths_with_the_upstreams_routes_without_a_route_file_of_its_own(
+    tmp_path: Path, database_url: str
+) -> None:
+    """The routes come with the policy in the snapshot and the feed: a reload upstream that adds a route
+    changes the sidecar's mapping at that revision, though its AUTHZ_POLICY_DIR is an empty directory."""
+    policies = tmp_path / "policies"
+    shutil.copytree(POLICY_DIR, policies)
+    upstream = start_authz(tmp_path / "upstream", {**UPSTREAM_ENV, "AUTHZ_DATABASE_URL": database_url,
+                                                   "AUTHZ_POLICY_DIR": str(policies)})
+    nothing = tmp_path / "no-policy"
+    nothing.mkdir()
+    sidecar = None
+    try:
+        admin = {"Authorization": f"Bearer {create_service_key(upstream, 'admin')[0]}"}
+        feed_key = create_service_key(upstream, "changes:read", "check")[0]
+        sidecar = start_sidecar(tmp_path / "sidecar", upstream, feed_key, {"AUTHZ_POLICY_DIR": str(nothing)})
+        requests = [("GET", "/reports/weekly"), ("POST", "/algorithms"), ("DELETE", "/algorithms/grover"),
+                    ("GET", "/algorithms/../organizations")]
+        with httpx.Client(base_url=upstream.url, timeout=10) as central, \
+                httpx.Client(base_url=sidecar.url, timeout=10) as local:
+            def answers(client: httpx.Client) -> list[tuple[int, Any]]:
+                found = []
+                for method, uri in requests:
+                    response = client.get("/v1/authorize", headers={**auth("vic"), "X-Original-Method": method,
+                                                                    "X-Original-URI": uri})
+                    body = response.json()
+                    found.append((response.status_code, body.get("route", body.get("detail"))))
+                return found
+
+            sidecar.wait_ready(upstream_revision(central))
+            before = answers(local)
+            assert before == answers(central)
+            assert before[0][0] == 403 and before[1] == (200, "POST /algorithms")
+
+            routes = policies / "routes.yaml"
+            routes.write_text(routes.read_text() + "  GET /reports/{name}: {type: algorithm, action: read}\n")
+            reloaded = central.post("/v1/policy/reload", headers=admin)
+            assert reloaded.status_code == 200, reloaded.text
+            sidecar.wait_ready(reloaded.json()["revision"])
+            after = answers(local)
+            assert after == answers(central)
+            assert after[0] == (200, "GET /reports/{name}")
+    finally:
+        if sidecar is not None:
+            sidecar.stop()
+        upstream.stop()
+
+
+def upstream_revision(client: httpx.Client) -> int:
+    return int(client.get("/readyz").json()["revision"])

@@ -1,19 +1,21 @@
 """Data migrations: a database written by an older authz decides the same after the upgrade."""
 
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, select
 
-from authz.bootstrap import open_runtime
+from authz.bootstrap import open_replica, open_runtime
 from authz.domain.ids import ACCOUNT_HOLDER
 from authz.domain.principal import Principal
 from authz.services import resources
 from authz.services.policy_admin import reload_policy
+from authz.settings import Settings
 from authz.store.migrate import upgrade
 from authz.store.tables import AuditEntry, CasbinRule, ChangelogEntry, PolicyState
-from tests.conftest import make_settings
+from tests.conftest import POLICY_DIR, make_settings
 from tests.postgres import own_database
 
 ALICE = Principal(kind="user", id="alice")
@@ -65,3 +67,68 @@ def test_personal_accounts_stay_owned_across_the_upgrade_that_made_the_owning_ro
     finally:
         before.database.dispose()
         fresh.database.dispose()
+
+
+def _as_before_routes_were_policy(settings: Settings) -> None:
+    """A database as authz left it before the routes were part of the policy: no "routes" in the document."""
+    writer = open_runtime(settings, migrate=False)
+    with writer.database.session() as session, session.begin():
+        state = session.get(PolicyState, 1)
+        assert state is not None and "routes" in state.document
+        state.document = {key: value for key, value in state.document.items() if key != "routes"}
+    writer.database.dispose()
+
+
+def test_the_start_after_the_upgrade_adds_the_route_file_to_the_stored_policy_as_one_revision(empty_url: str) -> None:
+    upgrade(empty_url)
+    settings = make_settings(empty_url)
+    _as_before_routes_were_policy(settings)
+    running = open_replica(settings)  # a replica running when the upgraded server starts
+    assert running.replica.snapshot.policy is not None and running.replica.snapshot.policy.routes.source is None
+    revision = running.replica.revision
+
+    started = open_runtime(settings, migrate=False)
+    restarted = None
+    try:
+        assert started.replica.revision == revision + 1
+        running.replica.catch_up(running.database)  # the routes come as one changelog revision
+        assert running.replica.revision == revision + 1
+        policy = running.replica.snapshot.policy
+        assert policy is not None and policy == started.replica.snapshot.policy
+        found = policy.routes.match("DELETE", "/algorithms/grover")
+        assert found is not None and (found.resource_type, found.action, found.resource_id) == (
+            "algorithm", "delete", "grover")
+        with started.database.session() as session:
+            delta = session.scalar(select(ChangelogEntry.delta).where(ChangelogEntry.revision == revision + 1))
+            audited = session.scalar(select(AuditEntry.action).where(AuditEntry.revision == revision + 1))
+        assert delta is not None and delta[0]["op"] == "policy" and "DELETE /algorithms/{id}" in delta[0]["document"][
+            "routes"]
+        assert audited == "policy.apply"
+        restarted = open_runtime(settings, migrate=False)  # once only: a second start changes nothing
+        assert restarted.replica.revision == revision + 1
+        assert reload_policy(restarted, Principal(kind="cli", id="test")).revision is None  # policies/ says the same
+    finally:
+        running.database.dispose()
+        started.database.dispose()
+        if restarted is not None:
+            restarted.database.dispose()
+
+
+def test_an_upgrade_without_route_file_stores_no_routes_once(empty_url: str, tmp_path: Path) -> None:
+    upgrade(empty_url)
+    _as_before_routes_were_policy(make_settings(empty_url))
+    policies = tmp_path / "policies"
+    shutil.copytree(POLICY_DIR, policies)
+    (policies / "routes.yaml").unlink()
+    settings = make_settings(empty_url, policy_dir=policies)
+    started = open_runtime(settings, migrate=False)
+    try:
+        revision = started.replica.revision
+        with started.database.session() as session:
+            state = session.get(PolicyState, 1)
+            assert state is not None and state.document["routes"] is None  # forward-auth denies every request
+        again = open_runtime(settings, migrate=False)
+        assert again.replica.revision == revision
+        again.database.dispose()
+    finally:
+        started.database.dispose()

@@ -177,10 +177,15 @@ class FeedFollower:
             self._reload = True  # a revision missing from the stream: start again from a snapshot
             raise
 
-    def get(self, path: str, params: Mapping[str, str | int]) -> bytes:
-        """The body of another GET on the upstream (the sidecar re-reads service keys with it)."""
+    def get(self, path: str, params: Mapping[str, str | int], *, timeout: float | None = None) -> bytes:
+        """The body of another GET on the upstream (the sidecar re-reads service keys and catches up with it).
+
+        Any thread may call it while the follower runs (an `httpx.Client` is shared between
+        threads); `timeout` replaces the follower's connect and read timeouts for this call.
+        """
         assert self._http is not None
-        response = self._http.get(self.upstream + path, params=params)
+        response = self._http.get(self.upstream + path, params=params,
+                                  timeout=self._timeout if timeout is None else timeout)
         _raise_for(response)
         return response.content
 
