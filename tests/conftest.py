@@ -89,6 +89,7 @@ def _first_start(url: str) -> None:
     open_runtime(make_settings(url), migrate=False).database.dispose()
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the xdist_group marks added here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark what starts processes or a browser `e2e` (tests/e2e, tests/replicas, tests/history, or a test
     that asks for a running server: `authz_server`, `cluster`, or a `server` fixture, which is always an
@@ -98,9 +99,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         fixtures = set(getattr(item, "fixturenames", ()))
         if slow_dirs & set(item.path.parts) or fixtures & {"authz_server", "cluster", "server"}:
             item.add_marker(pytest.mark.e2e)
-    if config.pluginmanager.hasplugin("xdist"):
-        for item in items:
-            _keep_shared_fixtures_on_one_worker(item)
+    for item in items:  # without xdist the marks change nothing
+        _keep_shared_fixtures_on_one_worker(item)
 
 
 def _keep_shared_fixtures_on_one_worker(item: pytest.Item) -> None:
