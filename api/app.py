@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from api import tracing
-from api.auth import ServiceKeyCache, TokenVerifier
+from api.auth import Authenticator, ServiceKeyCache, TokenVerifier
 from api.console import install_console
 from api.fast_path import DecisionFastPath
 from api.metrics import Metrics
@@ -82,8 +82,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *,
         sweeper = ExpirySweeper(current, settings.expiry_sweep_interval)
         app.state.runtime = current
         app.state.follower = follower
-        app.state.token_verifier = TokenVerifier.from_settings(settings, oidc)
-        app.state.service_key_cache = ServiceKeyCache()
+        app.state.authenticator = Authenticator(current, ServiceKeyCache(), TokenVerifier.from_settings(settings, oidc))
         if current.policy.routes.source is None:  # routes come with the policy in force, as every replica's
             log.warning("the policy in force has no routes.yaml: forward-auth denies every request")
         # Purges archived orgs past the retention; every replica may run it (claims are row locks).
@@ -114,6 +113,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *,
         version="1.0",
         description="Organizations, memberships and authorization decisions of the platform.",
         lifespan=lifespan,
+        telemetry=tracing.FASTAPI_TELEMETRY,
     )
     install_common(app, settings, metrics)
     # decisions first: routes are matched in order, and /v1/check is the hot path.

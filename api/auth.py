@@ -4,7 +4,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio.to_thread
@@ -26,6 +26,41 @@ from authz.settings import Settings
 log = logging.getLogger("authz.auth")
 
 
+class VerifiedTokens:
+    """User tokens verified with the fixed key, so a caller's repeated token costs a dict lookup.
+
+    Verifying the same string with the same key gives the same claims every time (HMAC and
+    public-key signatures are deterministic checks of the exact bytes), so of a token seen
+    before only what changes with time is checked again: its expiry (`exp`, with the leeway,
+    as PyJWT checks it; `nbf` and `iat` only ever become more valid). Kept only for the key
+    from settings (AUTHZ_JWT_SECRET / AUTHZ_JWT_PUBLIC_KEY), which never changes in a process;
+    tokens checked against an OIDC provider's rotating JWKS are verified every time. Only
+    successes are kept, at most MAX (then it starts over). Saves ≈50 µs of PyJWT per check.
+    """
+
+    MAX = 4096
+
+    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._known: dict[str, tuple[Principal, int]] = {}  # token → (its user as first verified, exp)
+
+    def get(self, token: str, leeway: int) -> Principal | None:
+        """The token's user if it verified before; raises Unauthenticated once it has expired."""
+        known = self._known.get(token)
+        if known is None:
+            return None
+        principal, expires = known
+        if expires <= self._clock() - leeway:
+            del self._known[token]
+            raise Unauthenticated("the token has expired")
+        return principal
+
+    def remember(self, token: str, principal: Principal, expires: int) -> None:
+        if len(self._known) >= self.MAX:
+            self._known.clear()
+        self._known[token] = (principal, expires)
+
+
 @dataclass(frozen=True)
 class TokenVerifier:
     """User-token verification, configured once from settings (the key is read at start-up)."""
@@ -36,6 +71,7 @@ class TokenVerifier:
     issuer: str | None
     leeway: int
     oidc: OidcProvider | None = None  # AUTHZ_OIDC_ISSUER: keys from its JWKS, by kid
+    verified: VerifiedTokens = field(default_factory=VerifiedTokens, compare=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings, oidc: OidcProvider | None = None) -> "TokenVerifier":
@@ -70,7 +106,15 @@ class TokenVerifier:
         return self.key, self.algorithms, self.issuer
 
     def verify(self, token: str, request_id: str | None) -> Principal:
-        return principal_from_claims(self.decode(token), request_id)
+        cacheable = self.oidc is None  # the fixed key only: see VerifiedTokens
+        if cacheable and (known := self.verified.get(token, self.leeway)) is not None:
+            return Principal(kind="user", id=known.id, email=known.email, email_verified=known.email_verified,
+                             request_id=request_id)
+        claims = self.decode(token)
+        principal = principal_from_claims(claims, request_id)
+        if cacheable:
+            self.verified.remember(token, principal, int(claims["exp"]))  # an int to PyJWT, or it failed
+        return principal
 
     def decode(self, token: str) -> dict[str, Any]:
         """The verified claims; every failure, whatever the token's header says, is Unauthenticated."""
@@ -233,6 +277,38 @@ class ServiceKeyCache:
         return True
 
 
+@dataclass(frozen=True)
+class Authenticator:
+    """Who is calling, from the value of an Authorization header; one per app, made by its lifespan.
+
+    It holds what that takes (the runtime, whose replica knows the service keys; the key
+    cache; the token verifier), so the check path reads one attribute of `app.state` instead
+    of three: each costs ≈0.4 µs, Starlette's State answering through `__getattr__`.
+    """
+
+    runtime: Runtime
+    service_keys: ServiceKeyCache
+    tokens: TokenVerifier
+
+    def principal(self, authorization: str | None, request_id: str | None) -> Principal:
+        """From memory; raises Unauthenticated (UnknownServiceKey: a key this replica does not know yet)."""
+        if not authorization:
+            raise Unauthenticated("missing Authorization: Bearer credential")
+        scheme, _, credential = authorization.partition(" ")
+        credential = credential.strip()
+        if scheme.lower() != "bearer" or not credential:
+            raise Unauthenticated("the Authorization header must be `Bearer <credential>`")
+        if credential.startswith(SERVICE_KEY_PREFIX):
+            runtime = self.runtime
+            record = self.service_keys.verify(runtime, credential)
+            if record is None:
+                if is_unknown_here(runtime, credential):
+                    raise UnknownServiceKey(credential)
+                raise Unauthenticated("unknown or revoked service key")
+            return Principal(kind="service", id=record.id, scopes=record.scopes, request_id=request_id)
+        return self.tokens.verify(credential, request_id)
+
+
 async def authenticate(request: Request) -> Principal:
     """The FastAPI dependency of every /v1 route (and what the check routes call).
 
@@ -243,8 +319,8 @@ async def authenticate(request: Request) -> Principal:
     try:
         return authenticate_request(request)
     except UnknownServiceKey as miss:
-        cache: ServiceKeyCache = request.app.state.service_key_cache
-        record = await cache.lookup(request.app.state.runtime, miss.credential)
+        authenticator: Authenticator = request.app.state.authenticator
+        record = await authenticator.service_keys.lookup(authenticator.runtime, miss.credential)
         if record is None:
             raise
         request_id = request.scope.get("state", {}).get("request_id")
@@ -253,22 +329,6 @@ async def authenticate(request: Request) -> Principal:
 
 def authenticate_request(request: Request) -> Principal:
     """The caller of `request`, from its Authorization header, from memory (raises Unauthenticated)."""
-    header = request.headers.get("authorization")
-    if not header:
-        raise Unauthenticated("missing Authorization: Bearer credential")
-    scheme, _, credential = header.partition(" ")
-    credential = credential.strip()
-    if scheme.lower() != "bearer" or not credential:
-        raise Unauthenticated("the Authorization header must be `Bearer <credential>`")
-    request_id = request.scope.get("state", {}).get("request_id")
-    runtime: Runtime = request.app.state.runtime
-    if credential.startswith(SERVICE_KEY_PREFIX):
-        cache: ServiceKeyCache = request.app.state.service_key_cache
-        record = cache.verify(runtime, credential)
-        if record is None:
-            if is_unknown_here(runtime, credential):
-                raise UnknownServiceKey(credential)
-            raise Unauthenticated("unknown or revoked service key")
-        return Principal(kind="service", id=record.id, scopes=record.scopes, request_id=request_id)
-    verifier: TokenVerifier = request.app.state.token_verifier
-    return verifier.verify(credential, request_id)
+    authenticator: Authenticator = request.app.state.authenticator
+    return authenticator.principal(request.headers.get("authorization"),
+                                   request.scope.get("state", {}).get("request_id"))

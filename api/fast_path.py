@@ -17,13 +17,12 @@ metrics and the access log see every request whichever way it was answered.
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.auth import UnknownServiceKey, authenticate_request
+from api.auth import Authenticator, UnknownServiceKey
 from api.media_types import is_json
 from api.metrics import FastPathOutcome, Metrics
 from api.middleware import replay_body
@@ -39,8 +38,24 @@ from authz.services.runtime import Runtime
 log = logging.getLogger("authz.api")
 M = TypeVar("M", bound=BaseModel)
 
-Answer = Callable[[Request, bytes], bytes]
 _HEADERS_JSON = (b"content-type", b"application/json")
+
+
+class Asked(NamedTuple):
+    """What the answers read of a request, taken from the scope in one pass over its headers.
+
+    No Starlette Request: it and its Headers (a scan per header asked for) cost more than
+    the decision. Each header is the first of its name, as `Headers.get` reads it for the route.
+    """
+
+    authenticator: Authenticator
+    metrics: Metrics
+    authorization: str | None
+    account_context: str | None
+    request_id: str | None
+
+
+Answer = Callable[[Asked, bytes], bytes]
 
 
 class StepAside(Exception):
@@ -58,25 +73,24 @@ def _body(model: type[M], raw: bytes) -> M:
         raise StepAside("invalid_body") from None
 
 
-def _account_context(request: Request) -> str | None:
-    value = request.headers.get("x-account-context")
+def _account_context(asked: Asked) -> str | None:
+    value = asked.account_context
     if value is not None and len(value) > CONTEXT_HEADER_MAX:
         raise StepAside("invalid_header")
     return value
 
 
-def _principal(request: Request) -> Principal:
+def _principal(asked: Asked) -> Principal:
     try:
-        return authenticate_request(request)
+        return asked.authenticator.principal(asked.authorization, asked.request_id)
     except UnknownServiceKey:  # new to this replica: the route looks it up in the database
         raise StepAside("unknown_service_key") from None
     except Unauthenticated:
         raise StepAside("unauthenticated") from None
 
 
-def _snapshot_at(request: Request, min_revision: int | None) -> Snapshot:
+def _snapshot_at(runtime: Runtime, min_revision: int | None) -> Snapshot:
     """The snapshot to answer from now; a stale replica or a `min_revision` not yet applied is the route's."""
-    runtime: Runtime = request.app.state.runtime
     try:
         require_fresh(runtime)
     except Unavailable:
@@ -87,24 +101,25 @@ def _snapshot_at(request: Request, min_revision: int | None) -> Snapshot:
     return snapshot
 
 
-def _check(request: Request, raw: bytes) -> bytes:
+def _check(asked: Asked, raw: bytes) -> bytes:
     body = _body(CheckBody, raw)
-    account_context = _account_context(request)
-    principal = _principal(request)
-    snapshot = _snapshot_at(request, body.min_revision)
+    account_context = _account_context(asked)
+    principal = _principal(asked)
+    runtime = asked.authenticator.runtime
+    snapshot = _snapshot_at(runtime, body.min_revision)
     try:
-        return answer_check(request, snapshot, principal, body, account_context, explain=False)
+        return answer_check(runtime, asked.metrics, snapshot, principal, body, account_context, explain=False)
     except AuthzError:  # a subject or context that is invalid or not the caller's to ask about
         raise StepAside("refused") from None
 
 
-def _batch(request: Request, raw: bytes) -> bytes:
+def _batch(asked: Asked, raw: bytes) -> bytes:
     body = _body(BatchBody, raw)
-    account_context = _account_context(request)
-    principal = _principal(request)
-    snapshot = _snapshot_at(request, body.min_revision)
+    account_context = _account_context(asked)
+    principal = _principal(asked)
+    snapshot = _snapshot_at(asked.authenticator.runtime, body.min_revision)
     try:
-        return answer_batch(request, snapshot, principal, body, account_context)
+        return answer_batch(asked.metrics, snapshot, principal, body, account_context)
     except AuthzError:
         raise StepAside("refused") from None
 
@@ -130,7 +145,8 @@ class DecisionFastPath:
         if answer is None:
             await self.app(scope, receive, send)
             return
-        if scope["query_string"] or not _declares_json(scope):
+        content_type, authorization, account_context = _headers(scope)
+        if scope["query_string"] or content_type is None or not is_json(content_type):
             self.metrics.count_fast_path("query_string" if scope["query_string"] else "not_json")
             await self.app(scope, receive, send)
             return
@@ -139,7 +155,9 @@ class DecisionFastPath:
         payload: bytes | None = None
         outcome: FastPathOutcome
         try:
-            payload = answer(Request(scope), raw)
+            asked = Asked(scope["app"].state.authenticator, self.metrics, authorization, account_context,
+                          scope.get("state", {}).get("request_id"))
+            payload = answer(asked, raw)
             outcome = "answered"
         except StepAside as aside:
             outcome = aside.outcome
@@ -164,11 +182,19 @@ class DecisionFastPath:
         await send({"type": "http.response.body", "body": payload})
 
 
-def _declares_json(scope: Scope) -> bool:
+def _headers(scope: Scope) -> tuple[str | None, str | None, str | None]:
+    """Content-Type, Authorization and X-Account-Context: the first of each, or None."""
+    content_type = authorization = account_context = None
     for name, value in scope["headers"]:
-        if name == b"content-type":
-            return is_json(value.decode("latin-1"))
-    return False
+        if name == b"authorization":
+            if authorization is None:
+                authorization = value.decode("latin-1")
+        elif name == b"content-type":
+            if content_type is None:
+                content_type = value.decode("latin-1")
+        elif name == b"x-account-context" and account_context is None:
+            account_context = value.decode("latin-1")
+    return content_type, authorization, account_context
 
 
 async def _read_body(receive: Receive) -> bytes:

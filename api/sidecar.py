@@ -18,7 +18,7 @@ from fastapi import FastAPI, Request, Response
 
 from api import tracing
 from api.app import install_common, install_middleware
-from api.auth import ServiceKeyCache, TokenVerifier
+from api.auth import Authenticator, ServiceKeyCache, TokenVerifier
 from api.metrics import Metrics
 from api.oidc_keys import OidcProvider
 from api.problems import problem
@@ -113,8 +113,7 @@ def create_sidecar_app(settings: Settings, upstream: str, key: str, *,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.runtime = runtime
         app.state.follower = follower
-        app.state.token_verifier = TokenVerifier.from_settings(settings, oidc)
-        app.state.service_key_cache = key_cache
+        app.state.authenticator = Authenticator(runtime, key_cache, TokenVerifier.from_settings(settings, oidc))
         follower.start()  # decisions answer 503 until the snapshot is loaded
         log.info("authz sidecar following %s", upstream)
         try:
@@ -125,7 +124,7 @@ def create_sidecar_app(settings: Settings, upstream: str, key: str, *,
             if oidc is not None:
                 oidc.close()
 
-    app = FastAPI(title="authz sidecar", version="1.0", lifespan=lifespan,
+    app = FastAPI(title="authz sidecar", version="1.0", lifespan=lifespan, telemetry=tracing.FASTAPI_TELEMETRY,
                   description=f"Decisions answered locally, following {upstream}.")
     install_common(app, settings, metrics)
     app.state.upstream = upstream

@@ -6,6 +6,12 @@ Off unless configured with the standard variables: `OTEL_TRACES_EXPORTER` (`otlp
 `OTEL_RESOURCE_ATTRIBUTES`, the OTLP headers, protocol, timeout, `OTEL_TRACES_SAMPLER`) is
 read by the SDK itself. When off, nothing is installed and the SDK is not imported: no
 middleware, no SQL hooks, so the check path is the same code as without tracing.
+
+FastAPI's own ("native") telemetry is off in authz's apps (`FASTAPI_TELEMETRY`): the traces
+are the ones configured here, one way. Left on, it asks OpenTelemetry for the global tracer,
+meter and logger providers on every request (reading the environment each time while none
+is set), about 3 µs of a plain /v1/check's 35 (`bench.app_cost`), only to find them unset; and
+a global provider set by anything else in the process would start a second kind of trace.
 """
 
 import logging
@@ -14,6 +20,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 from opentelemetry import trace as _trace  # the API package only (FastAPI depends on it)
 from sqlalchemy.engine import Engine
 
@@ -25,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("authz.tracing")
 # Paths not worth a trace: probes and scrapes arrive every few seconds from the platform.
 EXCLUDED_URLS = "/healthz,/readyz,/metrics"
+FASTAPI_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
 
 
 def tracing_configured(settings: Settings) -> bool:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from bench import change_feed, console, embedded, http, inproc, memory, sidecar, startup, workers, writes
+from bench import app_cost, change_feed, console, embedded, http, inproc, memory, sidecar, startup, workers, writes
 from bench.bulk_load import bulk_load
 from bench.dataset import FULL, QUICK, Dataset
 from bench.postgres import postgres_database
@@ -47,6 +47,8 @@ def main() -> None:
             _guard(report, "in-process", lambda: inproc.run(report, sqlite_url, dataset, quick=args.quick))
         if "http" in only:
             _guard(report, "http", lambda: http.run(report, sqlite_url, dataset, workdir, quick=args.quick))
+            _guard(report, "http in process", lambda: app_cost.run(report, sqlite_url, dataset, workdir,
+                                                                    quick=args.quick))
         if "writes" in only:
             _guard(report, "writes sqlite", lambda: writes.run(report, "SQLite", sqlite_url, dataset, workdir,
                                                                quick=args.quick))

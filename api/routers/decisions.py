@@ -75,7 +75,7 @@ def _json(payload: bytes) -> Response:
     return Response(payload, media_type="application/json")
 
 
-def answer_check(request: Request, snapshot: Snapshot, principal: Principal, body: CheckBody,
+def answer_check(runtime: Runtime, metrics: Metrics, snapshot: Snapshot, principal: Principal, body: CheckBody,
                  account_context: str | None, *, explain: bool) -> bytes:
     """The JSON answer of /v1/check to a parsed body (shared by the route and `api.fast_path`)."""
     question = decisions.check_request(
@@ -83,9 +83,8 @@ def answer_check(request: Request, snapshot: Snapshot, principal: Principal, bod
         resource_id=body.resource.id, context=body.context,
         default_context=_default_context(principal, account_context),
     )
-    metrics: Metrics = request.app.state.metrics
     if explain:
-        result = decisions.explain(_runtime(request), snapshot, question)
+        result = decisions.explain(runtime, snapshot, question)
         metrics.count_decisions(allowed=int(result["allowed"]), denied=int(not result["allowed"]))
         return orjson.dumps({"allowed": result["allowed"], "revision": snapshot.revision,
                              "explanation": result["explanation"]})
@@ -94,7 +93,7 @@ def answer_check(request: Request, snapshot: Snapshot, principal: Principal, bod
     return orjson.dumps({"allowed": allowed, "revision": snapshot.revision})
 
 
-def answer_batch(request: Request, snapshot: Snapshot, principal: Principal, body: BatchBody,
+def answer_batch(metrics: Metrics, snapshot: Snapshot, principal: Principal, body: BatchBody,
                  account_context: str | None) -> bytes:
     """The JSON answer of /v1/check/batch to a parsed body (shared by the route and `api.fast_path`)."""
     questions = decisions.check_requests(
@@ -104,7 +103,6 @@ def answer_batch(request: Request, snapshot: Snapshot, principal: Principal, bod
     )
     results = decisions.check_batch(snapshot, questions)
     allowed = sum(results)
-    metrics: Metrics = request.app.state.metrics
     metrics.count_decisions(allowed=allowed, denied=len(results) - allowed)
     return orjson.dumps({"results": [_ALLOWED if a else _DENIED for a in results], "revision": snapshot.revision})
 
@@ -118,8 +116,10 @@ async def check(body: CheckBody, request: Request, principal: PrincipalDep,
     The plain, valid request is usually answered by `api.fast_path` before it gets here;
     this route answers the rest (explain, min_revision waits, and every error).
     """
-    snapshot = await ready_snapshot(request, _runtime(request), body.min_revision)
-    return _json(answer_check(request, snapshot, principal, body, x_account_context, explain=explain))
+    runtime = _runtime(request)
+    snapshot = await ready_snapshot(request, runtime, body.min_revision)
+    return _json(answer_check(runtime, request.app.state.metrics, snapshot, principal, body, x_account_context,
+                              explain=explain))
 
 
 @router.post("/check/batch", response_model=BatchOut, responses=problems(400, 401, 403, 413, 422, 503))
@@ -127,7 +127,7 @@ async def check_batch(body: BatchBody, request: Request, principal: PrincipalDep
                       x_account_context: ContextHeader = None) -> Response:
     """Up to 1000 checks in one request: `{results: [{allowed}], revision}`, in order."""
     snapshot = await ready_snapshot(request, _runtime(request), body.min_revision)
-    return _json(answer_batch(request, snapshot, principal, body, x_account_context))
+    return _json(answer_batch(request.app.state.metrics, snapshot, principal, body, x_account_context))
 
 
 _ALLOWED = {"allowed": True}

@@ -109,7 +109,7 @@ def test_a_revoked_key_is_refused_by_a_replica_that_never_saw_it(runtime: Runtim
 def test_unknown_keys_cannot_turn_requests_into_database_reads(runtime: Runtime, there: TestClient) -> None:
     deaf(there)
     assert isinstance(there.app, FastAPI)
-    cache = there.app.state.service_key_cache
+    cache = there.app.state.authenticator.service_keys
     junk = [f"azk_{n:016x}_{'A' * 43}" for n in range(200)]
     started = time.monotonic()
     for key in junk:

@@ -17,6 +17,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from api.app import create_app
+from api.auth import TokenVerifier, VerifiedTokens
+from api.problems import Unauthenticated
 from authz.services.runtime import Runtime
 from authz.settings import Settings
 from authz.store.tables import OutboxMessage
@@ -237,3 +239,39 @@ def test_a_certificate_pem_verifies_with_its_public_key(database_url: str, runti
         assert client.get("/v1/me", headers={"Authorization": f"Bearer {good}"}).status_code == 200
         for token in forged_tokens(private_key, "RS256").values():
             assert_401(client.get("/v1/me", headers={"Authorization": f"Bearer {token}"}))
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_repeated_token_is_verified_once_and_refused_from_its_expiry_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    decoded: list[str] = []
+    real_decode = jwt.decode
+
+    def counting_decode(token: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(token)
+        return real_decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counting_decode)
+    clock = _Clock()
+    verifier = TokenVerifier(JWT_SECRET, ["HS256"], None, None, 30, verified=VerifiedTokens(clock=clock))
+    expires = int(clock.now) + 600
+    token = user_token("alice", email="alice@example.com", ttl=600)
+    first, again = verifier.verify(token, "req-1"), verifier.verify(token, "req-2")
+    assert decoded == [token]  # the second use is not verified again
+    assert (again.id, again.email, again.email_verified, again.request_id) == (
+        "alice", "alice@example.com", True, "req-2")
+    assert first.request_id == "req-1"
+    clock.now = expires + 29  # within the leeway, as PyJWT counts it
+    assert verifier.verify(token, None).id == "alice"
+    clock.now = expires + 30
+    with pytest.raises(Unauthenticated, match="the token has expired"):
+        verifier.verify(token, None)
+    with pytest.raises(Unauthenticated):  # nor a token that never verified, however often it comes
+        verifier.verify(token[:-2] + ("AA" if not token.endswith("AA") else "BB"), None)
+    assert len(decoded) == 2

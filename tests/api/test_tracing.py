@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -107,6 +108,21 @@ def test_off_by_default_nothing_is_installed(
     client.get("/healthz", headers={"X-Request-ID": "req-off"})
     [line] = [r for r in _access_lines(caplog) if getattr(r, "request_id", None) == "req-off"]
     assert not hasattr(line, "trace_id")
+
+
+def test_off_unless_configured_even_when_something_else_sets_a_global_tracer_provider(
+    client: TestClient, runtime: Runtime, provider: TracerProvider, spans: InMemorySpanExporter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As a library or a wrapper in the same process might (set_tracer_provider works once per
+    # process, so the test swaps the global itself). FastAPI's own telemetry would trace with it.
+    monkeypatch.setattr(otel_trace, "_TRACER_PROVIDER", provider)
+    assert otel_trace.get_tracer_provider() is provider
+    check = client.post("/v1/check", headers=service_key(runtime, "check"),
+                        json={"subject": "alice", "action": "read", "resource": {"type": "algorithm", "id": "x"}})
+    assert check.status_code == 200
+    assert client.get("/v1/me", headers=auth("alice")).status_code == 200
+    assert spans.get_finished_spans() == ()
 
 
 @pytest.mark.parametrize(("env", "expected"), [
