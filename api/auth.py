@@ -51,7 +51,7 @@ class VerifiedTokens:
             return None
         principal, expires = known
         if expires <= self._clock() - leeway:
-            del self._known[token]
+            self._known.pop(token, None)  # (two threads may find it expired at once)
             raise Unauthenticated("the token has expired")
         return principal
 
