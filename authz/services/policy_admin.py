@@ -23,6 +23,7 @@ from authz.domain.principal import Principal
 from authz.engine.replica import Replica
 from authz.policy.document import PolicyDocument, Rule
 from authz.policy.loader import load_policy_dir
+from authz.policy.route_table import RouteTable
 from authz.policy.routes import ROUTES_FILE, load_routes
 from authz.policy.yaml_nodes import PolicyError, PolicyInvalid
 from authz.services.runtime import Runtime, Written
@@ -71,43 +72,48 @@ def apply_policy(
     `dry_run` does every write and rolls them back: what it accepts, the real apply applies.
     A rule the database refuses is Invalid (422, field `policy`), with nothing changed.
     """
-    wanted = set(document.rules())
     with rt.unit_of_work(principal) as uow:
         uow.lock_global()
-        current = _policy_rules_in_db(uow)
-        state = uow.session.get(PolicyState, 1)
-        document_json = document.to_json()
-        stored_routes = state.document.get("routes") if state is not None else None
-        routes_added, routes_removed = _route_diff(stored_routes, document_json["routes"])
-        diff = PolicyDiff(added=sorted(wanted - current), removed=sorted(current - wanted),
-                          routes_added=routes_added, routes_removed=routes_removed)
-        if diff.empty and state is not None and state.document == document_json:
+        return _apply_locked(uow, document, dry_run=dry_run)
+
+
+def _apply_locked(uow: UnitOfWork, document: PolicyDocument, *, dry_run: bool = False) -> Written[PolicyDiff]:
+    """`apply_policy` inside a unit of work that holds the global lock (its caller may have read under it)."""
+    wanted = set(document.rules())
+    current = _policy_rules_in_db(uow)
+    state = uow.session.get(PolicyState, 1)
+    document_json = document.to_json()
+    stored_routes = state.document.get("routes") if state is not None else None
+    routes_added, routes_removed = _route_diff(stored_routes, document_json["routes"])
+    diff = PolicyDiff(added=sorted(wanted - current), removed=sorted(current - wanted),
+                      routes_added=routes_added, routes_removed=routes_removed)
+    if diff.empty and state is not None and state.document == document_json:
+        return Written(diff, None)
+    for rule in diff.removed:
+        uow.remove_rule(rule)
+    for rule in diff.added:
+        uow.add_rule(rule)
+    if state is None:
+        uow.session.add(PolicyState(id=1, document=document_json, applied_at=uow.now))
+    else:
+        state.document = document_json
+        state.applied_at = uow.now
+    uow.record({"op": "policy", "document": document_json})
+    uow.audit(
+        "policy.apply",
+        context=None,
+        target="policy",
+        detail={"added": [list(r) for r in diff.added], "removed": [list(r) for r in diff.removed],
+                "routes_added": diff.routes_added, "routes_removed": diff.routes_removed},
+    )
+    try:
+        if dry_run:
+            uow.session.flush()  # every constraint checked; leaving without commit rolls it all back
             return Written(diff, None)
-        for rule in diff.removed:
-            uow.remove_rule(rule)
-        for rule in diff.added:
-            uow.add_rule(rule)
-        if state is None:
-            uow.session.add(PolicyState(id=1, document=document_json, applied_at=uow.now))
-        else:
-            state.document = document_json
-            state.applied_at = uow.now
-        uow.record({"op": "policy", "document": document_json})
-        uow.audit(
-            "policy.apply",
-            context=None,
-            target="policy",
-            detail={"added": [list(r) for r in diff.added], "removed": [list(r) for r in diff.removed],
-                    "routes_added": diff.routes_added, "routes_removed": diff.routes_removed},
-        )
-        try:
-            if dry_run:
-                uow.session.flush()  # every constraint checked; leaving without commit rolls it all back
-                return Written(diff, None)
-            revision = uow.commit()
-        except IntegrityError as exc:
-            raise Invalid(f"the database refuses these rules ({_constraint(exc)}); nothing was changed",
-                          field="policy") from None
+        revision = uow.commit()
+    except IntegrityError as exc:
+        raise Invalid(f"the database refuses these rules ({_constraint(exc)}); nothing was changed",
+                      field="policy") from None
     return Written(diff, revision)
 
 
@@ -143,11 +149,18 @@ def rehearse_policy(settings: Settings, directory: Path, document: PolicyDocumen
 
 def reload_policy(rt: Runtime, principal: Principal, directory: Path | None = None) -> Written[PolicyDiff]:
     """Re-read the policy directory (routes.yaml included), validate it and apply it (PolicyInvalid changes nothing)."""
-    folder = directory or rt.settings.policy_dir
+    return apply_policy(rt, principal, _directory_policy(directory or rt.settings.policy_dir))
+
+
+def _directory_policy(folder: Path) -> PolicyDocument:
     document = load_policy_dir(folder)
-    if document.routes.source is None:
+    _warn_without_routes(document.routes, folder)
+    return document
+
+
+def _warn_without_routes(routes: RouteTable, folder: Path) -> None:
+    if routes.source is None:
         log.warning("no %s in %s: forward-auth denies every request", ROUTES_FILE, folder)
-    return apply_policy(rt, principal, document)
 
 
 def ensure_policy(rt: Runtime, principal: Principal) -> int | None:
@@ -156,21 +169,21 @@ def ensure_policy(rt: Runtime, principal: Principal) -> int | None:
 
     The upgrade reads routes.yaml of the policy directory, checked against the policy in
     force (not the directory's roles, which only `policy apply` or a reload apply), as the
-    older servers did at every start. Callers hold the start-up lock, so replicas started
-    together add them once.
+    older servers did at every start. What is stored decides what is written, so it is read
+    under the global lock: a `policy apply` or reload that commits meanwhile is neither
+    undone by the shipped policy nor by the routes added to the document it replaced.
     """
-    with rt.database.session() as session:
-        state = session.get(PolicyState, 1)
-        stored = state.document if state is not None else None
-    if stored is None:
-        return reload_policy(rt, principal).revision
-    if "routes" in stored:
-        return None
-    document = PolicyDocument.from_json(stored)
-    routes = load_routes(rt.settings.policy_dir, document)
-    if routes.source is None:
-        log.warning("no %s in %s: forward-auth denies every request", ROUTES_FILE, rt.settings.policy_dir)
-    written = apply_policy(rt, principal, replace(document, routes=routes))
+    with rt.unit_of_work(principal) as uow:
+        uow.lock_global()
+        state = uow.session.get(PolicyState, 1)
+        if state is None:
+            return _apply_locked(uow, _directory_policy(rt.settings.policy_dir)).revision
+        if "routes" in state.document:
+            return None
+        current = PolicyDocument.from_json(state.document)
+        routes = load_routes(rt.settings.policy_dir, current)
+        _warn_without_routes(routes, rt.settings.policy_dir)
+        written = _apply_locked(uow, replace(current, routes=routes))
     log.info("added the forward-auth routes of %s to the policy in force", rt.settings.policy_dir,
              extra={"revision": written.revision})
     return written.revision

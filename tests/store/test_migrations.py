@@ -1,17 +1,24 @@
 """Data migrations: a database written by an older authz decides the same after the upgrade."""
 
 import shutil
+import threading
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 
 from authz.bootstrap import open_replica, open_runtime
 from authz.domain.ids import ACCOUNT_HOLDER
 from authz.domain.principal import Principal
-from authz.services import resources
+from authz.policy.loader import load_policy_dir
+from authz.policy.routes import load_routes
+from authz.services import policy_admin, resources
 from authz.services.policy_admin import reload_policy
+from authz.services.runtime import Runtime
 from authz.settings import Settings
 from authz.store.migrate import upgrade
 from authz.store.tables import AuditEntry, CasbinRule, ChangelogEntry, PolicyState
@@ -132,3 +139,52 @@ def test_an_upgrade_without_route_file_stores_no_routes_once(empty_url: str, tmp
         again.database.dispose()
     finally:
         started.database.dispose()
+
+
+@pytest.mark.postgres
+def test_a_policy_applied_while_the_upgrade_adds_the_routes_is_not_undone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The start's upgrade reads the stored policy, adds the routes, writes it back. A `policy apply` by
+    another process that commits in between must survive: the read is under the lock the write takes.
+
+    The other apply is made to happen in that window (while the upgrade reads routes.yaml), in a real
+    thread on its own PostgreSQL connection."""
+    with own_database("authz_upgrade_race") as url:
+        upgrade(url)
+        settings = make_settings(url)
+        _as_before_routes_were_policy(settings)
+        starting, other = open_replica(settings), open_replica(settings)
+        shipped = load_policy_dir(POLICY_DIR)
+        algorithm = shipped.types["algorithm"]
+        granted = {**algorithm.actions, "update": (*algorithm.actions["update"], "viewer")}
+        changed = replace(shipped, types={**shipped.types, "algorithm": replace(algorithm, actions=granted)})
+        applied: list[int | None] = []
+        applier = threading.Thread(target=lambda: applied.append(
+            policy_admin.apply_policy(other, Principal(kind="cli", id="other"), changed).revision))
+        read_routes = load_routes
+
+        def routes_while_another_applies(*args: Any) -> Any:
+            applier.start()
+            deadline = time.monotonic() + 10
+            while applier.is_alive() and not _waits_for_a_lock(other) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            return read_routes(*args)
+
+        monkeypatch.setattr(policy_admin, "load_routes", routes_while_another_applies)
+        try:
+            policy_admin.ensure_policy(starting, Principal(kind="cli", id="startup"))
+            applier.join(timeout=10)
+            assert applied and applied[0] is not None
+            with starting.database.session() as session:
+                stored = session.scalar(select(PolicyState.document))
+            assert stored is not None and "viewer" in stored["types"]["algorithm"]["actions"]["update"], \
+                "the upgrade wrote back the policy it had read, undoing the apply that committed meanwhile"
+            assert stored["routes"] is not None and "DELETE /algorithms/{id}" in stored["routes"]
+        finally:
+            starting.database.dispose()
+            other.database.dispose()
+
+
+def _waits_for_a_lock(runtime: Runtime) -> bool:
+    with runtime.database.session() as session:
+        return bool(session.scalar(text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")))
