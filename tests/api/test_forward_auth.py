@@ -2,6 +2,7 @@
 
 import logging
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -171,70 +172,68 @@ def policies(tmp_path: Path) -> Path:
     return tmp_path / "policies"
 
 
-def test_a_reload_changes_the_routes_at_the_revision_it_writes(database_url: str, policies: Path) -> None:
+@pytest.fixture
+def served(database_url: str, policies: Path) -> Iterator[tuple[TestClient, Runtime]]:
+    """An app serving the policy of `policies`, which the test edits and reloads."""
     settings = make_settings(database_url, policy_dir=policies)
     runtime = open_runtime(settings, migrate=False)
     try:
         with TestClient(create_app(settings, runtime)) as client:
-            admin = service_key(runtime, "admin")
-            reports = {**auth("vic"), **nginx("GET", "/reports")}
-            before = client.get("/v1/authorize", headers=reports)
-            assert before.status_code == 403 and "no route" in before.json()["detail"]
-
-            routes = policies / "routes.yaml"
-            routes.write_text(routes.read_text() + "  GET /reports: {type: algorithm, action: read}\n")
-            reloaded = client.post("/v1/policy/reload", headers=admin)
-            assert reloaded.status_code == 200, reloaded.text
-            revision = reloaded.json()["revision"]
-            assert revision > int(before.headers["X-Authz-Revision"])
-
-            after = client.get("/v1/authorize", headers=reports)
-            assert after.status_code == 200, after.text
-            assert after.json()["route"] == "GET /reports" and after.json()["revision"] == revision
-            shown = client.get("/v1/policy", headers=admin).json()["routes"]
-            assert shown["GET /reports"] == {"type": "algorithm", "action": "read"}
+            yield client, runtime
     finally:
         runtime.database.dispose()
 
 
-def test_a_policy_without_route_file_denies_everything(database_url: str, policies: Path,
+def test_a_reload_changes_the_routes_at_the_revision_it_writes(served: tuple[TestClient, Runtime],
+                                                               policies: Path) -> None:
+    client, runtime = served
+    admin = service_key(runtime, "admin")
+    reports = {**auth("vic"), **nginx("GET", "/reports")}
+    before = client.get("/v1/authorize", headers=reports)
+    assert before.status_code == 403 and "no route" in before.json()["detail"]
+
+    routes = policies / "routes.yaml"
+    routes.write_text(routes.read_text() + "  GET /reports: {type: algorithm, action: read}\n")
+    reloaded = client.post("/v1/policy/reload", headers=admin)
+    assert reloaded.status_code == 200, reloaded.text
+    revision = reloaded.json()["revision"]
+    assert revision > int(before.headers["X-Authz-Revision"])
+
+    after = client.get("/v1/authorize", headers=reports)
+    assert after.status_code == 200, after.text
+    assert after.json()["route"] == "GET /reports" and after.json()["revision"] == revision
+    shown = client.get("/v1/policy", headers=admin).json()["routes"]
+    assert shown["GET /reports"] == {"type": "algorithm", "action": "read"}
+
+
+def test_a_policy_without_route_file_denies_everything(served: tuple[TestClient, Runtime], policies: Path,
                                                         caplog: pytest.LogCaptureFixture) -> None:
-    settings = make_settings(database_url, policy_dir=policies)
-    runtime = open_runtime(settings, migrate=False)
-    try:
-        with TestClient(create_app(settings, runtime)) as client:
-            create = {**auth("alice"), **nginx("POST", "/algorithms")}
-            assert client.get("/v1/authorize", headers=create).status_code == 200
-            (policies / "routes.yaml").unlink()
-            admin = service_key(runtime, "admin")
-            with caplog.at_level(logging.WARNING, logger="authz.policy"):
-                assert client.post("/v1/policy/reload", headers=admin).status_code == 200
-            assert "no routes.yaml" in caplog.text and "denies every request" in caplog.text
-            response = client.get("/v1/authorize", headers=create)
-            assert response.status_code == 403
-            assert "has no routes.yaml" in response.json()["detail"]
-            assert client.get("/v1/policy", headers=admin).json()["routes"] is None
-    finally:
-        runtime.database.dispose()
+    client, runtime = served
+    create = {**auth("alice"), **nginx("POST", "/algorithms")}
+    assert client.get("/v1/authorize", headers=create).status_code == 200
+    (policies / "routes.yaml").unlink()
+    admin = service_key(runtime, "admin")
+    with caplog.at_level(logging.WARNING, logger="authz.policy"):
+        assert client.post("/v1/policy/reload", headers=admin).status_code == 200
+    assert "no routes.yaml" in caplog.text and "denies every request" in caplog.text
+    response = client.get("/v1/authorize", headers=create)
+    assert response.status_code == 403
+    assert "has no routes.yaml" in response.json()["detail"]
+    assert client.get("/v1/policy", headers=admin).json()["routes"] is None
 
 
-def test_an_invalid_route_file_changes_nothing_on_reload(database_url: str, policies: Path) -> None:
-    settings = make_settings(database_url, policy_dir=policies)
-    runtime = open_runtime(settings, migrate=False)
-    try:
-        with TestClient(create_app(settings, runtime)) as client:
-            admin = service_key(runtime, "admin")
-            revision = runtime.replica.revision
-            (policies / "routes.yaml").write_text("routes:\n  GET /x: {type: qubit, action: read}\n")
-            refused = client.post("/v1/policy/reload", headers=admin)
-            assert refused.status_code == 422
-            error = refused.json()["errors"][0]
-            assert error["file"].endswith("routes.yaml") and error["line"] == 2 and "qubit" in error["message"]
-            assert runtime.replica.revision == revision
-            create = {**auth("alice"), **nginx("POST", "/algorithms")}
-            assert client.get("/v1/authorize", headers=create).status_code == 200
-    finally:
-        runtime.database.dispose()
+def test_an_invalid_route_file_changes_nothing_on_reload(served: tuple[TestClient, Runtime], policies: Path) -> None:
+    client, runtime = served
+    admin = service_key(runtime, "admin")
+    revision = runtime.replica.revision
+    (policies / "routes.yaml").write_text("routes:\n  GET /x: {type: qubit, action: read}\n")
+    refused = client.post("/v1/policy/reload", headers=admin)
+    assert refused.status_code == 422
+    error = refused.json()["errors"][0]
+    assert error["file"].endswith("routes.yaml") and error["line"] == 2 and "qubit" in error["message"]
+    assert runtime.replica.revision == revision
+    create = {**auth("alice"), **nginx("POST", "/algorithms")}
+    assert client.get("/v1/authorize", headers=create).status_code == 200
 
 
 def test_an_invalid_route_file_stops_the_first_start(sqlite_template: Path, tmp_path: Path, policies: Path) -> None:
