@@ -54,16 +54,7 @@ class Caller:
 
     def __init__(self, name: str, requests: list[tuple[str, bytes]]) -> None:
         self.name = name
-        self.requests = [(self._scope(authorization, body), body) for authorization, body in requests]
-
-    @staticmethod
-    def _scope(authorization: str, body: bytes) -> dict[str, Any]:
-        headers = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
-                   (b"content-length", str(len(body)).encode()), (b"authorization", authorization.encode())]
-        return {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
-                "method": "POST", "scheme": "http", "path": "/v1/check", "raw_path": b"/v1/check",
-                "query_string": b"", "root_path": "", "headers": headers,
-                "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}
+        self.requests = [(check_scope(authorization, body), body) for authorization, body in requests]
 
     async def round(self, app: App, n: int) -> float:
         """CPU µs per request over n requests (the questions in turn), in this thread."""
@@ -71,11 +62,21 @@ class Caller:
         count = len(requests)
         started = time.thread_time_ns()
         for i in range(n):
-            await _call(app, *requests[i % count])
+            await call(app, *requests[i % count])
         return (time.thread_time_ns() - started) / n / 1000
 
 
-async def _call(app: App, scope: dict[str, Any], body: bytes) -> tuple[int, bytes]:
+def check_scope(authorization: str, body: bytes) -> dict[str, Any]:
+    """The ASGI scope uvicorn makes of a `POST /v1/check` with this credential and body."""
+    headers = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+               (b"content-length", str(len(body)).encode()), (b"authorization", authorization.encode())]
+    return {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
+            "method": "POST", "scheme": "http", "path": "/v1/check", "raw_path": b"/v1/check",
+            "query_string": b"", "root_path": "", "headers": headers,
+            "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000)}
+
+
+async def call(app: App, scope: dict[str, Any], body: bytes) -> tuple[int, bytes]:
     """One request: a fresh copy of the scope, the body in one message; (status, response body)."""
     status, chunks, sent = 0, [], False
 
@@ -131,7 +132,7 @@ async def measure(database_url: str, dataset: Dataset, workdir: Path, *, rounds:
         async with authz.router.lifespan_context(authz):
             for caller in callers:  # every question answered, and by the fast path
                 for scope, body in caller.requests:
-                    status, answer = await _call(authz, scope, body)
+                    status, answer = await call(authz, scope, body)
                     if status != 200 or set(orjson.loads(answer)) != {"allowed", "revision"}:
                         raise RuntimeError(f"{caller.name}: {status} {answer!r}")
             if profile is not None:

@@ -22,6 +22,7 @@ from api.app import create_app
 from authz.bootstrap import open_runtime
 from authz.domain.principal import cli_principal
 from authz.services.service_keys import create_service_key
+from bench.app_cost import call, check_scope
 from bench.change_feed import _settings
 
 BODY = b'{"subject": "alice", "action": "read", "resource": {"type": "algorithm", "id": "grover"}}'
@@ -32,33 +33,10 @@ class _Drop(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-async def _call(app: Any, headers: list[tuple[bytes, bytes]]) -> int:
-    status = 0
-    sent = False
-
-    async def receive() -> dict[str, Any]:
-        nonlocal sent
-        if sent:
-            await asyncio.sleep(3600)
-        sent = True
-        return {"type": "http.request", "body": BODY, "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        nonlocal status
-        if message["type"] == "http.response.start":
-            status = message["status"]
-
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-             "path": "/v1/check", "raw_path": b"/v1/check", "query_string": b"", "root_path": "",
-             "headers": headers, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8000)}
-    await app(scope, receive, send)
-    return status
-
-
-async def _round(app: Any, headers: list[tuple[bytes, bytes]], n: int) -> float:
+async def _round(app: Any, scope: dict[str, Any], n: int) -> float:
     started = time.perf_counter()
     for _ in range(n):
-        await _call(app, headers)
+        await call(app, scope, BODY)
     return (time.perf_counter() - started) / n * 1e6
 
 
@@ -67,8 +45,7 @@ async def main_async(rounds: int = 15, n: int = 2000) -> None:
         settings = _settings(f"sqlite:///{Path(workdir) / 'authz.db'}")
         runtime = open_runtime(settings)
         key = create_service_key(runtime, cli_principal(), "bench", ["check"]).value
-        headers = [(b"content-type", b"application/json"), (b"authorization", f"Bearer {key}".encode()),
-                   (b"host", b"127.0.0.1")]
+        scope = check_scope(f"Bearer {key}", BODY)
         provider = TracerProvider()
         provider.add_span_processor(SimpleSpanProcessor(_Drop()))
         apps = {"off": create_app(settings, runtime), "on": create_app(settings, runtime, tracer_provider=provider)}
@@ -77,12 +54,12 @@ async def main_async(rounds: int = 15, n: int = 2000) -> None:
             await context.__aenter__()
         try:
             for app in apps.values():
-                assert await _call(app, headers) == 200
-                await _round(app, headers, 200)  # warm-up
+                assert (await call(app, scope, BODY))[0] == 200
+                await _round(app, scope, 200)  # warm-up
             times: dict[str, list[float]] = {name: [] for name in apps}
             for _ in range(rounds):
                 for name, app in apps.items():
-                    times[name].append(await _round(app, headers, n))
+                    times[name].append(await _round(app, scope, n))
         finally:
             for context in contexts.values():
                 await context.__aexit__(None, None, None)
