@@ -43,7 +43,8 @@ def new_scratch_sqlite(path: Path) -> str:
     """
     global _scratch_schema
     with _scratch_lock:
-        if _scratch_schema is None:
+        # (again if a temporary-file cleaner removed it from under a server that runs for weeks)
+        if _scratch_schema is None or not _scratch_schema.is_file():
             folder = Path(tempfile.mkdtemp(prefix="authz-schema-"))
             atexit.register(shutil.rmtree, folder, ignore_errors=True)
             upgrade(f"sqlite:///{folder / 'schema.db'}")
