@@ -30,6 +30,7 @@ from api.routers import (
     resources,
     snapshot,
 )
+from api.routing import serve_routes
 from authz.bootstrap import open_runtime
 from authz.engine.follower import Follower
 from authz.logging_setup import configure_logging
@@ -117,13 +118,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None, *,
     )
     install_common(app, settings, metrics)
     # decisions first: routes are matched in order, and /v1/check is the hot path.
-    for module in (decisions, operations, me, organizations, resources, policy, audit, backend_tokens):
-        app.include_router(module.router)
-    app.include_router(forward_auth.router)
-    app.include_router(changes.router)
-    app.include_router(snapshot.router)
-    app.include_router(authzen.router)
-    app.include_router(invitations.router)
+    serve_routes(app, *(module.router for module in (
+        decisions, operations, me, organizations, resources, policy, audit, backend_tokens,
+        forward_auth, changes, snapshot, authzen, invitations)))
     # The console's pages at / (HTML; not part of the OpenAPI document).
     console = install_console(app, settings, oidc)
     install_middleware(app, settings, metrics, tracer_provider)

@@ -23,6 +23,7 @@ from api.metrics import Metrics
 from api.oidc_keys import OidcProvider
 from api.problems import problem
 from api.routers import authzen, decisions, forward_auth, operations
+from api.routing import serve_routes
 from authz.domain.cursors import CursorCodec, derive_key
 from authz.domain.errors import Unavailable
 from authz.engine.feed_catch_up import CATCH_UP_OUTCOMES, FeedCatchUp
@@ -128,8 +129,7 @@ def create_sidecar_app(settings: Settings, upstream: str, key: str, *,
                   description=f"Decisions answered locally, following {upstream}.")
     install_common(app, settings, metrics)
     app.state.upstream = upstream
-    for module in (decisions, operations, forward_auth, authzen):
-        app.include_router(module.router)
+    serve_routes(app, *(module.router for module in (decisions, operations, forward_auth, authzen)))
 
     @app.api_route("/{path:path}", methods=ALL_METHODS, include_in_schema=False)
     async def elsewhere(request: Request, path: str) -> Response:

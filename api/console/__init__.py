@@ -14,6 +14,7 @@ from api.console.oidc import OidcSignIn
 from api.console.session import SessionCodec
 from api.console.web import Console
 from api.oidc_keys import OidcProvider
+from api.routing import serve_routes
 from authz.settings import Settings
 
 STATIC = Path(__file__).parent / "static"
@@ -22,7 +23,7 @@ STATIC = Path(__file__).parent / "static"
 def install_console(app: FastAPI, settings: Settings, provider: OidcProvider | None) -> Console:
     console = Console(settings, SessionCodec(settings), OidcSignIn.from_settings(settings, provider))
     app.state.console = console
-    for module in (routes_session, routes_invitation, routes_orgs, routes_context, routes_admin):
-        app.include_router(module.router)
+    serve_routes(app, *(module.router for module in (
+        routes_session, routes_invitation, routes_orgs, routes_context, routes_admin)))
     app.mount("/static/console", StaticFiles(directory=STATIC), name="console-static")
     return console
