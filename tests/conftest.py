@@ -26,6 +26,7 @@ from authz.services.service_keys import create_service_key
 from authz.settings import Settings
 from authz.store.migrate import upgrade
 from authz.store.tables import Base
+from tests.app_client import AppClient
 from tests.postgres import Contents, own_database
 from tests.smtp_server import SmtpServer
 
@@ -182,7 +183,7 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
 @pytest.fixture
 def client(settings: Settings, runtime: Runtime) -> Iterator[TestClient]:
     app = create_app(settings, runtime)
-    with TestClient(app, raise_server_exceptions=False) as test_client:
+    with AppClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 
 

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from authz.domain.principal import cli_principal
 from authz.services.runtime import Runtime
 from authz.services.service_keys import create_service_key, revoke_service_key
+from tests.app_client import AppClient
 from tests.conftest import JWT_SECRET, ONE_DATABASE, auth, create_org, make_settings, service_key, user_token
 
 ME = "/v1/me"
@@ -71,7 +72,7 @@ def test_audience_and_issuer_are_enforced_when_configured(database_url: str, run
     from api.app import create_app
 
     settings = make_settings(database_url, jwt_audience="authz", jwt_issuer="https://id.example")
-    with TestClient(create_app(settings, runtime)) as configured:
+    with AppClient(create_app(settings, runtime)) as configured:
         good = user_token("alice", aud="authz", iss="https://id.example")
         assert configured.get(ME, headers=bearer(good)).status_code == 200
         for token in (

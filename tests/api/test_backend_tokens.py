@@ -16,6 +16,7 @@ from authz.logging_setup import JsonFormatter
 from authz.services import lifecycle
 from authz.services.runtime import Runtime
 from authz.store.tables import BackendToken
+from tests.app_client import AppClient
 from tests.conftest import POLICY_DIR, add_member, auth, create_org, make_settings, service_key
 
 SECRET = "ibmq-Xk2PqLr8sVw3" + "Zt7Hn5Jd" * 6 + "Q9wE"
@@ -283,7 +284,7 @@ def test_a_one_line_policy_edit_lets_maintainers_set_tokens(database_url: str, t
     settings = make_settings(database_url, policy_dir=policies)
     runtime = open_runtime(settings, migrate=False)
     try:
-        with TestClient(create_app(settings, runtime), raise_server_exceptions=False) as client:
+        with AppClient(create_app(settings, runtime), raise_server_exceptions=False) as client:
             org_id = lab(client, runtime)
             assert put(client, org_id, "ibm-quantum", SECRET, "max").status_code == 403
 

@@ -22,6 +22,7 @@ from authz.domain.principal import cli_principal
 from authz.services.lifecycle import purge_organization
 from authz.services.runtime import Runtime
 from authz.settings import Settings
+from tests.app_client import AppClient
 from tests.conftest import add_member, auth, create_org
 
 ROUNDS = 12
@@ -192,7 +193,7 @@ def test_requests_waiting_for_a_revision_hold_no_thread(waiting_settings: Settin
             assert me.status_code == 200
             return statuses, pending_while_answered
 
-    with TestClient(app):  # runs the lifespan (runtime, follower)
+    with AppClient(app):  # runs the lifespan (runtime, follower)
         statuses, pending_while_answered = asyncio.run(scenario())
     assert pending_while_answered
     assert set(statuses) == {503}  # the revision never came: bounded wait, then 503

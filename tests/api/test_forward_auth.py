@@ -12,6 +12,7 @@ from api.app import create_app
 from authz.bootstrap import open_runtime
 from authz.policy.yaml_nodes import PolicyInvalid
 from authz.services.runtime import Runtime
+from tests.app_client import AppClient
 from tests.conftest import POLICY_DIR, add_member, auth, create_org, make_settings, service_key
 
 
@@ -178,7 +179,7 @@ def served(database_url: str, policies: Path) -> Iterator[tuple[TestClient, Runt
     settings = make_settings(database_url, policy_dir=policies)
     runtime = open_runtime(settings, migrate=False)
     try:
-        with TestClient(create_app(settings, runtime)) as client:
+        with AppClient(create_app(settings, runtime)) as client:
             yield client, runtime
     finally:
         runtime.database.dispose()

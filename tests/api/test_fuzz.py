@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from api.app import create_app
 from authz.bootstrap import open_runtime
 from authz.domain.limits import MAX_STORED_INT
+from tests.app_client import AppClient
 from tests.conftest import (
     BILLING,
     JWT_SECRET,
@@ -140,8 +141,8 @@ def fuzzed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     rsa_settings = make_settings(url, max_body_bytes=LIMIT, mail_sender=False, jwt_secret=None,
                                  jwt_public_key=folder / "jwt.pem")
     runtime = open_runtime(app_settings, migrate=False)
-    with TestClient(create_app(app_settings, runtime), raise_server_exceptions=False) as client, \
-            TestClient(create_app(rsa_settings, runtime), raise_server_exceptions=False) as rsa_client:
+    with AppClient(create_app(app_settings, runtime), raise_server_exceptions=False) as client, \
+            AppClient(create_app(rsa_settings, runtime), raise_server_exceptions=False) as rsa_client:
         created = client.post("/v1/organizations", json={"name": "Fuzz Lab", "billing_address": BILLING},
                               headers=auth("fuzzer"))
         assert created.status_code == 201, created.text

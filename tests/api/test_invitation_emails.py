@@ -20,6 +20,7 @@ from sqlalchemy import select
 from authz.services.runtime import Runtime
 from authz.settings import Settings
 from authz.store.tables import OutboxMessage
+from tests.app_client import AppClient
 from tests.conftest import auth, create_org, make_settings
 from tests.smtp_server import Received, SmtpServer, free_port
 
@@ -196,7 +197,7 @@ def test_without_smtp_the_mail_is_logged_masked(database_url: str, caplog: pytes
     settings = make_settings(database_url, mail_poll_interval=0.05)
     runtime = open_runtime(settings, migrate=False)
     try:
-        with TestClient(create_app(settings, runtime)) as client:
+        with AppClient(create_app(settings, runtime)) as client:
             org_id = create_org(client, "alice")
             invite(client, org_id, "bob@example.com")
 

@@ -14,6 +14,7 @@ from oidc_provider_mock import User, run_server_in_thread
 from api.app import create_app
 from authz.services.runtime import Runtime
 from authz.settings import Settings
+from tests.app_client import AppClient
 from tests.conftest import make_settings
 from tests.console.conftest import BASE
 from tests.console.test_oidc_signin import CLIENT_ID, authorize_at_provider, start
@@ -38,7 +39,7 @@ def settings(database_url: str, provider: str) -> Settings:
 
 @pytest.fixture
 def console(settings: Settings, runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, runtime), base_url=BASE, follow_redirects=False,
+    with AppClient(create_app(settings, runtime), base_url=BASE, follow_redirects=False,
                     raise_server_exceptions=False) as client:
         yield client
 

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from authz.bootstrap import open_runtime
 from authz.services.runtime import Runtime
+from tests.app_client import AppClient
 from tests.conftest import POLICY_DIR, add_member, auth, create_org, make_settings, service_key
 
 
@@ -27,7 +28,7 @@ def test_reload_applies_a_policy_edit_atomically(database_url: str, tmp_path: Pa
     shutil.copytree(POLICY_DIR, policies)
     settings = make_settings(database_url, policy_dir=policies)
     runtime = open_runtime(settings, migrate=False)
-    with TestClient(create_app(settings, runtime)) as client:
+    with AppClient(create_app(settings, runtime)) as client:
         admin = service_key(runtime, "admin")
         org_id = create_org(client, "alice")
         add_member(runtime, org_id, "max", "maintainer")

@@ -19,6 +19,7 @@ from api.app import create_app
 from authz.cli import app as cli
 from authz.services.runtime import Runtime
 from authz.settings import Settings
+from tests.app_client import AppClient
 from tests.conftest import (
     POLICY_DIR,
     add_member,
@@ -61,7 +62,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def client(settings: Settings, runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, runtime), base_url=BASE, raise_server_exceptions=False,
+    with AppClient(create_app(settings, runtime), base_url=BASE, raise_server_exceptions=False,
                     follow_redirects=False) as test_client:
         yield test_client
 

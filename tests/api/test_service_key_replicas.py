@@ -17,6 +17,7 @@ from authz.domain.principal import cli_principal
 from authz.services.runtime import Runtime
 from authz.services.service_keys import create_service_key, revoke_service_key
 from authz.settings import Settings
+from tests.app_client import AppClient
 from tests.conftest import make_settings
 
 CHECK = {"subject": "alice", "action": "read", "resource": {"type": "job"}, "context": "personal"}
@@ -31,7 +32,7 @@ def there_settings(database_url: str) -> Settings:
 def there(there_settings: Settings) -> Iterator[TestClient]:
     """Another replica: its own runtime and app on the same database."""
     runtime = open_runtime(there_settings, migrate=False)
-    with TestClient(create_app(there_settings, runtime), raise_server_exceptions=False) as client:
+    with AppClient(create_app(there_settings, runtime), raise_server_exceptions=False) as client:
         yield client
     runtime.database.dispose()
 

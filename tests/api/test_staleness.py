@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from authz.bootstrap import open_runtime
 from authz.services.runtime import Runtime
+from tests.app_client import AppClient
 from tests.conftest import add_member, auth, create_org, make_settings
 
 DECISIONS: list[tuple[str, dict[str, object]]] = [
@@ -29,7 +30,7 @@ DECISIONS: list[tuple[str, dict[str, object]]] = [
 def no_follower(database_url: str) -> Iterator[tuple[TestClient, Runtime]]:
     settings = make_settings(database_url, max_staleness=5)
     runtime = open_runtime(settings, migrate=False)
-    with TestClient(create_app(settings, runtime), raise_server_exceptions=False) as client:
+    with AppClient(create_app(settings, runtime), raise_server_exceptions=False) as client:
         assert isinstance(client.app, FastAPI)
         client.app.state.follower.stop()
         yield client, runtime

@@ -22,6 +22,7 @@ from api.problems import Unauthenticated
 from authz.services.runtime import Runtime
 from authz.settings import Settings
 from authz.store.tables import OutboxMessage
+from tests.app_client import AppClient
 from tests.conftest import BILLING, JWT_SECRET, ONE_DATABASE, auth, create_org, make_settings, user_token
 
 ORG = "org_" + "a" * 24
@@ -65,7 +66,7 @@ def keyed(request: pytest.FixtureRequest, database_url: str, runtime: Runtime,
     path = tmp_path / "jwt.pem"
     path.write_bytes(pem(private_key))
     settings = make_settings(database_url, jwt_secret=None, jwt_public_key=path)
-    with TestClient(create_app(settings, runtime), raise_server_exceptions=False) as client:
+    with AppClient(create_app(settings, runtime), raise_server_exceptions=False) as client:
         yield client, private_key, algorithm
 
 
@@ -141,7 +142,7 @@ def test_an_unusable_key_file_stops_the_app_factory(database_url: str, runtime: 
 
     path = tmp_path / "jwt.pem"
     path.write_text("not a key")
-    with pytest.raises(KeyUnusable), TestClient(create_app(make_settings(database_url, jwt_public_key=path), runtime)):
+    with pytest.raises(KeyUnusable), AppClient(create_app(make_settings(database_url, jwt_public_key=path), runtime)):
         pass
 
 
@@ -234,7 +235,7 @@ def test_a_certificate_pem_verifies_with_its_public_key(database_url: str, runti
     path = tmp_path / "cert.pem"
     path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     settings = make_settings(database_url, jwt_secret=None, jwt_public_key=path)
-    with TestClient(create_app(settings, runtime), raise_server_exceptions=False) as client:
+    with AppClient(create_app(settings, runtime), raise_server_exceptions=False) as client:
         good = jwt.encode(claims(), private_key, algorithm="RS256")
         assert client.get("/v1/me", headers={"Authorization": f"Bearer {good}"}).status_code == 200
         for token in forged_tokens(private_key, "RS256").values():

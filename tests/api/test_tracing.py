@@ -20,6 +20,7 @@ from api.tracing import tracing_configured
 from authz.mail.transport import DeliveryFailed, Mail, SmtpTransport
 from authz.services.runtime import Runtime
 from authz.settings import Settings
+from tests.app_client import AppClient
 from tests.conftest import BILLING, auth, make_settings, service_key
 from tests.smtp_server import SmtpServer, free_port
 
@@ -38,7 +39,7 @@ def provider(spans: InMemorySpanExporter) -> TracerProvider:
 
 @pytest.fixture
 def traced(settings: Settings, runtime: Runtime, provider: TracerProvider) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, runtime, tracer_provider=provider), raise_server_exceptions=False) as client:
+    with AppClient(create_app(settings, runtime, tracer_provider=provider), raise_server_exceptions=False) as client:
         yield client
 
 

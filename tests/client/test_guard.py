@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from authz.client import AsyncAuthzClient, CheckResult, Retry
 from authz.client.guard import install, path_param, require
 from authz_client import LocalDecisions
+from tests.app_client import AppClient
 from tests.client.conftest import Org
 from tests.conftest import auth
 from tests.processes import ServerProcess, create_service_key, free_port
@@ -51,7 +52,7 @@ def build_app(authz_url: str, **client_options: object) -> FastAPI:
 
 @pytest.fixture
 def service(server: ServerProcess) -> Iterator[TestClient]:
-    with TestClient(build_app(server.url)) as client:
+    with AppClient(build_app(server.url)) as client:
         yield client
 
 
@@ -111,7 +112,7 @@ def test_invalid_ids_and_contexts_are_422_naming_the_field(service: TestClient, 
 
 def test_when_authz_cannot_be_asked_the_guard_fails_closed() -> None:
     app = build_app(f"http://127.0.0.1:{free_port()}", retry=Retry(attempts=2, backoff=0.0))
-    with TestClient(app) as client:
+    with AppClient(app) as client:
         response = client.get("/algorithms/grover", headers=auth("alice"))
     assert response.status_code == 503
     assert "unavailable" in str(problem_of(response)["detail"])
@@ -132,7 +133,7 @@ def test_an_app_that_forgot_install_still_refuses(server: ServerProcess, org: Or
     def delete_algorithm(id: str) -> None:
         raise AssertionError("must not run")
 
-    with TestClient(app) as client:
+    with AppClient(app) as client:
         refused = client.delete(f"/algorithms/{org.algorithm}", headers=auth(org.viewer))
         anonymous = client.delete(f"/algorithms/{org.algorithm}")
     assert refused.status_code == 403
@@ -163,7 +164,7 @@ def test_the_guard_decides_in_process_with_local_decisions(server: ServerProcess
     def caller(user: str, context: str | None = None) -> dict[str, str]:
         return {"X-Test-User": user, **({"X-Account-Context": context} if context else {})}
 
-    with TestClient(app) as client:
+    with AppClient(app) as client:
         assert decisions.wait_for(revision, timeout=10)
         assert client.delete(f"/algorithms/{org.algorithm}", headers=caller(org.owner)).status_code == 200
         refused = client.delete(f"/algorithms/{org.algorithm}", headers=caller(org.viewer))

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from authz.services.runtime import Runtime
 from authz.settings import Settings
+from tests.app_client import AppClient
 from tests.conftest import make_settings
 
 BASE = "http://127.0.0.1:8000"
@@ -36,7 +37,7 @@ def settings(database_url: str) -> Settings:
 @pytest.fixture
 def browser_like(settings: Settings, runtime: Runtime) -> Iterator[TestClient]:
     """A client that keeps cookies, like one browser."""
-    with TestClient(create_app(settings, runtime), base_url=BASE, raise_server_exceptions=False,
+    with AppClient(create_app(settings, runtime), base_url=BASE, raise_server_exceptions=False,
                     follow_redirects=False) as client:
         yield client
 

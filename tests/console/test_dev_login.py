@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from api.app import create_app
 from authz.services.runtime import Runtime
 from authz.settings import Settings
+from tests.app_client import AppClient
 from tests.conftest import make_settings
 from tests.console.conftest import BASE
 
@@ -21,7 +22,7 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture
 def plain(settings: Settings, runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, runtime), base_url=BASE, follow_redirects=False) as client:
+    with AppClient(create_app(settings, runtime), base_url=BASE, follow_redirects=False) as client:
         yield client
 
 

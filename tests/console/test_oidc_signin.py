@@ -18,6 +18,7 @@ from oidc_provider_mock import User, run_server_in_thread
 from api.app import create_app
 from authz.services.runtime import Runtime
 from authz.settings import Settings
+from tests.app_client import AppClient
 from tests.conftest import make_settings
 from tests.console.conftest import BASE, csrf_of
 
@@ -41,7 +42,7 @@ def settings(database_url: str, provider: str) -> Settings:
 
 @pytest.fixture
 def console(settings: Settings, runtime: Runtime) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, runtime), base_url=BASE, follow_redirects=False) as client:
+    with AppClient(create_app(settings, runtime), base_url=BASE, follow_redirects=False) as client:
         yield client
 
 
@@ -95,7 +96,7 @@ def test_an_answer_for_another_sign_in_is_refused(console: TestClient) -> None:
     assert refused.status_code == 400 and "state mismatch" in refused.text
     assert console.get("/orgs").status_code == 303  # not signed in
 
-    other_browser = TestClient(console.app, base_url=BASE, follow_redirects=False)
+    other_browser = AppClient(console.app, base_url=BASE, follow_redirects=False)
     url, _ = start(console)
     stolen = authorize_at_provider(url, "alice")
     answer = other_browser.get(stolen.removeprefix(BASE))  # no state cookie in that browser

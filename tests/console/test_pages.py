@@ -10,6 +10,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from authz.services.runtime import Runtime
+from tests.app_client import AppClient
 from tests.conftest import add_member
 from tests.console.conftest import (
     create_org_in_console,
@@ -48,7 +49,7 @@ def test_the_session_cookie_is_httponly_samesite_and_secure_off_loopback(browser
     response = browser_like.post("/dev/signin", data={"csrf": csrf_of(page.text), "user_id": "alice", "email": ""})
     header = response.headers["set-cookie"]
     assert "HttpOnly" in header and "SameSite=lax" in header and "Secure" not in header  # 127.0.0.1
-    remote = TestClient(browser_like.app, base_url="http://console.example", follow_redirects=False)
+    remote = AppClient(browser_like.app, base_url="http://console.example", follow_redirects=False)
     assert "Secure" in remote.get("/signin").headers["set-cookie"]
     assert cookie == "" or "HttpOnly" in cookie
 
@@ -73,7 +74,7 @@ def test_forms_without_the_session_token_or_from_another_site_are_refused(browse
     assert cross_site.status_code == 403 and "another site" in cross_site.text
     fetch_cross = browser_like.post("/orgs", data={"csrf": token, **fields}, headers={"Sec-Fetch-Site": "cross-site"})
     assert fetch_cross.status_code == 403
-    stolen = TestClient(browser_like.app, base_url="http://127.0.0.1:8000", follow_redirects=False)
+    stolen = AppClient(browser_like.app, base_url="http://127.0.0.1:8000", follow_redirects=False)
     sign_in(stolen, "mallory")
     foreign_token = browser_like.post("/orgs", data={"csrf": csrf_of(stolen.get("/orgs").text), **fields})
     assert foreign_token.status_code == 403

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import yaml
-from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
@@ -24,6 +23,7 @@ from authz.cli import app as cli
 from authz.domain.principal import Principal, cli_principal
 from authz.services.organizations import create_organization
 from authz.services.service_keys import create_service_key
+from tests.app_client import AppClient
 from tests.conftest import BILLING, JWT_SECRET, POLICY_DIR, add_member, auth, make_settings
 from tests.hypothesis_budget import examples
 
@@ -114,7 +114,7 @@ def test_validate_implies_apply_implies_a_server_that_agrees_with_the_suites(dat
             for role in document["roles"]:
                 add_member(runtime, org, f"p_{role}", role)
             key = {"Authorization": "Bearer " + create_service_key(runtime, cli_principal(), "prop", ["check"]).value}
-            with TestClient(create_app(app_settings, runtime)) as client:
+            with AppClient(create_app(app_settings, runtime)) as client:
                 assert client.get("/readyz").status_code == 200
                 principals = {f"p_{role}": role for role in document["roles"]} | {"stranger": None}
                 owner = document["context_owner"]
@@ -155,7 +155,7 @@ def test_a_role_inheriting_two_roles_reloads_over_http_and_a_fresh_server_starts
     runtime.settings = app_settings  # then the server's policy directory holds the new files
     try:
         admin = {"Authorization": "Bearer " + create_service_key(runtime, cli_principal(), "admin", ["admin"]).value}
-        with TestClient(create_app(app_settings, runtime), raise_server_exceptions=False) as client:
+        with AppClient(create_app(app_settings, runtime), raise_server_exceptions=False) as client:
             reloaded = client.post("/v1/policy/reload", headers=admin)
             assert reloaded.status_code == 200, reloaded.text
             assert ["g", "owner", "auditor", "*"] in reloaded.json()["added"]
