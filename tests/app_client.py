@@ -17,8 +17,8 @@ from starlette.types import ASGIApp
 
 
 class AppClient(TestClient):
-    def __init__(self, app: ASGIApp, *args: Any, raise_server_exceptions: bool = True, **kwargs: Any) -> None:
-        super().__init__(app, *args, raise_server_exceptions=raise_server_exceptions, **kwargs)
+    def __init__(self, app: ASGIApp, *, raise_server_exceptions: bool = True, **kwargs: Any) -> None:
+        super().__init__(app, raise_server_exceptions=raise_server_exceptions, **kwargs)
         self._transport = _OneCallTransport(self, app, raise_server_exceptions)
 
 
