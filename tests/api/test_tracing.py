@@ -21,7 +21,7 @@ from authz.mail.transport import DeliveryFailed, Mail, SmtpTransport
 from authz.services.runtime import Runtime
 from authz.settings import Settings
 from tests.app_client import AppClient
-from tests.conftest import BILLING, auth, make_settings, service_key
+from tests.conftest import BILLING, JWT_SECRET, auth, make_settings, service_key
 from tests.smtp_server import SmtpServer, free_port
 
 
@@ -143,7 +143,8 @@ def test_the_standard_variables_turn_it_on(
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    assert tracing_configured(make_settings("sqlite://")) is expected
+    from_environment = Settings(_env_file=None, env="test", database_url="sqlite://", jwt_secret=JWT_SECRET)
+    assert tracing_configured(from_environment) is expected
 
 
 MAIL = Mail(recipient="bob@example.com", subject="Hi", text="Hello\n", masked_text="Hello\n")
