@@ -49,6 +49,12 @@ SECURITY_HEADERS = {
 }
 
 
+# One template environment for every console of the process: each template compiles once, not once per
+# app (tests build hundreds), and nothing in it belongs to an app.
+TEMPLATE_ENVIRONMENT = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
+                                   trim_blocks=True, lstrip_blocks=True)
+
+
 @dataclass
 class Console:
     """Built once with the app: what the console routes need besides the runtime."""
@@ -57,11 +63,7 @@ class Console:
     codec: SessionCodec
     oidc: OidcSignIn | None
     mailbox: DevMailbox | None = None
-    env: Environment = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]),
-                               trim_blocks=True, lstrip_blocks=True)
+    env: Environment = field(init=False, default=TEMPLATE_ENVIRONMENT)
 
     @property
     def dev_login(self) -> bool:
