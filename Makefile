@@ -32,9 +32,10 @@ run: $(STAMP) .env
 
 # Tests run on TEST_WORKERS processes (pytest-xdist; 0 runs them in this process): each worker has its
 # own PostgreSQL database and temporary files, and tests sharing a module-wide fixture stay on one worker
-# (tests/conftest.py). More workers than cores pays off for `test`: its end-to-end tests mostly wait.
+# (tests/conftest.py). More workers than cores pays off: `test`'s end-to-end tests mostly wait, and so do
+# test-fast's long polls and races (3 workers on 2 cores: 20.7-20.9 s against 22-23 s for 2).
 TEST_WORKERS ?= 4
-FAST_WORKERS ?= 2
+FAST_WORKERS ?= 3
 # Tests keep Python's bytecode caches (pytest's rewritten test modules too) even where the environment
 # says not to write them (PYTHONDONTWRITEBYTECODE): otherwise every worker and every `authz serve` a test
 # starts compiles the project again, 2-3 s of a `make test-fast` run.
