@@ -2,6 +2,7 @@
 
 import sys
 import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -113,6 +114,15 @@ def _print_policy_errors(exc: PolicyInvalid) -> None:
         typer.echo(str(error), err=True)
 
 
+def _long_lived_imports() -> "AbstractContextManager[None]":
+    """No cyclic garbage collection while the server's modules import, then freeze what they built: their
+    objects live as long as the process, and the collections that walked them again and again were a
+    fifth of the CPU of a start (0.25 of 1.3 s, paid by every process and replica)."""
+    from authz_client.decisions.stream import bulk_allocation
+
+    return bulk_allocation()
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
@@ -129,14 +139,13 @@ def serve(
     settings = _startup_checked(_settings())
     configure_logging(settings.log_level)
     _require_secret_keys(settings)
+    with _long_lived_imports():
+        from api.app import create_app
+        from api.prefork import serve_prefork
     if workers > 1:
         # The state is loaded once and the workers are forked from it (api.prefork), sharing its pages
         # (and the logging configured above).
-        from api.prefork import serve_prefork
-
         raise typer.Exit(serve_prefork(settings, host, port, workers, UVICORN_OPTIONS))
-    from api.app import create_app
-
     uvicorn.run(create_app(settings), host=host, port=port, **UVICORN_OPTIONS)
 
 
@@ -165,7 +174,8 @@ def sidecar(
     import logging
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per snapshot or stream opened
-    from api.sidecar import create_sidecar_app
+    with _long_lived_imports():
+        from api.sidecar import create_sidecar_app
 
     uvicorn.run(create_sidecar_app(settings, upstream, key), host=host, port=port, **UVICORN_OPTIONS)
 
