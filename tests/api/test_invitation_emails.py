@@ -154,6 +154,14 @@ def test_smtp_down_at_invite_time_then_up(client: TestClient, runtime: Runtime, 
     [mail] = smtp.inbox.wait_for(1)
     accepted = client.post("/v1/invitations/accept", json={"token": token_of(mail)}, headers=auth("bob"))
     assert accepted.status_code == 200, accepted.text
+
+    def sent_at() -> object:
+        with runtime.database.session() as session:
+            return session.scalar(select(OutboxMessage.sent_at))
+
+    # The sender records the delivery in its own transaction once the SMTP server has the mail; the
+    # accept above may commit first (retiring the message), and "sent" must still be what stays.
+    wait_until(lambda: sent_at() is not None, "the sender's record of the delivery")
     with runtime.database.session() as session:
         message = session.scalars(select(OutboxMessage)).one()
         assert (message.status, message.token) == ("sent", None)
