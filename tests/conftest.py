@@ -6,6 +6,7 @@ starts from its contents as captured after the first start (tests/postgres.py, `
 They skip with a reason when no server answers, unless CI=true or AUTHZ_REQUIRE_POSTGRES=1.
 """
 
+import gc
 import shutil
 import time
 from collections.abc import Iterator
@@ -89,6 +90,19 @@ def sqlite_first_start(sqlite_template: Path) -> Path:
 def _first_start(url: str) -> None:
     """What a server's first start does to a migrated database: the shipped policy becomes revision 1."""
     open_runtime(make_settings(url), migrate=False).database.dispose()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """No cyclic garbage collection while the test modules import (see pytest_collection_finish)."""
+    gc.disable()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Freeze what collection built (modules, items: alive for the whole run) and collect again. The
+    collections that walked it while the test modules imported were a third of a worker's start (1.1 of
+    2.8 s of CPU), and frozen it is not walked by the tests' collections either."""
+    gc.freeze()
+    gc.enable()
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the xdist_group marks added here
