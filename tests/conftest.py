@@ -6,31 +6,32 @@ starts from its contents as captured after the first start (tests/postgres.py, `
 They skip with a reason when no server answers, unless CI=true or AUTHZ_REQUIRE_POSTGRES=1.
 """
 
+from __future__ import annotations
+
 import gc
 import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
 import pytest
-from fastapi.testclient import TestClient
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
-from sqlalchemy import Engine, create_engine
 
-from api.app import create_app
-from authz.bootstrap import open_runtime
 from authz.domain.principal import cli_principal
 from authz.secrets import new_key
-from authz.services.runtime import Runtime
-from authz.services.service_keys import create_service_key
 from authz.settings import Settings
-from authz.store.migrate import upgrade
-from authz.store.tables import Base
-from tests.app_client import AppClient
-from tests.postgres import Contents, own_database
-from tests.smtp_server import SmtpServer
+
+# The app, the store and the test servers are imported by the fixtures that use them: the xdist
+# controller, which runs no test, then starts its workers a second sooner.
+if TYPE_CHECKING:
+    from fastapi.testclient import TestClient
+    from sqlalchemy import Engine
+
+    from authz.services.runtime import Runtime
+    from tests.postgres import Contents
+    from tests.smtp_server import SmtpServer
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICY_DIR = ROOT / "policies"
@@ -51,6 +52,9 @@ def _backend_token_keys() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def postgres_server_url() -> Iterator[str]:
     """A new PostgreSQL database for this test session, migrated and with the shipped policy applied."""
+    from authz.store.migrate import upgrade
+    from tests.postgres import own_database
+
     with own_database("authz_test") as url:
         upgrade(url)
         _first_start(url)
@@ -60,6 +64,11 @@ def postgres_server_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def postgres_contents(postgres_server_url: str) -> Iterator[tuple[Engine, Contents]]:
     """The session database's contents before any test, and an engine to put them back with."""
+    from sqlalchemy import create_engine
+
+    from authz.store.tables import Base
+    from tests.postgres import Contents
+
     engine = create_engine(postgres_server_url)
     try:
         yield engine, Contents.capture(engine, Base.metadata.sorted_tables)
@@ -71,6 +80,8 @@ def postgres_contents(postgres_server_url: str) -> Iterator[tuple[Engine, Conten
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A migrated SQLite file with no policy yet, copied by tests whose server starts with a policy
     of their own (migrating once is the slow part)."""
+    from authz.store.migrate import upgrade
+
     path = tmp_path_factory.mktemp("template") / "template.db"
     upgrade(f"sqlite:///{path}")
     return path
@@ -89,6 +100,8 @@ def sqlite_first_start(sqlite_template: Path) -> Path:
 
 def _first_start(url: str) -> None:
     """What a server's first start does to a migrated database: the shipped policy becomes revision 1."""
+    from authz.bootstrap import open_runtime
+
     open_runtime(make_settings(url), migrate=False).database.dispose()
 
 
@@ -202,6 +215,8 @@ def settings(database_url: str) -> Settings:
 
 @pytest.fixture
 def runtime(settings: Settings) -> Iterator[Runtime]:
+    from authz.bootstrap import open_runtime
+
     rt = open_runtime(settings, migrate=False)
     yield rt
     rt.database.dispose()
@@ -209,6 +224,9 @@ def runtime(settings: Settings) -> Iterator[Runtime]:
 
 @pytest.fixture
 def client(settings: Settings, runtime: Runtime) -> Iterator[TestClient]:
+    from api.app import create_app
+    from tests.app_client import AppClient
+
     app = create_app(settings, runtime)
     with AppClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
@@ -234,6 +252,8 @@ def auth(sub: str, *, context: str | None = None, **kwargs: Any) -> dict[str, st
 
 
 def service_key(runtime: Runtime, *scopes: str) -> dict[str, str]:
+    from authz.services.service_keys import create_service_key
+
     key = create_service_key(runtime, cli_principal(), "tests", list(scopes)).value
     return {"Authorization": f"Bearer {key}"}
 
@@ -279,6 +299,8 @@ def smtp() -> Iterator[SmtpServer]:
 
     Tests that start the server themselves (SMTP down, then up) override this fixture.
     """
+    from tests.smtp_server import SmtpServer
+
     server = SmtpServer().start()
     yield server
     server.stop()
