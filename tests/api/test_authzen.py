@@ -7,15 +7,19 @@ rules do not apply: authz decides from its own data and ignores asserted attribu
 which is tested too (an asserted `role: admin` grants nothing).
 """
 
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from api.app import create_app
+from authz.bootstrap import open_runtime
 from authz.services.runtime import Runtime
-from tests.conftest import ONE_DATABASE, add_member, auth, create_org, service_key
-
-pytestmark = ONE_DATABASE  # decisions, listings and validation: the replica answers, on either database
+from tests.app_client import AppClient
+from tests.conftest import add_member, auth, create_org, make_settings, service_key
 
 ALICE = {"type": "user", "id": "alice"}
 BOB = {"type": "user", "id": "bob"}
@@ -24,15 +28,43 @@ RECORD_2 = {"type": "algorithm", "id": "record-2"}
 READ, WRITE, DELETE = {"name": "read"}, {"name": "update"}, {"name": "delete"}
 
 
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory,
+           sqlite_first_start: Path) -> Iterator[tuple[TestClient, Runtime, dict[str, str]]]:
+    """One app with the scenario's fixture for the whole module, and the headers of a service key with
+    `check` (a PEP such as a gateway). Every test here asks questions and writes nothing another reads
+    (a service key at most), so they share it instead of building it once each. SQLite only: the
+    replica answers, the same on either database."""
+    path = tmp_path_factory.mktemp("authzen") / "authz.db"
+    shutil.copy(sqlite_first_start, path)
+    settings = make_settings(f"sqlite:///{path}")
+    runtime = open_runtime(settings, migrate=False)
+    try:
+        with AppClient(create_app(settings, runtime), raise_server_exceptions=False) as client:
+            org_id = create_org(client, "owen")
+            add_member(runtime, org_id, "alice", "maintainer")
+            add_member(runtime, org_id, "bob", "viewer")
+            for resource in (RECORD_1, RECORD_2):
+                created = client.post("/v1/resources", json=resource, headers=auth("owen", context=org_id))
+                assert created.status_code == 201
+            yield client, runtime, service_key(runtime, "check")
+    finally:
+        runtime.database.dispose()
+
+
 @pytest.fixture
-def pdp(client: TestClient, runtime: Runtime) -> dict[str, str]:
-    """The fixture; returns the headers of a service key with `check` (a PEP such as a gateway)."""
-    org_id = create_org(client, "owen")
-    add_member(runtime, org_id, "alice", "maintainer")
-    add_member(runtime, org_id, "bob", "viewer")
-    for resource in (RECORD_1, RECORD_2):
-        assert client.post("/v1/resources", json=resource, headers=auth("owen", context=org_id)).status_code == 201
-    return service_key(runtime, "check")
+def client(served: tuple[TestClient, Runtime, dict[str, str]]) -> TestClient:
+    return served[0]
+
+
+@pytest.fixture
+def runtime(served: tuple[TestClient, Runtime, dict[str, str]]) -> Runtime:
+    return served[1]
+
+
+@pytest.fixture
+def pdp(served: tuple[TestClient, Runtime, dict[str, str]]) -> dict[str, str]:
+    return served[2]
 
 
 def _post(client: TestClient, path: str, body: Any, headers: dict[str, str]) -> Any:
