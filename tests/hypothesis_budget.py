@@ -1,8 +1,11 @@
-"""How many examples a property-based test draws.
+"""How many examples a property-based test draws, and how many rounds a race runs.
 
 `make test` and CI draw each test's full count. `make test-fast`, the edit-test loop, sets
 AUTHZ_TEST_EXAMPLE_SHARE=0.2 and draws a fifth of it (at least one): the property tests were a
-third of its time, and a property broken by an edit usually fails within the first examples.
+third of its time, and a property broken by an edit usually fails within the first examples. A
+race's rounds (tests/api/test_consistency.py) are examples of its interleavings and take the same
+share: on SQLite, where test-fast runs them, writers queue one behind the other and later rounds
+rarely find what the first ones missed.
 CI=true always draws the full count, whatever the variable says.
 """
 

@@ -24,8 +24,9 @@ from authz.services.runtime import Runtime
 from authz.settings import Settings
 from tests.app_client import AppClient
 from tests.conftest import add_member, auth, create_org
+from tests.hypothesis_budget import examples
 
-ROUNDS = 12
+ROUNDS = examples(12)  # each round is one example of the interleaving (tests/hypothesis_budget.py)
 
 
 def race(first: Callable[[], httpx.Response], second: Callable[[], httpx.Response]) -> tuple[int, int]:
@@ -132,7 +133,7 @@ def test_listings_under_concurrent_writes_always_answer_at_one_revision(client: 
             )
 
     def read() -> None:
-        for _ in range(150):
+        for _ in range(examples(150)):
             listed = client.post(
                 "/v1/list-resources", json={"action": "read", "type": "algorithm"}, headers=auth("bob")
             )
