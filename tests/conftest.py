@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import authlib.deprecate  # noqa: F401  (see below)
 import jwt
 import pytest
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
@@ -24,7 +25,9 @@ from authz.secrets import new_key
 from authz.settings import Settings
 
 # The app, the store and the test servers are imported by the fixtures that use them: the xdist
-# controller, which runs no test, then starts its workers a second sooner.
+# controller, which runs no test, then starts its workers a second sooner. Authlib is imported here
+# all the same: on its first import it puts an "always" filter for its deprecation notices in front
+# of every other, and only one put there before pytest applies pyproject.toml's filters loses to them.
 if TYPE_CHECKING:
     from fastapi.testclient import TestClient
     from sqlalchemy import Engine
