@@ -15,7 +15,7 @@ import jwt
 from authlib.common.security import generate_token
 from authlib.integrations.base_client.errors import OAuthError
 
-from api.oidc_keys import KeyUnavailable, OidcProvider
+from api.oidc_keys import KeyUnavailable, OidcProvider, provider_tls
 from authz.domain import ids
 from authz.domain.errors import Invalid
 from authz.domain.principal import email_claim
@@ -75,6 +75,7 @@ class OidcSignIn:
             redirect_uri=self.redirect_uri,
             code_challenge_method="S256",
             timeout=self.timeout,
+            verify=provider_tls(),
         )
 
     def start(self, next_path: str) -> Started:
