@@ -171,9 +171,14 @@ def start_authz(tmp_path: Path, env: Mapping[str, str | None] | None = None, *, 
     raise RuntimeError(f"authz serve did not become ready: {error}")
 
 
+# One TLS context for the waits' clients: an httpx client building its own took 30 ms of CPU to open,
+# and the suite waits for a server a few hundred times (over plain HTTP, but httpx builds it anyway).
+_TLS = httpx.create_ssl_context()
+
+
 def _wait_ready(server: ServerProcess, timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=2.0) as http:
+    with httpx.Client(timeout=2.0, verify=_TLS) as http:
         while time.monotonic() < deadline:
             if server.process.poll() is not None:
                 raise RuntimeError(f"exited with {server.process.returncode}:\n{_tail(server.log_path)}")
@@ -207,7 +212,7 @@ def add_member(server: ServerProcess, org_id: str, user: str, role: str) -> int:
 def wait_for_revision(server: ServerProcess, revision: int, timeout: float = 30.0) -> None:
     """Until the server's /readyz reports at least `revision`."""
     deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=2.0) as http:
+    with httpx.Client(timeout=2.0, verify=_TLS) as http:
         while time.monotonic() < deadline:
             if http.get(server.url + "/readyz").json().get("revision", -1) >= revision:
                 return
