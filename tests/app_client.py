@@ -9,6 +9,7 @@ the loop that ran the app's lifespan, and the response comes back in one piece. 
 Starlette's transport.
 """
 
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import httpx
@@ -34,7 +35,8 @@ class _OneCallTransport(httpx.BaseTransport):
         portal = self._client.portal
         if portal is None:
             return self._streaming.handle_request(request)
-        request.read()  # a body the loop can read (sync and async at once)
+        if not isinstance(request.stream, httpx.AsyncByteStream):  # a body given as an iterator of chunks
+            request.stream = _Chunks(request.stream)
 
         async def exchange() -> tuple[int, list[tuple[bytes, bytes]], bytes]:
             response = await self._asgi.handle_async_request(request)
@@ -42,3 +44,15 @@ class _OneCallTransport(httpx.BaseTransport):
 
         status, headers, body = portal.call(exchange)
         return httpx.Response(status, headers=headers, content=body, request=request)
+
+
+class _Chunks(httpx.AsyncByteStream):
+    """A request body given as an iterator, read by the loop chunk by chunk: the app receives one
+    `http.request` message per chunk, as from a chunked upload (Starlette's transport sent one)."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = chunks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self._chunks:
+            yield chunk
