@@ -7,7 +7,9 @@
         server.stop()
 
 or the `authz_server` fixture of tests/conftest.py. The process's output goes to a file
-(`server.log_text()`), never to a pipe that could fill up and stall it.
+(`server.log_text()`), never to a pipe that could fill up and stall it. `start_cli` forks it from a
+process that has already imported the server (tests/forked_cli.py) unless the test names a command to
+execute, such as an installed `authz` script.
 """
 
 import os
@@ -16,14 +18,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import httpx
 
 from tests.conftest import JWT_SECRET, POLICY_DIR, POLICY_MODEL, ROOT
+from tests.forked_cli import StartedProcess, fork_cli
 
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
@@ -36,7 +38,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for_port(host: str, port: int, process: subprocess.Popen[bytes], timeout: float, log: Path) -> None:
+def wait_for_port(host: str, port: int, process: StartedProcess, timeout: float, log: Path) -> None:
     """Until something accepts connections on host:port; fails early if `process` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -57,7 +59,7 @@ def _tail(path: Path, limit: int = 4000) -> str:
         return ""
 
 
-def stop_process(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
+def stop_process(process: StartedProcess, timeout: float = STOP_TIMEOUT) -> None:
     """SIGTERM, then SIGKILL if it has not exited after `timeout` seconds."""
     if process.poll() is not None:
         return
@@ -77,10 +79,9 @@ class ServerProcess:
     port: int
     database_url: str
     env: dict[str, str]
-    process: subprocess.Popen[bytes]
+    process: StartedProcess
     log_path: Path
     workdir: Path
-    _log_file: IO[bytes] | None = field(repr=False, default=None)
 
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -94,9 +95,6 @@ class ServerProcess:
 
     def stop(self) -> None:
         stop_process(self.process)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
 
     def __enter__(self) -> "ServerProcess":
         return self
@@ -138,8 +136,8 @@ def start_authz(tmp_path: Path, env: Mapping[str, str | None] | None = None, *, 
     """Start `authz serve` on a free loopback port and wait until /readyz answers 200.
 
     `env` overrides the defaults of `authz_env` (e.g. AUTHZ_DATABASE_URL for PostgreSQL); "{port}"
-    in a value is replaced by the port chosen. `command` replaces `python -m authz.cli` (e.g. an
-    installed `authz` script); `serve_args` are added after the port (e.g. `--workers 2`).
+    in a value is replaced by the port chosen. `command` executes a fresh process instead of forking
+    the CLI (e.g. an installed `authz` script); `serve_args` are added after the port (e.g. `--workers 2`).
     Retries on a fresh port if another process took the chosen one first; `port` asks for
     one port only (a restart on the port a client already follows).
     """
@@ -152,14 +150,11 @@ def start_authz(tmp_path: Path, env: Mapping[str, str | None] | None = None, *, 
         # "{port}" in a value is this server's port (AUTHZ_PUBLIC_URL=http://127.0.0.1:{port}).
         values = {name: value.replace("{port}", str(port)) for name, value in authz_env(tmp_path, env).items()}
         log_path = tmp_path / f"authz-{port}.log"
-        log_file = log_path.open("wb")
-        process = subprocess.Popen(
-            [*(command or [sys.executable, "-m", "authz.cli"]), "serve", "--host", "127.0.0.1", "--port", str(port),
-             *serve_args],
-            env=values, cwd=tmp_path, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        )
+        log_path.write_bytes(b"")  # a restart on the same port has a log of its own
+        process = start_cli(["serve", "--host", "127.0.0.1", "--port", str(port), *serve_args], values,
+                            cwd=tmp_path, log_path=log_path, command=command)
         server = ServerProcess(f"http://127.0.0.1:{port}", port, values["AUTHZ_DATABASE_URL"], values, process,
-                               log_path, tmp_path, log_file)
+                               log_path, tmp_path)
         try:
             _wait_ready(server, timeout)
             return server
@@ -169,6 +164,20 @@ def start_authz(tmp_path: Path, env: Mapping[str, str | None] | None = None, *, 
             if "address already in use" not in server.log_text().lower() or attempt + 1 == attempts:
                 break
     raise RuntimeError(f"authz serve did not become ready: {error}")
+
+
+def start_cli(argv: Sequence[str], env: Mapping[str, str], *, cwd: Path, log_path: Path,
+              command: Sequence[str] | None = None) -> StartedProcess:
+    """`authz ARGV...` in `cwd` with exactly `env`, its output appended to `log_path`.
+
+    Forked from the worker's preloaded fork server (tests/forked_cli.py), or, given `command` (an
+    installed `authz` script, say), executed as a fresh process.
+    """
+    if command is None:
+        return fork_cli(argv, env, cwd=cwd, log_path=log_path)
+    with log_path.open("ab") as log:
+        return subprocess.Popen([*command, *argv], env=dict(env), cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL)
 
 
 # One TLS context for the waits' clients: an httpx client building its own took 30 ms of CPU to open,

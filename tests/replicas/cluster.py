@@ -7,8 +7,6 @@ can never block it. Every wait has a deadline and every process is killed on the
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,12 +19,10 @@ from cryptography.fernet import Fernet
 from sqlalchemy.engine import make_url
 
 from tests.conftest import JWT_SECRET, POLICY_DIR, POLICY_MODEL, auth
-from tests.processes import free_port, stop_process
+from tests.forked_cli import StartedProcess
+from tests.processes import free_port, start_cli, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
-AUTHZ_SCRIPT = Path(sys.executable).with_name("authz")
-# The console script when the project is installed, else the same CLI as a module.
-AUTHZ = [str(AUTHZ_SCRIPT)] if AUTHZ_SCRIPT.exists() else [sys.executable, "-m", "authz.cli"]
 HTTP_TIMEOUT = 10.0
 
 
@@ -58,7 +54,7 @@ class ReplicaProcess:
     port: int
     env: dict[str, str]
     log_path: Path
-    process: subprocess.Popen[bytes] | None = None
+    process: StartedProcess | None = None
     http: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
@@ -69,12 +65,9 @@ class ReplicaProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> Self:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [*AUTHZ, "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                env=self.env, cwd=self.log_path.parent, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )
+        # A restart appends to the replica's log, so a failure shows both lives.
+        self.process = start_cli(["serve", "--host", "127.0.0.1", "--port", str(self.port)], self.env,
+                                 cwd=self.log_path.parent, log_path=self.log_path)
         return self
 
     def wait_ready(self, timeout: float = 45.0) -> Self:

@@ -4,23 +4,22 @@ The fixtures `upstream` (a real `authz serve` on each database) and `feed_key` (
 sidecar's key) are imported by the test modules that use them.
 """
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import httpx
 import pytest
 
+from tests.forked_cli import StartedProcess
 from tests.processes import (
     ServerProcess,
     authz_env,
     create_service_key,
     free_port,
     start_authz,
+    start_cli,
     stop_process,
     wait_for_port,
 )
@@ -47,9 +46,8 @@ def feed_key(upstream: ServerProcess) -> str:
 class SidecarProcess:
     url: str
     port: int
-    process: subprocess.Popen[bytes]
+    process: StartedProcess
     log_path: Path
-    _log_file: IO[bytes] | None = field(repr=False, default=None)
 
     def log_text(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
@@ -75,9 +73,6 @@ class SidecarProcess:
 
     def stop(self) -> None:
         stop_process(self.process)
-        if self._log_file is not None:
-            self._log_file.close()
-            self._log_file = None
 
 
 def start_sidecar(tmp_path: Path, upstream: ServerProcess | str, key: str,
@@ -91,13 +86,9 @@ def start_sidecar(tmp_path: Path, upstream: ServerProcess | str, key: str,
     url = upstream if isinstance(upstream, str) else upstream.url
     port = free_port()
     log_path = tmp_path / f"sidecar-{port}.log"
-    log_file = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "authz.cli", "sidecar", "--upstream", url, "--key-file", str(key_file),
-         "--host", "127.0.0.1", "--port", str(port)],
-        env=values, cwd=tmp_path, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-    )
-    sidecar = SidecarProcess(f"http://127.0.0.1:{port}", port, process, log_path, log_file)
+    process = start_cli(["sidecar", "--upstream", url, "--key-file", str(key_file), "--host", "127.0.0.1",
+                         "--port", str(port)], values, cwd=tmp_path, log_path=log_path)
+    sidecar = SidecarProcess(f"http://127.0.0.1:{port}", port, process, log_path)
     try:
         wait_for_port("127.0.0.1", port, process, 30.0, log_path)
         if wait:
