@@ -3,8 +3,8 @@
 The venv gets the project and its client distribution (the server imports the decision index
 from it) by `pip install --no-deps` (real wheel builds, so
 package data that is not shipped is missing here as it would be for a user); its
-dependencies come from the test venv through a plain path entry, which carries no editable
-install of authz. Every process runs in a directory under /tmp, far from the checkout.
+dependencies, and setuptools to build with, come from the test venv through a plain path entry,
+which carries no editable install of authz. Every process runs in a directory under /tmp, far from the checkout.
 """
 
 import shutil
@@ -42,8 +42,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ".venv", ".git", "build", "*.egg-info", "__pycache__", ".hypothesis", ".pytest_cache", "*.db", "tests",
         "bench", "node_modules"))
     # The server imports the decision index from the client distribution, so a user installs both.
+    # The same build backend as a user's pip, from the test venv (the path entry above) instead of a
+    # fresh isolated build environment per distribution.
     built = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"),
-                            "install", "--quiet", "--no-deps",
+                            "install", "--quiet", "--no-deps", "--no-build-isolation",
                             str(source / "clients" / "python"), str(source)],
                            capture_output=True, text=True, timeout=300)
     assert built.returncode == 0, built.stdout + built.stderr
