@@ -6,11 +6,12 @@ which holds the invitation token.
 """
 
 import logging
+import secrets
 import smtplib
 import ssl
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from email.utils import formatdate
 from typing import Protocol
 
 from opentelemetry import trace
@@ -91,7 +92,9 @@ class SmtpTransport:
         message["To"] = mail.recipient
         message["Subject"] = mail.subject
         message["Date"] = formatdate(usegmt=True)
-        message["Message-ID"] = make_msgid(domain=self.sender.rpartition("@")[2] or "localhost")
+        # Not email.utils.make_msgid: it draws from the process's global `random`, which this sender's
+        # thread would then move under whatever else uses it (an application seeding it, Hypothesis).
+        message["Message-ID"] = f"<{secrets.token_hex(16)}@{self.sender.rpartition('@')[2] or 'localhost'}>"
         # 7bit keeps the acceptance link on one line for any reader of the raw message.
         message.set_content(mail.text, cte="7bit" if mail.text.isascii() else "quoted-printable")
         return message

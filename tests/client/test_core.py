@@ -8,6 +8,7 @@ they send the very same requests: the two flavours share one request loop.
 
 import asyncio
 import json
+import random
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -188,6 +189,15 @@ def test_the_feed_backoff_doubles_while_failing_and_resets_after_a_change() -> N
     assert 2.0 <= first_four[2] <= 4.0 and 2.0 <= first_four[3] <= 4.0  # doubled, capped at `longest`
     assert 0.5 <= after_change <= 1.0  # a change came in: back to `first`
     assert "Last-Event-ID" not in driver.requests()[0].headers  # from the start: no id to resume after
+
+
+def test_delays_leave_the_applications_random_alone() -> None:
+    # An application that seeds the global `random` (or Hypothesis, which checks that nothing moves it)
+    # must get the same numbers whatever the client's retries and reconnects did meanwhile.
+    before = random.getstate()
+    Retry(attempts=3, backoff=0.1).delay(1, None)
+    Backoff().next()
+    assert random.getstate() == before
 
 
 # ---- one loop, two flavours --------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """SMTP delivery against a real server on loopback: headers, STARTTLS with login, refusals."""
 
 import logging
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,6 +42,15 @@ def test_plain_smtp_delivers_a_text_message(smtp: SmtpServer) -> None:
     assert received.message["To"] == "bob@example.com"
     assert received.message["Message-ID"].endswith("@platform.example>")
     assert f"accept?token={TOKEN}" in received.text
+
+
+def test_each_message_has_its_own_id_and_leaves_the_global_random_alone() -> None:
+    # The sender's thread must not move the process's `random` (an application may seed it; Hypothesis
+    # checks that nothing else moves it while it draws).
+    before = random.getstate()
+    ids = {transport(25).build(MAIL)["Message-ID"] for _ in range(3)}
+    assert random.getstate() == before
+    assert len(ids) == 3 and all(i.startswith("<") and i.endswith("@platform.example>") for i in ids)
 
 
 def test_starttls_and_login(tmp_path: Path) -> None:

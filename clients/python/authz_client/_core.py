@@ -18,13 +18,13 @@ import contextlib
 import copy
 import hashlib
 import json
-import random
 from collections.abc import Callable, Generator, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Self, TypeVar
 
 from authz_client.cache import DecisionCache
 from authz_client.errors import AuthzError, Unavailable, error_for
+from authz_client.jitter import JITTER
 from authz_client.models import (
     BatchResult,
     Change,
@@ -148,7 +148,7 @@ class Retry:
             raise ValueError("backoff must not be negative")
 
     def delay(self, attempt: int, retry_after: str | None) -> float:
-        wait = min(self.max_backoff, self.backoff * (2.0**attempt)) * (0.5 + random.random() / 2)
+        wait = min(self.max_backoff, self.backoff * (2.0**attempt)) * (0.5 + JITTER.random() / 2)
         if retry_after is not None:
             with contextlib.suppress(ValueError):  # an HTTP date or garbage: the backoff alone
                 wait = max(wait, float(retry_after))
@@ -165,7 +165,7 @@ class Backoff:
 
     def next(self) -> float:
         self.current = self.first if self.current == 0 else min(self.longest, self.current * 2)
-        return self.current * (0.5 + random.random() / 2)
+        return self.current * (0.5 + JITTER.random() / 2)
 
     def reset(self) -> None:
         self.current = 0.0

@@ -11,7 +11,6 @@ stream catches up.
 """
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Mapping
@@ -21,6 +20,7 @@ import httpx
 
 from authz_client.decisions import stream
 from authz_client.decisions.stream import StreamSnapshot, json_loads
+from authz_client.jitter import JITTER
 
 log = logging.getLogger("authz_client.feed")
 
@@ -123,7 +123,7 @@ class FeedFollower:
                                 self.sink.revision)
                 self.last_error = reason
                 self.sink.sync_failed(reason)
-                self._stop.wait(backoff * (0.5 + random.random()))  # jitter: followers do not reconnect in step
+                self._stop.wait(backoff * (0.5 + JITTER.random()))  # jitter: followers do not reconnect in step
                 backoff = min(backoff * 2, self.max_backoff)
             finally:
                 self.connected.clear()
