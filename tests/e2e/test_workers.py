@@ -1,8 +1,6 @@
 """`authz serve --workers 2`: one load, two forked workers that each follow the changelog."""
 
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -10,7 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import BILLING, auth
-from tests.processes import authz_env, free_port, wait_for_port
+from tests.processes import authz_env, free_port, start_cli, wait_for_port
 
 pytestmark = pytest.mark.e2e
 
@@ -39,10 +37,8 @@ def _alive(pid: int) -> bool:
 def test_two_forked_workers_serve_and_follow_the_changelog(tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "authz.cli", "serve", "--port", str(port), "--workers", "2"],
-            env=authz_env(tmp_path), cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    process = start_cli(["serve", "--port", str(port), "--workers", "2"], authz_env(tmp_path), cwd=tmp_path,
+                        log_path=log)
     try:
         wait_for_port("127.0.0.1", port, process, 60, log)
         url = f"http://127.0.0.1:{port}"
@@ -78,10 +74,8 @@ def test_two_forked_workers_serve_and_follow_the_changelog(tmp_path: Path) -> No
 def test_workers_do_not_outlive_a_killed_supervisor(tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "authz.cli", "serve", "--port", str(port), "--workers", "2"],
-            env=authz_env(tmp_path), cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    process = start_cli(["serve", "--port", str(port), "--workers", "2"], authz_env(tmp_path), cwd=tmp_path,
+                        log_path=log)
     try:
         wait_for_port("127.0.0.1", port, process, 60, log)
         deadline = time.monotonic() + 30
