@@ -8,6 +8,7 @@ only past its staleness bound.
 """
 
 import asyncio
+import threading
 import time
 
 import httpx
@@ -15,7 +16,7 @@ import pytest
 
 from authz_client import LocalDecisions, Unavailable
 from tests.conftest import BILLING, ONE_DATABASE, auth
-from tests.processes import ServerProcess, add_member, start_authz
+from tests.processes import ServerProcess, add_member, create_service_key, start_authz
 from tests.sidecar.process import UPSTREAM_ENV, feed_key, upstream
 from tests.sidecar.test_sidecar import USERS, History, _written
 
@@ -129,3 +130,20 @@ def test_nothing_is_answered_before_the_first_snapshot() -> None:
         local.start(wait=0.5)
     with pytest.raises(Unavailable, match="no snapshot"):
         local.check("read", "algorithm:x", subject="ann")
+
+
+def test_stop_ends_the_follower_at_once_on_a_silent_stream(server: ServerProcess) -> None:
+    # The package's server keeps the change stream silent for 15 s between keep-alives: stop() must not
+    # wait for the next one, nor leave the follower's thread reading it.
+    key = create_service_key(server, "changes:read")[0]
+    local = LocalDecisions(server.url, key)
+    local.start()
+    deadline = time.monotonic() + 10
+    while local.last_error is not None or local.staleness() > 1.0:  # following: the stream is open
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(0.3)  # and its read is blocked on the silent stream
+    started = time.monotonic()
+    local.stop()
+    assert time.monotonic() - started < 0.5
+    assert not [thread for thread in threading.enumerate() if thread.name == "authz-feed-follower"]

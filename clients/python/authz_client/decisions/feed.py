@@ -10,7 +10,9 @@ without the upstream, decisions fail closed once it passes the sink's bound, and
 stream catches up.
 """
 
+import contextlib
 import logging
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -85,11 +87,12 @@ class FeedFollower:
         self._thread.start()
 
     def stop(self, timeout: float = 1.0) -> None:
-        """Stop following; a read blocked on a silent stream is left to the daemon thread's end."""
+        """Stop following: the thread ends at once, even from a read blocked on a silent stream."""
         self._stop.set()
         response = self._response
         if response is not None:
-            response.close()  # usually ends a blocked read of the stream at once
+            _interrupt(response)
+            response.close()
         if self._http is not None:
             self._http.close()
         if self._thread is not None:
@@ -188,6 +191,16 @@ class FeedFollower:
                                   timeout=self._timeout if timeout is None else timeout)
         _raise_for(response)
         return response.content
+
+
+def _interrupt(response: httpx.Response) -> None:
+    """Wake the thread blocked reading `response`: closing its socket from another thread does not
+    (the read went on until the upstream's next keep-alive), shutting it down does."""
+    network_stream = response.extensions.get("network_stream")
+    sock = network_stream.get_extra_info("socket") if network_stream is not None else None
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):  # already closed by the upstream
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _raise_for(response: httpx.Response) -> None:
