@@ -6,8 +6,10 @@ worker keeps one multiprocessing fork server that imported the modules `serve` a
 (`PRELOAD`); a start forks it and runs the CLI's own entry point, so a server is ready after about
 0.6 s of CPU. What runs is the real CLI in its own process, on its own port, environment, working
 directory and log file, stopped by signals as before; only the interpreter's start and the imports are
-shared. Tests about the start itself (an installed script, another directory, forked workers) still
-exec a fresh interpreter (`start_authz(command=...)`, tests/e2e).
+shared. Tests about the start itself (an installed script, another directory) still
+exec a fresh interpreter (`start_authz(command=...)`, tests/e2e). As with any multiprocessing start
+but a plain fork, each child imports the starting script as `__mp_main__`: a script that starts
+processes this way (bench/) keeps its work under `if __name__ == "__main__"`.
 
     process = fork_cli(["serve", "--port", "8123"], env, cwd=tmp_path, log_path=tmp_path / "serve.log")
     process.send_signal(signal.SIGTERM); process.wait(timeout=10)
