@@ -1,7 +1,7 @@
 """`authz ARGS...` as a real process forked from one that has already imported the server.
 
 A fresh `python -m authz.cli serve` spends about two thirds of its start importing (1.2 of 1.8 s of CPU
-on this machine), and the suite starts a server, sidecar or replica some sixty times. Here each test
+on this machine), and the suite starts a server, sidecar or replica dozens of times. Here each test
 worker keeps one multiprocessing fork server that imported the modules `serve` and `sidecar` use
 (`PRELOAD`); a start forks it and runs the CLI's own entry point, so a server is ready after about
 0.6 s of CPU. What runs is the real CLI in its own process, on its own port, environment, working

@@ -175,9 +175,9 @@ def start_cli(argv: Sequence[str], env: Mapping[str, str], *, cwd: Path, log_pat
     """
     if command is None:
         return fork_cli(argv, env, cwd=cwd, log_path=log_path)
-    with log_path.open("ab") as log:
+    with log_path.open("ab") as log:  # a session of its own, as a forked one has
         return subprocess.Popen([*command, *argv], env=dict(env), cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, start_new_session=True)
 
 
 # One TLS context for the waits' clients: an httpx client building its own took 30 ms of CPU to open,
