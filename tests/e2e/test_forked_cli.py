@@ -1,6 +1,7 @@
 """The tests' forked `authz` (tests/forked_cli.py) behaves as a freshly executed one: same exit code,
 same output, only the environment and working directory it was given, stopped by the same signals."""
 
+import importlib.util
 import os
 import signal
 import sys
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.forked_cli import PRELOAD
 from tests.processes import authz_env, free_port, start_cli, wait_for_port
 
 FRESH = [sys.executable, "-m", "authz.cli"]
@@ -53,3 +55,9 @@ def test_sigterm_stops_a_server_cleanly(tmp_path: Path, command: list[str] | Non
         assert "Application shutdown complete" in log.read_text()
     finally:
         process.kill()
+
+
+def test_every_preloaded_module_exists() -> None:
+    # The fork server skips a module it cannot import without a word: a renamed one would make every
+    # start import it again (slower, never wrong), so the list is checked here.
+    assert [name for name in PRELOAD if importlib.util.find_spec(name) is None] == []
