@@ -27,17 +27,22 @@ def test_a_refusal_exits_1_with_its_message(tmp_path: Path, command: list[str] |
 @pytest.mark.parametrize("command", [None, FRESH], ids=["forked", "executed"])
 def test_it_sees_only_its_environment_and_directory(tmp_path: Path, command: list[str] | None,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    # A setting of the test process that is not in the child's environment must not reach it: this
-    # one would point the child at a database that does not exist, instead of the default ./authz.db.
+    # Settings of the test process that are not in the child's environment must not reach it, whether
+    # the fork server started before this test or during it. AUTHZ_SECRET_KEYS is in every worker's
+    # environment from the session's start (tests/conftest.py), so the fork server has it too: without
+    # it, `secrets rotate` generates a development key beside the database. The AUTHZ_DATABASE_URL set
+    # here would point the child at a database that does not exist, instead of the default ./authz.db.
     monkeypatch.setenv("AUTHZ_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")
-    env = authz_env(tmp_path, {"AUTHZ_DATABASE_URL": None})
+    env = authz_env(tmp_path, {"AUTHZ_DATABASE_URL": None, "AUTHZ_SECRET_KEYS": None})
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     log = tmp_path / "cli.log"
-    process = start_cli(["db", "upgrade"], env, cwd=elsewhere, log_path=log, command=command)
-    assert process.wait(timeout=60) == 0, log.read_text()
+    for argv in (["db", "upgrade"], ["secrets", "rotate"]):
+        process = start_cli(argv, env, cwd=elsewhere, log_path=log, command=command)
+        assert process.wait(timeout=60) == 0, log.read_text()
     assert "schema is up to date" in log.read_text()
     assert (elsewhere / "authz.db").is_file()  # the default, relative to the working directory
+    assert (elsewhere / "authz.secret.key").is_file()  # no AUTHZ_SECRET_KEYS: a development key
 
 
 @pytest.mark.parametrize("command", [None, FRESH], ids=["forked", "executed"])
