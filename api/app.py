@@ -31,6 +31,7 @@ from api.routers import (
     snapshot,
 )
 from api.routing import serve_routes
+from api.serving import ServerShutdown
 from authz.bootstrap import open_runtime
 from authz.engine.follower import Follower
 from authz.logging_setup import configure_logging
@@ -131,6 +132,7 @@ def install_common(app: FastAPI, settings: Settings, metrics: Metrics) -> None:
     """What every app of authz has (the service and the sidecar): state and problem+json errors."""
     app.state.metrics = metrics
     app.state.settings = settings
+    app.state.shutdown = ServerShutdown()  # set by api.serving when the server stops
     install_problem_handlers(app)
 
 

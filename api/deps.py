@@ -6,6 +6,7 @@ from fastapi import Depends, Header, Query, Request, Response
 
 from api.auth import authenticate
 from api.schemas import Problem
+from api.serving import ServerShutdown
 from authz.domain import ids
 from authz.domain.errors import Forbidden, Invalid, OutsiderNotFound
 from authz.domain.principal import Principal
@@ -20,6 +21,14 @@ def get_runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def get_shutdown(request: Request) -> ServerShutdown:
+    shutdown: ServerShutdown = request.app.state.shutdown
+    return shutdown
+
+
+ShutdownDep = Annotated[ServerShutdown, Depends(get_shutdown)]
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
 
 

@@ -30,9 +30,8 @@ log = logging.getLogger("authz.serve")
 
 def serve_prefork(settings: "Settings", host: str, port: int, workers: int, uvicorn_options: dict[str, object]) -> int:
     """Run the service with `workers` forked processes; returns the exit status."""
-    import uvicorn
-
     from api.app import create_app
+    from api.serving import serve
     from authz.bootstrap import open_runtime
     runtime = open_runtime(settings)  # the one load: every worker starts from this index
     runtime.database.engine.dispose()  # no pooled connection may be shared across the fork
@@ -56,8 +55,7 @@ def serve_prefork(settings: "Settings", host: str, port: int, workers: int, uvic
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
                 runtime.database.engine.dispose(close=False)  # its own connections from here on
-                config = uvicorn.Config(create_app(settings, runtime), **uvicorn_options)  # type: ignore[arg-type]
-                uvicorn.Server(config).run(sockets=[sock])
+                serve(create_app(settings, runtime), uvicorn_options, sockets=[sock])
             except BaseException:  # a worker must never return into the supervisor's loop
                 log.exception("worker %d failed", os.getpid())
                 status = 1

@@ -39,7 +39,9 @@ OrgArg = Annotated[str, typer.Argument(help="the organization id (org_...)")]
 # httptools parser explicitly (both come with uvicorn[standard]; "auto" silently falls back
 # to asyncio and h11, several times slower), and no access log (the app logs each request).
 UVICORN_OPTIONS: dict[str, Any] = {"loop": "uvloop", "http": "httptools", "access_log": False, "log_config": None,
-                                   "timeout_graceful_shutdown": 3}  # open event streams end at shutdown; clients resume
+                                   # On a stop, event streams and long polls end at once (api.serving); this
+                                   # bounds what else is still running.
+                                   "timeout_graceful_shutdown": 3}
 
 DirArg = Annotated[Path | None, typer.Argument(help="policy directory (default: AUTHZ_POLICY_DIR)")]
 
@@ -132,8 +134,6 @@ def serve(
     ] = 1,
 ) -> None:
     """Run the HTTP service (upgrades the schema and loads policies/ if the database has none)."""
-    import uvicorn
-
     from authz.logging_setup import configure_logging
 
     settings = _startup_checked(_settings())
@@ -142,11 +142,12 @@ def serve(
     with _long_lived_imports():
         from api.app import create_app
         from api.prefork import serve_prefork
+        from api.serving import serve as serve_app
     if workers > 1:
         # The state is loaded once and the workers are forked from it (api.prefork), sharing its pages
         # (and the logging configured above).
         raise typer.Exit(serve_prefork(settings, host, port, workers, UVICORN_OPTIONS))
-    uvicorn.run(create_app(settings), host=host, port=port, **UVICORN_OPTIONS)
+    serve_app(create_app(settings), UVICORN_OPTIONS, host=host, port=port)
 
 
 @app.command()
@@ -157,8 +158,6 @@ def sidecar(
     port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on")] = 8001,
 ) -> None:
     """Answer decisions next to an application, from a replica that follows UPSTREAM (no database)."""
-    import uvicorn
-
     from authz.logging_setup import configure_logging
 
     if not upstream.startswith(("http://", "https://")):
@@ -175,9 +174,10 @@ def sidecar(
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per snapshot or stream opened
     with _long_lived_imports():
+        from api.serving import serve as serve_app
         from api.sidecar import create_sidecar_app
 
-    uvicorn.run(create_sidecar_app(settings, upstream, key), host=host, port=port, **UVICORN_OPTIONS)
+    serve_app(create_sidecar_app(settings, upstream, key), UVICORN_OPTIONS, host=host, port=port)
 
 
 @db_app.command("upgrade")

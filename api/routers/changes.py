@@ -9,8 +9,9 @@ import orjson
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from api.deps import PrincipalDep, RuntimeDep, problems
+from api.deps import PrincipalDep, RuntimeDep, ShutdownDep, problems
 from api.schemas import ChangesOut
+from api.serving import ServerShutdown
 from authz.domain.errors import Invalid, Unavailable
 from authz.domain.limits import MAX_STORED_INT
 from authz.services import changes
@@ -20,12 +21,13 @@ router = APIRouter(prefix="/v1", tags=["changes"])
 EVENT_STREAM = "text/event-stream"
 
 
-async def _newer_than(runtime: Runtime, revision: int, timeout: float) -> bool:
-    """Until this replica has a revision after `revision` (True) or `timeout` passes (False).
+async def _newer_than(runtime: Runtime, revision: int, timeout: float, shutdown: ServerShutdown) -> bool:
+    """Until this replica has a revision after `revision` (True), or `timeout` passes or the server
+    begins to stop (False).
 
     `Replica.reached` parks a future on the event loop: a waiting feed holds no thread.
     """
-    return await runtime.replica.reached(revision + 1, timeout) is not None
+    return await shutdown.unless_begun(runtime.replica.reached(revision + 1, timeout)) is not None
 
 
 def _last_event_id(value: str | None) -> int | None:
@@ -43,6 +45,7 @@ def _last_event_id(value: str | None) -> int | None:
 async def read_changes(
     request: Request,
     runtime: RuntimeDep,
+    shutdown: ShutdownDep,
     principal: PrincipalDep,
     after: Annotated[int, Query(ge=0, le=MAX_STORED_INT, description="changes with a greater revision")] = 0,
     limit: Annotated[int, Query(ge=1, le=changes.MAX_LIMIT)] = changes.DEFAULT_LIMIT,
@@ -58,23 +61,25 @@ async def read_changes(
     page = await anyio.to_thread.run_sync(changes.read_changes, runtime, after, limit)  # 503 now if no database
     if accept is not None and EVENT_STREAM in accept:
         return StreamingResponse(
-            _events(runtime, page, limit), media_type=EVENT_STREAM,
+            _events(runtime, shutdown, page, limit), media_type=EVENT_STREAM,
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
     if not page.changes and wait > 0:
         wait = min(wait, runtime.settings.changes_max_wait)
-        if await _newer_than(runtime, after, wait):
+        if await _newer_than(runtime, after, wait, shutdown):
             page = await anyio.to_thread.run_sync(changes.read_changes, runtime, after, limit)
     body = {"changes": [change.to_json() for change in page.changes], "next_after": page.next_after}
     return Response(orjson.dumps(body), media_type="application/json")
 
 
-async def _events(runtime: Runtime, page: changes.ChangePage, limit: int) -> AsyncIterator[bytes]:
+async def _events(runtime: Runtime, shutdown: ServerShutdown, page: changes.ChangePage,
+                  limit: int) -> AsyncIterator[bytes]:
     """The changes of `page` and every later one as events (`id:` the revision), as they commit.
 
-    Ends when the client goes away (Starlette cancels it), or when the database does (the
-    client reconnects with Last-Event-ID and loses nothing); a comment line every
-    `changes_keepalive` seconds keeps proxies from closing an idle stream.
+    Ends when the client goes away (Starlette cancels it), when the database does, or when
+    the server begins to stop (api.serving); the client reconnects with Last-Event-ID and
+    loses nothing. A comment line every `changes_keepalive` seconds keeps proxies from
+    closing an idle stream.
     """
     yield b"retry: 1000\n\n"
     while True:
@@ -82,10 +87,14 @@ async def _events(runtime: Runtime, page: changes.ChangePage, limit: int) -> Asy
             yield b"id: %d\nevent: change\ndata: %s\n\n" % (change.revision, orjson.dumps(change.to_json()))
         position = page.next_after
         if len(page.changes) < limit:
-            if not await _newer_than(runtime, position, runtime.settings.changes_keepalive):
-                yield b": keep-alive\n\n"
+            if not await _newer_than(runtime, position, runtime.settings.changes_keepalive, shutdown):
+                if not shutdown.begun:
+                    yield b": keep-alive\n\n"
             elif not page.changes:
                 await anyio.sleep(0.05)  # newer, yet not visible to this read: a revision still committing
+        if shutdown.begun:
+            yield b": the server is shutting down; reconnect with Last-Event-ID\n\n"
+            return
         try:
             page = await anyio.to_thread.run_sync(changes.read_changes, runtime, position, limit)
         except Unavailable:

@@ -1,0 +1,78 @@
+"""Serving an app with uvicorn, and ending its waits for later revisions when the server stops.
+
+A change stream stays open for as long as its client reads, and a long poll for up to
+`changes_max_wait`. On a stop, uvicorn closes the listening socket and then waits
+`timeout_graceful_shutdown` for open responses before it cancels them mid-response. An open
+feed therefore held every stop of `authz serve` (a deploy, a restart) for the full timeout,
+and its follower then saw a broken response.
+
+Here the app hears of the stop first (`DrainingServer` sets the app's `ServerShutdown`). A
+stream ends with a comment saying why, and a long poll answers with what it has. Then the
+connections close, and uvicorn's own shutdown has nothing left to wait for. A client
+resumes from its last revision (Last-Event-ID, `after`) on a replica that is running, and
+loses nothing.
+"""
+
+import asyncio
+import sys
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+import uvicorn
+from fastapi import FastAPI
+from uvicorn.config import STARTUP_FAILURE
+
+T = TypeVar("T")
+
+
+class ServerShutdown:
+    """Set once, on the server's event loop, when the server begins to shut down."""
+
+    def __init__(self) -> None:
+        self._begun = asyncio.Event()
+
+    @property
+    def begun(self) -> bool:
+        return self._begun.is_set()
+
+    def begin(self) -> None:
+        self._begun.set()
+
+    async def unless_begun(self, waiting: Coroutine[Any, Any, T]) -> T | None:
+        """What `waiting` returns; or None as soon as the shutdown begins, and `waiting` is cancelled."""
+        task = asyncio.ensure_future(waiting)
+        begun = asyncio.ensure_future(self._begun.wait())
+        try:
+            done, _ = await asyncio.wait((task, begun), return_when=asyncio.FIRST_COMPLETED)
+        finally:  # also when the caller is cancelled (its client went away)
+            begun.cancel()
+            task.cancel()
+        return task.result() if task in done else None
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn's server; its shutdown first tells the app (`ServerShutdown.begin`)."""
+
+    def __init__(self, config: uvicorn.Config, shutdown: ServerShutdown) -> None:
+        super().__init__(config)
+        self._app_shutdown = shutdown
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        # Before uvicorn closes the listening sockets, without an await in between: a waiting
+        # response wakes only after they are closed, so its client cannot reconnect to this server.
+        self._app_shutdown.begin()
+        await super().shutdown(sockets=sockets)
+
+
+def serve(app: FastAPI, options: dict[str, Any], *, host: str | None = None, port: int | None = None,
+          sockets: list[Any] | None = None) -> None:
+    """Run `app` until the server is stopped, on `host`:`port` or on the bound `sockets` (`--workers`).
+
+    As `uvicorn.run`, it exits with uvicorn's start-up failure status if the server never
+    started (e.g. the port is taken).
+    """
+    address: dict[str, Any] = {} if sockets else {"host": host, "port": port}
+    server = DrainingServer(uvicorn.Config(app, **address, **options), app.state.shutdown)
+    server.run(sockets=sockets)
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
