@@ -20,7 +20,6 @@ from urllib.parse import quote
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -38,6 +37,7 @@ from tests.conftest import (
     service_key,
 )
 from tests.hypothesis_budget import examples
+from tests.keys import rsa_key
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False, allow_infinity=False)
@@ -135,7 +135,7 @@ def fuzzed(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     else:
         url = fresh_postgres(request)
     app_settings = make_settings(url, max_body_bytes=LIMIT, mail_sender=False, min_revision_wait=0)
-    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_key = rsa_key("fuzzed issuer")
     (folder / "jwt.pem").write_bytes(private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     rsa_settings = make_settings(url, max_body_bytes=LIMIT, mail_sender=False, jwt_secret=None,

@@ -15,12 +15,13 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from api.auth import TokenVerifier
 from api.oidc_keys import UNKNOWN_KID_REFRESH_GAP, KeyUnavailable, OidcProvider
 from api.problems import Unauthenticated
+from tests.keys import rsa_key
 
 ISSUER = "https://id.example/realms/planqk"
 
@@ -29,7 +30,7 @@ class FakeProvider:
     """Discovery and JWKS over a MockTransport; counts JWKS reads; keys can be swapped or broken."""
 
     def __init__(self) -> None:
-        self.keys: dict[str, Any] = {"k1": rsa.generate_private_key(public_exponent=65537, key_size=2048)}
+        self.keys: dict[str, Any] = {"k1": rsa_key("provider")}
         self.jwks_reads = 0
         self.down = False
         self.issuer = ISSUER
@@ -92,7 +93,7 @@ def test_a_provider_token_is_verified_with_the_key_of_its_kid(provider: OidcProv
 def test_a_key_rotation_needs_no_restart(provider: OidcProvider, fake: FakeProvider) -> None:
     api = verifier(provider)
     api.verify(fake.token("k1"), None)
-    fake.keys = {"k2": rsa.generate_private_key(public_exponent=65537, key_size=2048)}  # the provider rotates
+    fake.keys = {"k2": rsa_key("rotated")}  # the provider rotates
     assert api.verify(fake.token("k2"), None).id == "alice"  # unknown kid: the JWKS is read again
     assert fake.jwks_reads == 2
 
@@ -100,7 +101,7 @@ def test_a_key_rotation_needs_no_restart(provider: OidcProvider, fake: FakeProvi
 def test_made_up_kids_do_not_hammer_the_provider(provider: OidcProvider, fake: FakeProvider, clock: Clock) -> None:
     api = verifier(provider)
     good = fake.token("k1")
-    forged_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    forged_key = rsa_key("forger")
     for number in range(20):
         forged = jwt.encode({"sub": "mallory", "iss": ISSUER, "exp": int(time.time()) + 60}, forged_key,
                             algorithm="RS256", headers={"kid": f"nope-{number}"})
@@ -123,7 +124,7 @@ def test_keys_are_refreshed_on_a_schedule_and_kept_while_the_provider_is_down(
     fake.down = True
     assert api.verify(fake.token("k1"), None).id == "alice"  # old keys kept: no mass log-out
     fake.down = False
-    fake.keys["k3"] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    fake.keys["k3"] = rsa_key("added")
     clock.now += 3600
     assert provider.key_for("k3").kid == "k3"  # picked up by the scheduled refresh
     assert fake.jwks_reads == 2  # answered reads: the first, and the scheduled one after the outage

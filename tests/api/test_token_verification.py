@@ -2,6 +2,7 @@
 and the claims of a verified token are data, validated like ids (class 3)."""
 
 import base64
+import functools
 import json
 import time
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -24,6 +25,7 @@ from authz.settings import Settings
 from authz.store.tables import OutboxMessage
 from tests.app_client import AppClient
 from tests.conftest import BILLING, JWT_SECRET, ONE_DATABASE, auth, create_org, make_settings, user_token
+from tests.keys import rsa_key
 
 ORG = "org_" + "a" * 24
 # One request per kind of endpoint: a read, the decision API, forward-auth and a write.
@@ -51,18 +53,22 @@ def pem(private_key: Any) -> bytes:
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-KEYS: dict[str, tuple[Any, str]] = {
-    "rsa": (rsa.generate_private_key(public_exponent=65537, key_size=2048), "RS256"),
-    "ec": (ec.generate_private_key(ec.SECP256R1()), "ES256"),
-    "ed25519": (ed25519.Ed25519PrivateKey.generate(), "EdDSA"),
-}
+ALGORITHMS = {"rsa": "RS256", "ec": "ES256", "ed25519": "EdDSA"}
 
 
-@pytest.fixture(params=sorted(KEYS))
+@functools.cache
+def issuer_key(kind: str) -> Any:
+    """The issuer's private key of this type, made at its first use (not by every worker collecting)."""
+    if kind == "rsa":
+        return rsa_key("issuer")
+    return ec.generate_private_key(ec.SECP256R1()) if kind == "ec" else ed25519.Ed25519PrivateKey.generate()
+
+
+@pytest.fixture(params=sorted(ALGORITHMS))
 def keyed(request: pytest.FixtureRequest, database_url: str, runtime: Runtime,
           tmp_path: Path) -> Iterator[tuple[TestClient, Any, str]]:
     """A client of an app verifying user tokens with a public key of one type."""
-    private_key, algorithm = KEYS[request.param]
+    private_key, algorithm = issuer_key(request.param), ALGORITHMS[request.param]
     path = tmp_path / "jwt.pem"
     path.write_bytes(pem(private_key))
     settings = make_settings(database_url, jwt_secret=None, jwt_public_key=path)
@@ -88,7 +94,7 @@ def forged_tokens(private_key: Any, algorithm: str) -> dict[str, str]:
     """Tokens that must never verify against the public key of `private_key`."""
     public_pem = pem(private_key)
     other = {"RS256": "ES256", "ES256": "RS256", "EdDSA": "ES256"}[algorithm]
-    other_key = ec.generate_private_key(ec.SECP256R1()) if other == "ES256" else KEYS["rsa"][0]
+    other_key = ec.generate_private_key(ec.SECP256R1()) if other == "ES256" else issuer_key("rsa")
     unknown_crit = jwt.encode(claims(), private_key, algorithm=algorithm,
                               headers={"crit": ["x-unknown"], "x-unknown": 1})
     return {
@@ -226,7 +232,7 @@ def test_a_certificate_pem_verifies_with_its_public_key(database_url: str, runti
     from cryptography.hazmat.primitives import hashes
     from cryptography.x509.oid import NameOID
 
-    private_key = KEYS["rsa"][0]
+    private_key = issuer_key("rsa")
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "id.example")])
     now = datetime.datetime.now(datetime.UTC)
     certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(private_key.public_key())
