@@ -1,16 +1,17 @@
 """Serving an app with uvicorn, and ending its waits for later revisions when the server stops.
 
-A change stream stays open for as long as its client reads, and a long poll for up to
-`changes_max_wait`. On a stop, uvicorn closes the listening socket and then waits
-`timeout_graceful_shutdown` for open responses before it cancels them mid-response. An open
-feed therefore held every stop of `authz serve` (a deploy, a restart) for the full timeout,
-and its follower then saw a broken response.
+A change stream stays open for as long as its client reads, a long poll for up to
+`changes_max_wait`, and a check for its `min_revision` up to `min_revision_wait`. On a stop,
+uvicorn closes the listening socket and then waits `timeout_graceful_shutdown` for open
+responses before it cancels them mid-response. An open feed therefore held every stop of
+`authz serve` (a deploy, a restart) for the full timeout, and its follower then saw a
+broken response.
 
 Here the app hears of the stop first (`DrainingServer` sets the app's `ServerShutdown`). A
-stream ends with a comment saying why, and a long poll answers with what it has. Then the
-connections close, and uvicorn's own shutdown has nothing left to wait for. A client
-resumes from its last revision (Last-Event-ID, `after`) on a replica that is running, and
-loses nothing.
+stream ends with a comment saying why, a long poll answers with what it has, and a waiting
+check answers 503. Then the connections close, and uvicorn's own shutdown has nothing left
+to wait for. A client resumes from its last revision (Last-Event-ID, `after`), or retries,
+on a replica that is running, and loses nothing.
 """
 
 import asyncio

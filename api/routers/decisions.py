@@ -17,6 +17,7 @@ from api.schemas import (
     ListSubjectsBody,
     ListSubjectsOut,
 )
+from api.serving import ServerShutdown
 from api.staleness import require_fresh
 from authz.domain import ids
 from authz.domain.errors import Unavailable
@@ -46,7 +47,9 @@ def _default_context(principal: Principal, header: str | None) -> str | None:
 async def ready_snapshot(request: Request, runtime: Runtime, min_revision: int | None) -> Snapshot:
     """The snapshot to answer from: fail closed when stale; with `min_revision`, wait (bounded) for it.
 
-    The wait parks a future on the event loop (`Replica.reached`): it holds no thread.
+    The wait parks a future on the event loop (`Replica.reached`): it holds no thread. It
+    ends with a 503 when the server begins to stop (api.serving), so the caller retries on
+    a replica that is running instead of being cut off.
     """
     require_fresh(runtime)
     snapshot = runtime.replica.snapshot
@@ -55,7 +58,10 @@ async def ready_snapshot(request: Request, runtime: Runtime, min_revision: int |
     follower = getattr(request.app.state, "follower", None)
     if follower is not None:
         follower.wake()  # read the changelog now rather than at the next poll
-    reached = await runtime.replica.reached(min_revision, runtime.settings.min_revision_wait)
+    shutdown: ServerShutdown = request.app.state.shutdown
+    reached = await shutdown.unless_begun(runtime.replica.reached(min_revision, runtime.settings.min_revision_wait))
+    if reached is None and shutdown.begun:
+        raise Unavailable("this replica is shutting down; retry on another")
     if reached is None:
         raise Unavailable(
             f"this replica is at revision {runtime.replica.revision}, behind the requested {min_revision}; "

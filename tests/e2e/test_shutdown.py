@@ -1,4 +1,5 @@
-"""Stopping `authz serve` while followers read: event streams and long polls end at once, and cleanly.
+"""Stopping `authz serve` while clients wait for later revisions: event streams, long polls and checks
+with a `min_revision` end at once, and cleanly.
 
 Before api.serving, each stop with a follower connected lasted uvicorn's whole
 `timeout_graceful_shutdown`, and then the open responses were cancelled mid-stream.
@@ -77,19 +78,23 @@ def _stop(server: ServerProcess) -> float:
     return time.monotonic() - started
 
 
-def test_a_stop_ends_an_open_stream_and_a_long_poll_at_once(tmp_path: Path) -> None:
-    server = start_authz(tmp_path / "authz")
+def test_a_stop_ends_an_open_stream_a_long_poll_and_a_check_waiting_for_a_revision_at_once(tmp_path: Path) -> None:
+    server = start_authz(tmp_path / "authz", {"AUTHZ_MIN_REVISION_WAIT": "25"})
     try:
-        key, revision = create_service_key(server, "changes:read")
+        key, revision = create_service_key(server, "changes:read", "check")
         wait_for_revision(server, revision)
+        feed = {"Authorization": f"Bearer {key}"}
         opened = threading.Event()
         stream = InBackground(lambda: _stream_lines(server.url, key, revision, opened))
         poll = InBackground(lambda: httpx.get(f"{server.url}/v1/changes", params={"after": revision, "wait": 25},
-                                              headers={"Authorization": f"Bearer {key}"}, timeout=30))
-        stream.start()
-        poll.start()
+                                              headers=feed, timeout=30))
+        check = InBackground(lambda: httpx.post(f"{server.url}/v1/check", headers=feed, timeout=30, json={
+            "subject": "user:ann", "action": "read", "resource": {"type": "algorithm"},
+            "min_revision": revision + 1000}))
+        for request in (stream, poll, check):
+            request.start()
         assert opened.wait(10)
-        wait_until(lambda: _waiting(server) == 2, timeout=10, what="the stream and the poll waiting")
+        wait_until(lambda: _waiting(server) == 3, timeout=10, what="the stream, the poll and the check waiting")
 
         took = _stop(server)
 
@@ -99,6 +104,11 @@ def test_a_stop_ends_an_open_stream_and_a_long_poll_at_once(tmp_path: Path) -> N
         answered = poll.outcome()
         assert answered.status_code == 200
         assert answered.json() == {"changes": [], "next_after": revision}
+        # The check is refused as by any replica that cannot answer: its client retries on another.
+        refused = check.outcome()
+        assert refused.status_code == 503
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert "shutting down" in refused.json()["detail"]
         assert CANCELLED not in server.log_text()
         assert took < UVICORN_OPTIONS["timeout_graceful_shutdown"]
     finally:
