@@ -90,21 +90,24 @@ class ForkedProcess:
         self.send_signal(signal.SIGKILL)
 
 
-def fork_cli(argv: Sequence[str], env: Mapping[str, str], *, cwd: Path, log_path: Path) -> ForkedProcess:
-    """Start `authz ARGV...` with exactly `env` in `cwd`, stdout and stderr appended to `log_path`."""
+def fork_cli(argv: Sequence[str], env: Mapping[str, str], *, cwd: Path, log_path: Path,
+             stderr_path: Path | None = None) -> ForkedProcess:
+    """Start `authz ARGV...` with exactly `env` in `cwd`, stdout (and stderr, unless `stderr_path` is
+    given) appended to `log_path`."""
+    paths = (str(log_path), str(stderr_path or log_path))
     # Daemonic: the worker's exit stops a child a failed test left running, instead of waiting for it.
-    process = _CONTEXT.Process(target=_run_cli, args=(list(argv), dict(env), str(cwd), str(log_path)), daemon=True)
+    process = _CONTEXT.Process(target=_run_cli, args=(list(argv), dict(env), str(cwd), paths), daemon=True)
     process.start()
     return ForkedProcess(process, argv)
 
 
-def _run_cli(argv: list[str], env: dict[str, str], cwd: str, log_path: str) -> None:
+def _run_cli(argv: list[str], env: dict[str, str], cwd: str, output_paths: tuple[str, str]) -> None:
     """In the child: become what `python -m authz.cli ARGV` started in `cwd` with `env` would be."""
     os.setsid()  # like a process of its own: no signal meant for the test run's terminal
-    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
+    for descriptor, path in zip((1, 2), output_paths, strict=True):
+        output = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(output, descriptor)
+        os.close(output)
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)

@@ -16,7 +16,7 @@ import os
 import signal
 import socket
 import subprocess
-import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -87,11 +87,16 @@ class ServerProcess:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def cli(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        """Run `authz ARGS...` with this server's settings (same database, same secret)."""
-        return subprocess.run(
-            [sys.executable, "-m", "authz.cli", *args], env=self.env, cwd=self.workdir,
-            capture_output=True, text=True, timeout=timeout, check=False,
-        )
+        """Run `authz ARGS...` with this server's settings (same database, same secret), forked as
+        `start_cli` starts it; its stdout and stderr apart, as `subprocess.run` captures them."""
+        with tempfile.TemporaryDirectory(prefix="authz-cli-") as scratch:
+            stdout, stderr = Path(scratch, "stdout"), Path(scratch, "stderr")
+            process = fork_cli(args, self.env, cwd=self.workdir, log_path=stdout, stderr_path=stderr)
+            try:
+                returncode = process.wait(timeout)
+            finally:
+                process.kill()  # only if still running: after the timeout
+            return subprocess.CompletedProcess(["authz", *args], returncode, stdout.read_text(), stderr.read_text())
 
     def stop(self) -> None:
         stop_process(self.process)
