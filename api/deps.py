@@ -21,6 +21,7 @@ def get_runtime(request: Request) -> Runtime:
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+PrincipalDep = Annotated[Principal, Depends(authenticate)]
 
 
 def get_shutdown(request: Request) -> ServerShutdown:
@@ -29,7 +30,6 @@ def get_shutdown(request: Request) -> ServerShutdown:
 
 
 ShutdownDep = Annotated[ServerShutdown, Depends(get_shutdown)]
-PrincipalDep = Annotated[Principal, Depends(authenticate)]
 
 
 def user_principal(principal: PrincipalDep) -> Principal:

@@ -27,26 +27,37 @@ T = TypeVar("T")
 
 
 class ServerShutdown:
-    """Set once, on the server's event loop, when the server begins to shut down."""
+    """Begun once, on the server's event loop, when the server begins to shut down.
+
+    Bound to no event loop itself (an `asyncio.Event` is, at its first wait): a test may run
+    the same app under one event loop after another.
+    """
 
     def __init__(self) -> None:
-        self._begun = asyncio.Event()
+        self._begun = False
+        self._waiters: set[asyncio.Future[None]] = set()
 
     @property
     def begun(self) -> bool:
-        return self._begun.is_set()
+        return self._begun
 
     def begin(self) -> None:
-        self._begun.set()
+        self._begun = True
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def unless_begun(self, waiting: Coroutine[Any, Any, T]) -> T | None:
         """What `waiting` returns; or None as soon as the shutdown begins, and `waiting` is cancelled."""
         task = asyncio.ensure_future(waiting)
-        begun = asyncio.ensure_future(self._begun.wait())
+        begun: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._begun:
+            begun.set_result(None)
+        self._waiters.add(begun)
         try:
             done, _ = await asyncio.wait((task, begun), return_when=asyncio.FIRST_COMPLETED)
         finally:  # also when the caller is cancelled (its client went away)
-            begun.cancel()
+            self._waiters.discard(begun)
             task.cancel()
         return task.result() if task in done else None
 

@@ -76,3 +76,18 @@ def test_an_error_of_the_wait_is_raised() -> None:
 
     with pytest.raises(LookupError, match="the replica failed"):
         asyncio.run(scenario())
+
+
+def test_the_same_app_may_wait_under_one_event_loop_after_another() -> None:
+    # As under two TestClients in turn: an asyncio.Event bound at its first wait refused the second loop.
+    shutdown = ServerShutdown()
+
+    async def one_wait() -> str | None:
+        async def newer() -> str:
+            await asyncio.sleep(0.01)
+            return "newer"
+
+        return await shutdown.unless_begun(newer())
+
+    assert asyncio.run(one_wait()) == "newer"
+    assert asyncio.run(one_wait()) == "newer"
