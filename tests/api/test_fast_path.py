@@ -13,13 +13,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from api.metrics import FAST_PATH_OUTCOMES
 from authz.domain.limits import MAX_STORED_INT
 from authz.services.runtime import Runtime
 from authz.settings import Settings
 from tests.conftest import ONE_DATABASE, add_member, auth, create_org, make_settings, service_key, user_token
+from tests.metrics import by_label
 
 pytestmark = ONE_DATABASE  # both paths answer from the replica: the database plays no part
 
@@ -43,10 +43,9 @@ def world(client: TestClient, runtime: Runtime) -> dict[str, Any]:
 
 def fast_path_counts(client: TestClient) -> dict[str, float]:
     """authz_fast_path_total by outcome, as /metrics exports it."""
-    for family in text_string_to_metric_families(client.get("/metrics").text):
-        if family.name == "authz_fast_path":
-            return {s.labels["outcome"]: s.value for s in family.samples if s.name == "authz_fast_path_total"}
-    raise AssertionError("authz_fast_path_total is not exported")
+    counts = by_label(client.get("/metrics").text, "authz_fast_path_total", "outcome")
+    assert counts, "authz_fast_path_total is not exported"
+    return counts
 
 
 def sent(client: TestClient, path: str, **request: Any) -> tuple[str, httpx.Response]:

@@ -6,7 +6,6 @@ Before api.serving, each stop with a follower connected lasted uvicorn's whole
 """
 
 import functools
-import re
 import signal
 import threading
 import time
@@ -18,6 +17,7 @@ import httpx
 import pytest
 
 from authz.cli import UVICORN_OPTIONS
+from tests.metrics import sample
 from tests.processes import ServerProcess, create_service_key, start_authz, wait_for_revision
 from tests.replicas.cluster import wait_until
 
@@ -64,10 +64,7 @@ def _stream_lines(url: str, key: str, after: int, opened: threading.Event) -> li
 
 def _waiting(server: ServerProcess) -> int:
     """How many requests wait for a later revision on the server (its authz_revision_waiters gauge)."""
-    text = httpx.get(server.url + "/metrics", timeout=5).text
-    found = re.search(r"^authz_revision_waiters (\S+)$", text, re.MULTILINE)
-    assert found is not None
-    return int(float(found.group(1)))
+    return int(sample(httpx.get(server.url + "/metrics", timeout=5).text, "authz_revision_waiters"))
 
 
 def _stop(server: ServerProcess) -> float:

@@ -22,6 +22,7 @@ from authz.services.runtime import Runtime
 from authz.services.service_keys import create_service_key
 from authz.store.tables import CasbinRule, Membership, Organization
 from tests.conftest import BILLING, POLICY_DIR, add_member, auth
+from tests.metrics import sample
 from tests.replicas.cluster import Cluster, ReplicaProcess, wait_until
 from tests.replicas.conftest import MAX_STALENESS, head_revision
 from tests.replicas.tcp_proxy import TcpProxy
@@ -356,7 +357,7 @@ def test_database_outage_fresh_answers_then_fail_closed_then_recovery(
         assert ready.status_code == 503
         assert "database unreachable" in ready.json()["reason"] and "changelog not read" in ready.json()["reason"]
         assert ready.json()["staleness_seconds"] > MAX_STALENESS
-    staleness = _metric(b.http.get("/metrics").text, "authz_staleness_seconds")
+    staleness = sample(b.http.get("/metrics").text, "authz_staleness_seconds")
     assert staleness > MAX_STALENESS
 
     proxy.restore()
@@ -392,10 +393,3 @@ def direct_remove(runtime: Runtime, org: str, user: str) -> int:
     revision = remove_member(runtime, Principal(kind="user", id=user), org, user).revision
     assert revision is not None
     return revision
-
-
-def _metric(text: str, name: str) -> float:
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics")

@@ -8,7 +8,6 @@ a few requests a second; a revoked key stays revoked; without the upstream, unkn
 are refused and known ones still work. On SQLite and PostgreSQL.
 """
 
-import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ import pytest
 
 from api.sidecar import FeedKeyCache
 from tests.conftest import BILLING, ONE_DATABASE, auth
+from tests.metrics import by_label
 from tests.processes import ServerProcess, create_service_key, revoke_service_key
 from tests.sidecar.feed_tap import FeedTap
 from tests.sidecar.process import SidecarProcess, feed_key, start_sidecar, upstream
@@ -57,9 +57,7 @@ def _garbage_key() -> str:
 
 
 def _catch_ups(sidecar: SidecarProcess) -> dict[str, float]:
-    text = httpx.get(sidecar.url + "/metrics", timeout=5).text
-    return {outcome: float(value) for outcome, value in
-            re.findall(r'^authz_sidecar_key_catch_ups_total\{outcome="(\w+)"\} (\S+)$', text, re.M)}
+    return by_label(httpx.get(sidecar.url + "/metrics", timeout=5).text, "authz_sidecar_key_catch_ups_total", "outcome")
 
 
 def test_a_key_created_while_the_stream_is_held_works_at_once(
