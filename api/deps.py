@@ -6,7 +6,6 @@ from fastapi import Depends, Header, Query, Request, Response
 
 from api.auth import authenticate
 from api.schemas import Problem
-from api.serving import ServerShutdown
 from authz.domain import ids
 from authz.domain.errors import Forbidden, Invalid, OutsiderNotFound
 from authz.domain.principal import Principal
@@ -22,14 +21,6 @@ def get_runtime(request: Request) -> Runtime:
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 PrincipalDep = Annotated[Principal, Depends(authenticate)]
-
-
-def get_shutdown(request: Request) -> ServerShutdown:
-    shutdown: ServerShutdown = request.app.state.shutdown
-    return shutdown
-
-
-ShutdownDep = Annotated[ServerShutdown, Depends(get_shutdown)]
 
 
 def user_principal(principal: PrincipalDep) -> Principal:

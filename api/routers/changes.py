@@ -9,7 +9,7 @@ import orjson
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from api.deps import PrincipalDep, RuntimeDep, ShutdownDep, problems
+from api.deps import PrincipalDep, RuntimeDep, problems
 from api.schemas import ChangesOut
 from api.serving import ServerShutdown
 from authz.domain.errors import Invalid, Unavailable
@@ -45,7 +45,6 @@ def _last_event_id(value: str | None) -> int | None:
 async def read_changes(
     request: Request,
     runtime: RuntimeDep,
-    shutdown: ShutdownDep,
     principal: PrincipalDep,
     after: Annotated[int, Query(ge=0, le=MAX_STORED_INT, description="changes with a greater revision")] = 0,
     limit: Annotated[int, Query(ge=1, le=changes.MAX_LIMIT)] = changes.DEFAULT_LIMIT,
@@ -55,6 +54,7 @@ async def read_changes(
 ) -> Response:
     """The changelog's deltas in order, one per revision; `Accept: text/event-stream` streams them."""
     changes.require_feed_reader(principal)
+    shutdown: ServerShutdown = request.app.state.shutdown
     resume = _last_event_id(last_event_id)
     if resume is not None:
         after = max(after, resume)
