@@ -5,13 +5,11 @@ Before api.serving, each stop with a follower connected lasted uvicorn's whole
 `timeout_graceful_shutdown`, and then the open responses were cancelled mid-stream.
 """
 
-import functools
 import signal
 import threading
 import time
-from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -25,29 +23,7 @@ pytestmark = pytest.mark.e2e
 
 GOODBYE = ": the server is shutting down; reconnect with Last-Event-ID"
 CANCELLED = "timeout graceful shutdown exceeded"  # what uvicorn logs when it cancels what still runs
-
-
-class InBackground(threading.Thread):
-    """Runs `work` on a thread of its own; `outcome()` is what it returned (or raises what it raised)."""
-
-    def __init__(self, work: Callable[[], Any]) -> None:
-        super().__init__(daemon=True)
-        self._work = work
-        self._result: Any = None
-        self._error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._result = self._work()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test by outcome()
-            self._error = exc
-
-    def outcome(self, timeout: float = 15.0) -> Any:
-        self.join(timeout)
-        assert not self.is_alive(), "still waiting after the server stopped"
-        if self._error is not None:
-            raise self._error
-        return self._result
+ENDED = 15.0  # seconds a request may take to end after the stop: far more than it needs
 
 
 def _stream_lines(url: str, key: str, after: int, opened: threading.Event) -> list[str]:
@@ -82,27 +58,26 @@ def test_a_stop_ends_an_open_stream_a_long_poll_and_a_check_waiting_for_a_revisi
         wait_for_revision(server, revision)
         feed = {"Authorization": f"Bearer {key}"}
         opened = threading.Event()
-        stream = InBackground(lambda: _stream_lines(server.url, key, revision, opened))
-        poll = InBackground(lambda: httpx.get(f"{server.url}/v1/changes", params={"after": revision, "wait": 25},
-                                              headers=feed, timeout=30))
-        check = InBackground(lambda: httpx.post(f"{server.url}/v1/check", headers=feed, timeout=30, json={
-            "subject": "user:ann", "action": "read", "resource": {"type": "algorithm"},
-            "min_revision": revision + 1000}))
-        for request in (stream, poll, check):
-            request.start()
-        assert opened.wait(10)
-        wait_until(lambda: _waiting(server) == 3, timeout=10, what="the stream, the poll and the check waiting")
+        with ThreadPoolExecutor(max_workers=3) as background:
+            stream = background.submit(_stream_lines, server.url, key, revision, opened)
+            poll = background.submit(httpx.get, f"{server.url}/v1/changes", params={"after": revision, "wait": 25},
+                                     headers=feed, timeout=30)
+            check = background.submit(httpx.post, f"{server.url}/v1/check", headers=feed, timeout=30, json={
+                "subject": "user:ann", "action": "read", "resource": {"type": "algorithm"},
+                "min_revision": revision + 1000})
+            assert opened.wait(10)
+            wait_until(lambda: _waiting(server) == 3, timeout=10, what="the stream, the poll and the check waiting")
 
-        took = _stop(server)
+            took = _stop(server)
 
-        # The stream ends with a line saying why (its client resumes elsewhere), not broken off.
-        assert stream.outcome()[-2:] == [GOODBYE, ""]
-        # The long poll answers with what there is: nothing newer, and where to go on from.
-        answered = poll.outcome()
+            # The stream ends with a line saying why (its client resumes elsewhere), not broken off.
+            assert stream.result(ENDED)[-2:] == [GOODBYE, ""]
+            # The long poll answers with what there is: nothing newer, and where to go on from.
+            answered = poll.result(ENDED)
+            # The check is refused as by any replica that cannot answer: its client retries on another.
+            refused = check.result(ENDED)
         assert answered.status_code == 200
         assert answered.json() == {"changes": [], "next_after": revision}
-        # The check is refused as by any replica that cannot answer: its client retries on another.
-        refused = check.outcome()
         assert refused.status_code == 503
         assert refused.headers["content-type"] == "application/problem+json"
         assert "shutting down" in refused.json()["detail"]
@@ -117,17 +92,16 @@ def test_with_forked_workers_a_stop_ends_every_open_stream_at_once(tmp_path: Pat
     try:
         key, revision = create_service_key(server, "changes:read")
         wait_for_revision(server, revision)
-        streams = []
-        for _ in range(4):  # on whichever worker takes each
-            opened = threading.Event()
-            stream = InBackground(functools.partial(_stream_lines, server.url, key, revision, opened))
-            stream.start()
-            assert opened.wait(10)
-            streams.append(stream)
+        with ThreadPoolExecutor(max_workers=4) as background:
+            streams = []
+            for _ in range(4):  # on whichever worker takes each
+                opened = threading.Event()
+                streams.append(background.submit(_stream_lines, server.url, key, revision, opened))
+                assert opened.wait(10)
 
-        took = _stop(server)
+            took = _stop(server)
 
-        assert [stream.outcome()[-2:] for stream in streams] == [[GOODBYE, ""]] * 4
+            assert [stream.result(ENDED)[-2:] for stream in streams] == [[GOODBYE, ""]] * 4
         assert CANCELLED not in server.log_text()
         assert took < UVICORN_OPTIONS["timeout_graceful_shutdown"]
     finally:
