@@ -175,7 +175,9 @@ def test_requests_waiting_for_a_revision_hold_no_thread(waiting_settings: Settin
     """300 checks waiting for a far-future revision (more than the worker threads) while /v1/me answers.
 
     With a thread per wait, /v1/me would queue behind them until their waits end; it must
-    answer while every one of them is still waiting.
+    answer while every one of them is still waiting. The waits are then ended by the server's
+    shutdown, as a stop ends them (a wait that runs out is test_min_revision_ahead_of_the_replica_is_503):
+    the long bound gives 300 requests time to park on a loaded machine, without being sat out.
     """
     app = create_app(waiting_settings, waiting_runtime)
 
@@ -190,11 +192,15 @@ def test_requests_waiting_for_a_revision_hold_no_thread(waiting_settings: Settin
             assert waiting_runtime.replica.waiting() == 300, "the checks never all parked"
             me = await http.get("/v1/me", headers=auth("alice"))
             pending_while_answered = not any(task.done() for task in waits)
-            statuses = [response.status_code for response in await asyncio.gather(*waits)]
+            app.state.shutdown.begin()
+            responses = await asyncio.wait_for(asyncio.gather(*waits), timeout=2)
+            statuses = [response.status_code for response in responses]
+            assert {response.json()["detail"] for response in responses} == {
+                "this replica is shutting down; retry on another"}
             assert me.status_code == 200
             return statuses, pending_while_answered
 
     with AppClient(app):  # runs the lifespan (runtime, follower)
         statuses, pending_while_answered = asyncio.run(scenario())
     assert pending_while_answered
-    assert set(statuses) == {503}  # the revision never came: bounded wait, then 503
+    assert set(statuses) == {503}
