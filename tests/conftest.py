@@ -126,12 +126,19 @@ def pytest_collection(session: pytest.Session) -> Generator[None, object, object
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark what starts processes or a browser `e2e` (tests/e2e, tests/replicas, tests/history, or a test
     that asks for a running server: `authz_server`, `cluster`, or a `server` fixture, which is always an
-    `authz serve` process), so `make test-fast` can leave them out."""
+    `authz serve` process), so `make test-fast` can leave them out.
+
+    The `e2e` tests run first. They are the long ones (a server killed and restarted, a sidecar past its
+    staleness bound: seconds of waiting each), and pytest-xdist hands tests out in this order: one of
+    them started last kept a worker busy for 10 s after the others had finished. Started first, their
+    waits overlap the other tests' work, and the run ends on short tests.
+    """
     slow_dirs = {"e2e", "replicas", "history"}
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if slow_dirs & set(item.path.parts) or fixtures & {"authz_server", "cluster", "server"}:
             item.add_marker(pytest.mark.e2e)
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)  # stable: each file's order is kept
     for item in items:  # without xdist the marks change nothing
         _keep_shared_fixtures_on_one_worker(item)
 
