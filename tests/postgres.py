@@ -4,6 +4,7 @@ Each caller gets a new database with a unique name, so parallel test runs never 
 and drops it afterwards. Never touches the server itself (no restarts, no settings).
 """
 
+import functools
 import os
 import secrets
 from collections.abc import Iterator, Sequence
@@ -13,7 +14,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, Table, delete, insert, select, text
+from sqlalchemy import Engine, Table, insert, select, text
 from sqlalchemy.engine import make_url
 
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -79,6 +80,8 @@ class Contents:
     once (migrated, the shipped policy applied), which `restore` puts back by deleting what the
     previous test wrote and inserting the captured rows again. Deleting a test's few rows takes
     milliseconds where TRUNCATE of every table took 0.2-0.4 s, and no test applies the policy again.
+    The deletes and the sequences' positions go as one script, in one round trip: a statement each
+    (about 20) took 6 ms of CPU per test, the script 3 ms.
     """
 
     tables: tuple[Table, ...]
@@ -98,11 +101,16 @@ class Contents:
 
     def restore(self, engine: Engine) -> None:
         with engine.begin() as conn:
-            for table in reversed(self.tables):  # children first: no foreign key refuses a delete
-                conn.execute(delete(table))
+            conn.exec_driver_sql(self._reset_script)
             for table in self.tables:
                 if self.rows[table.name]:
                     conn.execute(insert(table), self.rows[table.name])
-            for name, (value, called) in self.sequences.items():
-                conn.execute(text("SELECT setval(CAST(:name AS regclass), :value, :called)"),
-                             {"name": f'"{name}"', "value": value, "called": called})
+
+    @functools.cached_property
+    def _reset_script(self) -> str:
+        """Every table emptied, children first (no foreign key refuses a delete), and every sequence
+        back at its captured position. The names are the schema's own, quoted; the values are ints."""
+        deletes = [f'DELETE FROM "{table.name}"' for table in reversed(self.tables)]
+        positions = [f"SELECT setval('\"{name}\"', {value:d}, {'true' if called else 'false'})"
+                     for name, (value, called) in self.sequences.items()]
+        return "; ".join(deletes + positions)
