@@ -107,7 +107,8 @@ def create_sidecar_app(settings: Settings, upstream: str, key: str, *,
     runtime = Runtime(settings=settings, database=cast(Database, NoDatabase(upstream)), replica=Replica(),
                       cursors=CursorCodec(derive_key(cursor_key, "paging cursors")))
 
-    follower, feed = follow_upstream(runtime.replica, upstream, key, read_timeout=max(60.0, settings.max_staleness))
+    follower, feed = follow_upstream(runtime.replica, upstream, key, read_timeout=max(60.0, settings.max_staleness),
+                                     max_backoff=settings.upstream_max_backoff)
     key_cache = FeedKeyCache(feed, metrics)
 
     @asynccontextmanager

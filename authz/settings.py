@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     # Following the changelog (several replicas on one PostgreSQL).
     sync_poll_interval: float = Field(default=1.0, gt=0, le=60)
     max_staleness: float = Field(default=60.0, gt=0)
+    # The sidecar: after its upstream is lost, it retries 0.1 s later, doubling up to this (jittered).
+    upstream_max_backoff: float = Field(default=5.0, gt=0, le=300, description="seconds")
 
     # Invitations and mail.
     invitation_ttl: int = Field(default=7 * 24 * 3600, ge=60, le=30 * 24 * 3600, description="seconds")

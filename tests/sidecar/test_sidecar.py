@@ -198,7 +198,8 @@ def test_min_revision_reads_your_writes_through_the_sidecar(upstream: ServerProc
 
 
 def test_the_upstream_killed_and_restarted(tmp_path: Path, upstream: ServerProcess, feed_key: str) -> None:
-    sidecar = start_sidecar(tmp_path / "sidecar", upstream, feed_key, {"AUTHZ_MAX_STALENESS": "4"})
+    sidecar = start_sidecar(tmp_path / "sidecar", upstream, feed_key,
+                            {"AUTHZ_MAX_STALENESS": "4", "AUTHZ_UPSTREAM_MAX_BACKOFF": "0.5"})
     try:
         with httpx.Client(base_url=upstream.url, timeout=10) as central:
             created = central.post("/v1/organizations", json={"name": "Lab", "billing_address": BILLING},
