@@ -214,6 +214,7 @@ def test_the_journey_from_sign_in_to_a_demoted_member(browser: Any, server: Serv
     expect(alice.get_by_role("link", name=link)).to_have_count(1)
     shown = alice.locator("article.mail pre").first.inner_text()
     assert shown.startswith("Hello,\n\n") and f"\n\n{link}\n\n" in shown  # the email's lines, as sent
+    assert not shown.endswith("\n\n"), repr(shown[-40:])  # and no blank line after the last
     screenshot(alice, "15-dev-mailbox")
     log = server.log_text()
     assert IBM_SECRET not in log
