@@ -16,6 +16,12 @@ async def _parked(cancelled: list[bool]) -> str:
     return "newer"
 
 
+async def _newer() -> str:
+    """A wait that the replica's next revision ends soon."""
+    await asyncio.sleep(0.01)
+    return "newer"
+
+
 def test_a_wait_ends_with_none_when_the_shutdown_begins_and_is_cancelled() -> None:
     async def scenario() -> tuple[str | None, list[bool]]:
         shutdown, cancelled = ServerShutdown(), list[bool]()
@@ -32,11 +38,7 @@ def test_a_wait_ends_with_none_when_the_shutdown_begins_and_is_cancelled() -> No
 
 def test_a_wait_that_ends_first_gives_its_result() -> None:
     async def scenario() -> str | None:
-        async def newer() -> str:
-            await asyncio.sleep(0.01)
-            return "newer"
-
-        return await ServerShutdown().unless_begun(newer())
+        return await ServerShutdown().unless_begun(_newer())
 
     assert asyncio.run(scenario()) == "newer"
 
@@ -83,11 +85,7 @@ def test_the_same_app_may_wait_under_one_event_loop_after_another() -> None:
     shutdown = ServerShutdown()
 
     async def one_wait() -> str | None:
-        async def newer() -> str:
-            await asyncio.sleep(0.01)
-            return "newer"
-
-        return await shutdown.unless_begun(newer())
+        return await shutdown.unless_begun(_newer())
 
     assert asyncio.run(one_wait()) == "newer"
     assert asyncio.run(one_wait()) == "newer"

@@ -13,13 +13,19 @@ from tests.sidecar.process import start_sidecar
 pytestmark = pytest.mark.e2e
 
 
-class _RefusingUpstream(BaseHTTPRequestHandler):
-    """An upstream that answers every request 503, noting when each came."""
+class _RefusingUpstream(ThreadingHTTPServer):
+    """An upstream on a free port that answers every request 503, noting when each came."""
 
-    attempts: list[float]
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Refuse)
+        self.attempts: list[float] = []
+
+
+class _Refuse(BaseHTTPRequestHandler):
+    server: _RefusingUpstream
 
     def do_GET(self) -> None:
-        self.attempts.append(time.monotonic())
+        self.server.attempts.append(time.monotonic())
         self.send_response(503)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -34,9 +40,8 @@ def test_a_lost_upstream_is_tried_again_at_most_upstream_max_backoff_apart(
 ) -> None:
     """Attempts start 0.1 s apart and double, jittered by 0.5-1.5, up to AUTHZ_UPSTREAM_MAX_BACKOFF: within
     4 s of the first, at 0.2 s that is 13 or more; doubling towards the default 5 s, 7 at most."""
-    attempts: list[float] = []
-    handler = type("Refusing", (_RefusingUpstream,), {"attempts": attempts})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = _RefusingUpstream()
+    attempts = server.attempts
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = {} if max_backoff is None else {"AUTHZ_UPSTREAM_MAX_BACKOFF": max_backoff}
     sidecar = start_sidecar(tmp_path / "sidecar", f"http://127.0.0.1:{server.server_port}", "azk_test", env,
