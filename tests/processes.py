@@ -95,7 +95,9 @@ class ServerProcess:
             try:
                 returncode = process.wait(timeout)
             finally:
-                process.kill()  # only if still running: after the timeout
+                if process.returncode is None:  # the timeout: stop it, and reap it
+                    process.kill()
+                    process.wait(5)
             return subprocess.CompletedProcess(["authz", *args], returncode, stdout.read_text(), stderr.read_text())
 
     def stop(self) -> None:
