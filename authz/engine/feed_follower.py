@@ -14,7 +14,7 @@ from typing import Any
 from authz.engine import transfer
 from authz.engine.replica import Replica, ServiceKeyRecord
 from authz_client.decisions import stream
-from authz_client.decisions.feed import FEED_PAGE, MAX_BACKOFF, FeedFollower, UpstreamRefused
+from authz_client.decisions.feed import FEED_PAGE, FeedFollower, UpstreamRefused
 from authz_client.decisions.stream import StreamSnapshot, json_loads
 
 CATCH_UP_PAGES = 10  # of FEED_PAGE changes: a replica further behind is the follower's to bring forward
@@ -84,8 +84,8 @@ class ReplicaFeed:
         return keys
 
 
-def follow_upstream(replica: Replica, upstream: str, key: str, *, read_timeout: float = 60.0,
-                    max_backoff: float = MAX_BACKOFF) -> tuple[FeedFollower, ReplicaFeed]:
+def follow_upstream(replica: Replica, upstream: str, key: str, *, read_timeout: float,
+                    max_backoff: float) -> tuple[FeedFollower, ReplicaFeed]:
     """A follower (not started) that keeps `replica` at the upstream's state, and its sink (to catch up with)."""
     feed = ReplicaFeed(replica)
     follower = FeedFollower(feed, upstream, key, user_agent="authz-sidecar", read_timeout=read_timeout,
